@@ -17,12 +17,17 @@
 //! - [`github`]: the only module that imports octocrab.
 //! - [`service`]: wires the parts for `ember-ci serve`, graceful shutdown.
 
+pub mod commands;
 pub mod config;
 pub mod dispatch;
 pub mod executor;
 pub mod github;
+pub mod logs;
 pub mod model;
+pub mod policy;
+pub mod run;
 pub mod scheduler;
 pub mod send;
 pub mod service;
+pub mod web;
 pub mod webhook;

@@ -1,0 +1,251 @@
+//! Capture of one job's output: a folder per job holding one text file per
+//! step (UTC-timestamped lines, masked, size-capped) and `job.json` with the
+//! request, step timings and outcome. Build and test output is data, so it
+//! goes here and not to tracing.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use serde::Serialize;
+use tracing::warn;
+
+use super::mask::Masker;
+use crate::executor::{StepObserver, StepResult};
+use crate::model::{JobId, JobOutcome, JobRequest, Step};
+use crate::scheduler::StepTracker;
+
+/// A runaway step cannot fill the disk: output past this is dropped, and the
+/// cut is marked in the file.
+pub const MAX_STEP_LOG_BYTES: u64 = 10 * 1024 * 1024;
+
+/// Summary written next to the step files.
+pub const JOB_SUMMARY_FILE: &str = "job.json";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepRecord {
+    pub step: Step,
+    pub file: String,
+    pub exit_code: Option<i64>,
+    pub duration_ms: u128,
+    pub note: Option<String>,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct JobSummary<'a> {
+    id: &'a JobId,
+    request: &'a JobRequest,
+    started_at: String,
+    finished_at: Option<String>,
+    steps: &'a [StepRecord],
+    outcome: Option<&'a JobOutcome>,
+    description: Option<String>,
+}
+
+struct OpenStep {
+    step: Step,
+    file: File,
+    name: String,
+    written: u64,
+    dropped: u64,
+    /// Bytes of an unfinished line, held so a secret split across two
+    /// chunks is still masked whole.
+    partial: Vec<u8>,
+}
+
+struct State {
+    current: Option<OpenStep>,
+    steps: Vec<StepRecord>,
+}
+
+/// Writes one job's logs; implements [`StepObserver`] for the executor.
+pub struct JobLog {
+    dir: PathBuf,
+    id: JobId,
+    request: JobRequest,
+    started_at: String,
+    masker: Arc<Masker>,
+    tracker: Option<StepTracker>,
+    state: Mutex<State>,
+}
+
+impl JobLog {
+    /// Creates `<jobs_dir>/<job id>/`.
+    pub fn create(
+        jobs_dir: &Path,
+        id: &JobId,
+        request: &JobRequest,
+        masker: Arc<Masker>,
+        tracker: Option<StepTracker>,
+    ) -> io::Result<Self> {
+        let dir = jobs_dir.join(id.as_str());
+        fs::create_dir_all(&dir)?;
+        let log = Self {
+            dir,
+            id: id.clone(),
+            request: request.clone(),
+            started_at: utc_now(),
+            masker,
+            tracker,
+            state: Mutex::new(State { current: None, steps: Vec::new() }),
+        };
+        log.write_summary(None)?;
+        Ok(log)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn masker(&self) -> &Masker {
+        &self.masker
+    }
+
+    /// Records the outcome in `job.json`.
+    pub fn finish(&self, outcome: &JobOutcome) {
+        self.close_current(None);
+        if let Err(err) = self.write_summary(Some(outcome)) {
+            warn!(job = %self.id, error = %err, "cannot write the job summary");
+        }
+    }
+
+    /// The recorded steps so far.
+    pub fn steps(&self) -> Vec<StepRecord> {
+        self.lock().steps.clone()
+    }
+
+    fn write_summary(&self, outcome: Option<&JobOutcome>) -> io::Result<()> {
+        let state = self.lock();
+        let summary = JobSummary {
+            id: &self.id,
+            request: &self.request,
+            started_at: self.started_at.clone(),
+            finished_at: outcome.map(|_| utc_now()),
+            steps: &state.steps,
+            outcome,
+            description: outcome.map(JobOutcome::description),
+        };
+        let json = serde_json::to_vec_pretty(&summary).map_err(io::Error::other)?;
+        let json = self.masker.mask(&String::from_utf8_lossy(&json));
+        write_atomically(&self.dir.join(JOB_SUMMARY_FILE), json.as_bytes())
+    }
+
+    fn open_step(&self, step: Step) -> io::Result<OpenStep> {
+        let index = self.lock().steps.len() + 1;
+        let name = format!("{index:02}-{step}.txt");
+        let file = File::create(self.dir.join(&name))?;
+        Ok(OpenStep { step, file, name, written: 0, dropped: 0, partial: Vec::new() })
+    }
+
+    fn close_current(&self, result: Option<&StepResult>) {
+        let mut state = self.lock();
+        let Some(mut open) = state.current.take() else { return };
+        let rest = std::mem::take(&mut open.partial);
+        if !rest.is_empty() {
+            self.write_line(&mut open, &rest);
+        }
+        if open.dropped > 0 {
+            let note = format!("[ember-ci: log cut at {MAX_STEP_LOG_BYTES} bytes; {} more bytes dropped]\n", open.dropped);
+            let _ = open.file.write_all(note.as_bytes());
+        }
+        if let Some(result) = result {
+            let footer = format!(
+                "{} | [ember-ci: step {} ended, exit code {}, {:.1} s{}]\n",
+                utc_now(),
+                open.step,
+                result.exit_code.map_or_else(|| "none".to_string(), |c| c.to_string()),
+                result.duration.as_secs_f64(),
+                result.note.as_deref().map(|n| format!(", {}", self.masker.mask(n))).unwrap_or_default(),
+            );
+            let _ = open.file.write_all(footer.as_bytes());
+        }
+        state.steps.push(StepRecord {
+            step: open.step,
+            file: open.name.clone(),
+            exit_code: result.and_then(|r| r.exit_code),
+            duration_ms: result.map_or(0, |r| r.duration.as_millis()),
+            note: result.and_then(|r| r.note.as_deref().map(|n| self.masker.mask(n))),
+            bytes: open.written,
+        });
+    }
+
+    fn write_line(&self, open: &mut OpenStep, line: &[u8]) {
+        let text = String::from_utf8_lossy(line);
+        let text = text.trim_end_matches(['\n', '\r']);
+        let masked = format!("{} | {}\n", utc_now(), self.masker.mask(text));
+        if open.written + masked.len() as u64 > MAX_STEP_LOG_BYTES {
+            open.dropped += line.len() as u64;
+            return;
+        }
+        match open.file.write_all(masked.as_bytes()) {
+            Ok(()) => open.written += masked.len() as u64,
+            Err(err) => {
+                open.dropped += line.len() as u64;
+                warn!(job = %self.id, error = %err, "cannot write step log");
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("job log lock poisoned")
+    }
+}
+
+impl StepObserver for JobLog {
+    fn step_started(&self, step: Step) {
+        self.close_current(None);
+        if let Some(tracker) = &self.tracker {
+            tracker.enter(step);
+        }
+        match self.open_step(step) {
+            Ok(open) => self.lock().current = Some(open),
+            Err(err) => warn!(job = %self.id, %step, error = %err, "cannot open step log"),
+        }
+    }
+
+    fn output(&self, step: Step, chunk: &[u8]) {
+        let mut state = self.lock();
+        let Some(open) = state.current.as_mut().filter(|o| o.step == step) else { return };
+        open.partial.extend_from_slice(chunk);
+        while let Some(end) = open.partial.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = open.partial.drain(..=end).collect();
+            self.write_line(open, &line);
+        }
+        // Bound the held partial line too: a stream without newlines is cut.
+        if open.partial.len() as u64 > MAX_STEP_LOG_BYTES {
+            let line = std::mem::take(&mut open.partial);
+            self.write_line(open, &line);
+        }
+    }
+
+    fn step_finished(&self, step: Step, result: &StepResult) {
+        let is_current = self.lock().current.as_ref().is_some_and(|o| o.step == step);
+        if is_current {
+            self.close_current(Some(result));
+        }
+        if let Err(err) = self.write_summary(None) {
+            warn!(job = %self.id, error = %err, "cannot update the job summary");
+        }
+    }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, bytes)?;
+    fs::rename(&tmp, path)
+}
+
+/// Now in UTC, RFC 3339 to the second.
+pub fn utc_now() -> String {
+    format_utc(SystemTime::now())
+}
+
+pub fn format_utc(at: SystemTime) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    time::OffsetDateTime::from(at)
+        .format(&format)
+        .unwrap_or_else(|_| "unknown-time".to_string())
+}

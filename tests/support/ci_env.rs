@@ -1,0 +1,204 @@
+//! A CI environment for end-to-end tests: the demo repository as a local
+//! bare git repo standing in for embercsi/ember-csi, a vendor config dir
+//! pointing at it and at a local GitHub API, fixture deliveries re-targeted
+//! at the local commits, and `ember-ci serve` as a real child process.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const TEST_SECRET: &str = "test-webhook-secret";
+pub const TEST_TOKEN: &str = "test-github-token";
+
+pub fn project_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn ember_ci_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_ember-ci"))
+}
+
+/// The demo plugin repository with PR refs 129 (works) and 130 (broken).
+pub struct DemoRepo {
+    pub path: PathBuf,
+    pub ok_sha: String,
+    pub broken_sha: String,
+}
+
+impl DemoRepo {
+    pub fn create(dir: &Path) -> DemoRepo {
+        let path = dir.join("ember-csi.git");
+        let output = Command::new("bash")
+            .arg(project_dir().join("scripts/make-demo-repo.sh"))
+            .arg(&path)
+            .output()
+            .expect("running scripts/make-demo-repo.sh");
+        assert!(output.status.success(), "make-demo-repo.sh failed: {}", String::from_utf8_lossy(&output.stderr));
+        let refs: BTreeMap<String, String> = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|l| l.split_once(' ').map(|(pr, sha)| (pr.to_string(), sha.to_string())))
+            .collect();
+        DemoRepo { path, ok_sha: refs["129"].clone(), broken_sha: refs["130"].clone() }
+    }
+
+    /// Commits `files` on top of `base_sha` and points `refs/pull/<pr>/head`
+    /// at it; returns the new SHA.
+    pub fn push_pull_request(&self, pr: u64, base_sha: &str, files: &[(&str, &str)], message: &str) -> String {
+        let work = tempfile::tempdir().expect("temp dir");
+        let git = |args: &[&str]| {
+            let out = Command::new("git")
+                .arg("-C")
+                .arg(work.path())
+                .args(["-c", "user.name=test", "-c", "user.email=test@localhost"])
+                .args(args)
+                .output()
+                .expect("running git");
+            assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        };
+        git(&["init", "-q"]);
+        git(&["fetch", "-q", self.path.to_str().expect("utf-8 path"), base_sha]);
+        git(&["checkout", "-q", "FETCH_HEAD"]);
+        for (name, content) in files {
+            std::fs::write(work.path().join(name), content).expect("writing file");
+        }
+        git(&["add", "-A"]);
+        git(&["commit", "-q", "-m", message]);
+        let sha = git(&["rev-parse", "HEAD"]);
+        git(&["push", "-q", "-f", self.path.to_str().expect("utf-8 path"), &format!("HEAD:refs/pull/{pr}/head")]);
+        sha
+    }
+}
+
+/// Writes a config dir based on examples/demo, pointed at the local repo,
+/// the local GitHub API and a private state dir. `extra` lines are appended
+/// (later assignments win, as in bash).
+pub fn write_config(dir: &Path, repo: &DemoRepo, github_url: &str, state_dir: &Path, extra: &str) -> PathBuf {
+    let config_dir = dir.join("config");
+    std::fs::create_dir_all(&config_dir).expect("creating config dir");
+    let demo = project_dir().join("examples/demo");
+    std::fs::copy(demo.join("sanity.sh"), config_dir.join("sanity.sh")).expect("copying sanity.sh");
+    let base = std::fs::read_to_string(demo.join("config")).expect("reading the demo config");
+    let config = format!(
+        "{base}\n# test overrides\nGH_TOKEN=\"{TEST_TOKEN}\"\nGH_API_URL=\"{github_url}\"\nGH_EMBER_SECRET=\"{TEST_SECRET}\"\n\
+         GH_CLONE_URL=\"{}\"\nCI_DIR=\"{}\"\nWEB_ADDR=127.0.0.1\nWEB_PORT=0\nPLUGIN_START_TIMEOUT=120\nSHUTDOWN_GRACE=60\n{extra}\n",
+        repo.path.display(),
+        state_dir.display(),
+    );
+    std::fs::write(config_dir.join("config"), config).expect("writing config");
+    config_dir
+}
+
+/// A fixture delivery (smee form) with its PR's head SHA replaced, saved to
+/// `dir`; returns the file's path.
+pub fn delivery_for(fixture: &str, head_sha: &str, dir: &Path) -> PathBuf {
+    let path = Path::new("/work/shared/fixtures/github").join(fixture);
+    let path = if path.exists() { path } else { project_dir().join("tests/data").join(fixture) };
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let mut delivery: serde_json::Value = serde_json::from_str(&text).expect("fixture is JSON");
+    delivery["body"]["pull_request"]["head"]["sha"] = serde_json::Value::String(head_sha.to_string());
+    let out = dir.join(format!("{head_sha}-{fixture}"));
+    std::fs::write(&out, serde_json::to_vec(&delivery).expect("serialising")).expect("writing delivery");
+    out
+}
+
+/// Runs `ember-ci send URL FILE --secret S`; returns (exit code, stdout).
+pub fn send(url: &str, file: &Path, secret: &str) -> (i32, String) {
+    let output = Command::new(ember_ci_bin())
+        .args(["send", url])
+        .arg(file)
+        .args(["--secret", secret])
+        .output()
+        .expect("running ember-ci send");
+    (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// `ember-ci serve` as a child process; sent SIGTERM and reaped on drop.
+pub struct Service {
+    child: Child,
+    pub url: String,
+    pub stderr_log: PathBuf,
+}
+
+impl Service {
+    pub fn start(config_dir: &Path, log_dir: &Path) -> Service {
+        let stderr_log = log_dir.join("serve.log");
+        let stderr = std::fs::File::create(&stderr_log).expect("creating serve.log");
+        let mut child = Command::new(ember_ci_bin())
+            .args(["serve", "--config"])
+            .arg(config_dir)
+            .env("RUST_LOG", "info,ember_ci=debug")
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("starting ember-ci serve");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("ember-ci listening on ") {
+                    let _ = tx.send(url.to_string());
+                }
+            }
+        });
+        let url = match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("ember-ci serve did not start; its log:\n{}", std::fs::read_to_string(&stderr_log).unwrap_or_default());
+            }
+        };
+        Service { child, url, stderr_log }
+    }
+
+    pub fn hook_url(&self) -> String {
+        format!("{}/change_hook/github", self.url)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then wait (bounded); returns the exit code.
+    pub fn stop(&mut self, limit: Duration) -> Option<i32> {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        None
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.stop(Duration::from_secs(60));
+        }
+    }
+}
+
+/// Names of containers (running or not) whose labels match `label=value`.
+pub fn containers_with_label(label: &str) -> Vec<String> {
+    podman_lines(&["ps", "-a", "--filter", &format!("label={label}"), "--format", "{{.Names}}"])
+}
+
+/// Names of volumes whose labels match `label=value`.
+pub fn volumes_with_label(label: &str) -> Vec<String> {
+    podman_lines(&["volume", "ls", "--filter", &format!("label={label}"), "--format", "{{.Name}}"])
+}
+
+fn podman_lines(args: &[&str]) -> Vec<String> {
+    let output = Command::new("podman").args(args).output().expect("running podman");
+    assert!(output.status.success(), "podman {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).lines().map(str::to_string).filter(|l| !l.is_empty()).collect()
+}
