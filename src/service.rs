@@ -12,7 +12,7 @@ use tracing::{info, warn};
 use warp::Filter;
 
 use crate::config::Config;
-use crate::dispatch::run_dispatcher;
+use crate::dispatch::Dispatcher;
 use crate::executor::Executor;
 use crate::github::Reporter;
 use crate::logs::LogStore;
@@ -35,7 +35,7 @@ pub async fn serve(config: Config, shutdown: CancellationToken, on_listening: im
     }
 
     let reporter = Arc::new(Reporter::from_config(&config).context("setting up the GitHub client")?);
-    let (outbox, outbox_task) = StatusOutbox::start(reporter);
+    let (outbox, outbox_task) = StatusOutbox::start(reporter.clone());
 
     let executor = Executor::new(config.clone()).await.context("connecting to Podman")?;
     let swept = executor.sweep_leftovers().await.context("removing containers left by an earlier run")?;
@@ -53,7 +53,13 @@ pub async fn serve(config: Config, shutdown: CancellationToken, on_listening: im
 
     let (delivery_tx, delivery_rx) = mpsc::channel(DELIVERY_BACKLOG);
     let intake = Arc::new(Intake::new(config.gh_ember_secret.clone(), config.gh_repo.clone(), delivery_tx));
-    let dispatcher = tokio::spawn(run_dispatcher(delivery_rx, scheduler.clone(), config.clone()));
+    let dispatcher = Dispatcher {
+        scheduler: scheduler.clone(),
+        config: config.clone(),
+        outbox: outbox.clone(),
+        github: reporter.github().cloned().map(Arc::new),
+    };
+    let dispatcher = tokio::spawn(dispatcher.run(delivery_rx));
 
     let routes = webhook::routes(intake.clone())
         .or(crate::web::routes(scheduler.board().clone(), logs.jobs_dir.clone()))

@@ -24,7 +24,7 @@ pub use outbox::StatusOutbox;
 use crate::executor::{Executor, Job, StepObserver};
 use crate::github::CommitStatus;
 use crate::logs::LogStore;
-use crate::model::{CommitSha, JobId, JobOutcome, JobRequest, PrNumber, StatusState};
+use crate::model::{BackendName, CommitSha, JobId, JobOutcome, JobRequest, PrNumber, StatusState};
 
 /// Runs one job to its outcome. The executor is the real implementation;
 /// scheduler tests use runners that fail, hang or finish at once.
@@ -46,6 +46,8 @@ pub enum Enqueued {
     Queued(JobId),
     /// A job for the same SHA and backend is already waiting or running.
     AlreadyLive(JobId),
+    /// This SHA and backend already ran to a result (only a recheck reruns it).
+    AlreadyFinished,
     /// The scheduler is shutting down.
     Refused,
 }
@@ -67,8 +69,14 @@ struct Queue {
     waiting: VecDeque<QueuedJob>,
     running: Vec<Running>,
     free_slots: Vec<usize>,
+    /// (SHA, backend) pairs that reached a final result, oldest first, so a
+    /// replayed or reopened delivery does not run the same commit twice.
+    finished: VecDeque<(CommitSha, BackendName)>,
     is_closed: bool,
 }
+
+/// Finished (SHA, backend) pairs remembered for dedup.
+const FINISHED_REMEMBERED: usize = 10_000;
 
 struct Shared {
     queue: Mutex<Queue>,
@@ -116,13 +124,27 @@ impl Scheduler {
         &self.shared.board
     }
 
-    /// Queues a job unless one for the same SHA and backend is live.
+    /// Queues a job unless one for the same SHA and backend is live or has
+    /// already finished.
     pub fn enqueue(&self, request: JobRequest) -> Enqueued {
+        self.enqueue_job(request, false)
+    }
+
+    /// Queues a job even if the SHA and backend already finished (a recheck).
+    pub fn enqueue_rerun(&self, request: JobRequest) -> Enqueued {
+        self.enqueue_job(request, true)
+    }
+
+    fn enqueue_job(&self, request: JobRequest, is_rerun: bool) -> Enqueued {
         let id = JobId::generate();
         {
             let mut queue = self.lock();
             if queue.is_closed {
                 return Enqueued::Refused;
+            }
+            let key = (request.sha.clone(), request.backend.clone());
+            if !is_rerun && queue.finished.contains(&key) {
+                return Enqueued::AlreadyFinished;
             }
             let same = |r: &JobRequest| r.sha == request.sha && r.backend == request.backend;
             if let Some(live) = queue
@@ -291,7 +313,7 @@ async fn run_job(
 ) {
     let QueuedJob { id, request } = queued;
     let span = info_span!("job", job = %id, pr = %request.pr, sha = %request.sha.short(), backend = %request.backend);
-    async {
+    let outcome = async {
         info!(slot, "job started");
         shared.board.started(&id);
         post_status(&shared, &id, &request, StatusState::Pending, "running: build and CSI sanity".into());
@@ -312,12 +334,20 @@ async fn run_job(
         info!(result = %outcome.status_state(), description = %outcome.description(), "job finished");
         shared.board.finished(&id, &outcome);
         post_status(&shared, &id, &request, outcome.status_state(), outcome.description());
+        outcome
     }
     .instrument(span)
     .await;
     let mut queue = shared.queue.lock().expect("scheduler queue lock poisoned");
     queue.running.retain(|r| r.id != id);
     queue.free_slots.push(slot);
+    // A cancelled job never reached a result: a later delivery may run it.
+    if !matches!(outcome, JobOutcome::Cancelled { .. }) {
+        queue.finished.push_back((request.sha, request.backend));
+        if queue.finished.len() > FINISHED_REMEMBERED {
+            queue.finished.pop_front();
+        }
+    }
     drop(queue);
     // Wake both the dispatch loop and any shutdown waiting for idleness.
     shared.wake.notify_waiters();
