@@ -1,0 +1,433 @@
+//! One delivery's raw headers and bytes -> a reply, plus at most one
+//! [`Delivery`] on the channel.
+//!
+//! The order of checks is the security boundary: the signature is checked
+//! over the raw bytes before anything parses them, and nothing reaches the
+//! channel unless it is signed, parsed, about the watched repository and new.
+//! Transport-free, so the HTTP endpoint and the smee relay share it.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use tokio::sync::mpsc::{self, error::TrySendError};
+
+use super::event::{Event, PrAction};
+use super::seen::SeenDeliveries;
+use super::signature;
+use super::{Delivery, DeliveryHeaders};
+use crate::config::Secret;
+use crate::model::RepoName;
+
+/// How many forwarded delivery ids are remembered for de-duplication.
+/// GitHub redelivers within hours at most; this covers days of traffic.
+const REMEMBERED_DELIVERIES: usize = 10_000;
+
+/// GitHub's delivery ids are UUIDs; anything much longer is not one, and
+/// must not be allowed to grow the de-duplication memory.
+const MAX_DELIVERY_ID_LEN: usize = 128;
+
+/// The answer to one delivery, transport-neutral.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntakeReply {
+    /// An HTTP status: 2xx for anything GitHub should not retry.
+    pub status: u16,
+    pub message: String,
+}
+
+/// Counters for metrics; cheap to bump from any task.
+#[derive(Debug, Default)]
+pub struct IntakeStats {
+    accepted: AtomicU64,
+    ignored: AtomicU64,
+    duplicates: AtomicU64,
+    rejected: AtomicU64,
+}
+
+/// A consistent-enough reading of [`IntakeStats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IntakeCounts {
+    /// Forwarded on the channel.
+    pub accepted: u64,
+    /// Answered 2xx without forwarding: pings, other events, other repos.
+    pub ignored: u64,
+    /// Forwarded before under the same delivery id.
+    pub duplicates: u64,
+    /// Refused with 4xx/5xx: bad signature, bad payload, channel full.
+    pub rejected: u64,
+}
+
+impl IntakeStats {
+    pub fn snapshot(&self) -> IntakeCounts {
+        IntakeCounts {
+            accepted: self.accepted.load(Ordering::Relaxed),
+            ignored: self.ignored.load(Ordering::Relaxed),
+            duplicates: self.duplicates.load(Ordering::Relaxed),
+            rejected: self.rejected.load(Ordering::Relaxed),
+        }
+    }
+
+    fn count(&self, outcome: &Outcome) {
+        let counter = match outcome {
+            Outcome::Accepted { .. } => &self.accepted,
+            Outcome::Pong | Outcome::Ignored(_) => &self.ignored,
+            Outcome::Duplicate(_) => &self.duplicates,
+            Outcome::Rejected { .. } => &self.rejected,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Checks deliveries and forwards the wanted ones.
+pub struct Intake {
+    secret: Secret,
+    repo: RepoName,
+    sink: mpsc::Sender<Delivery>,
+    /// Ids of forwarded deliveries. A std mutex: it is held only for a
+    /// lookup and a non-blocking send, never across an await.
+    forwarded: Mutex<SeenDeliveries>,
+    stats: IntakeStats,
+}
+
+impl fmt::Debug for Intake {
+    // Not derived: the remembered ids would flood any Debug output.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Intake")
+            .field("repo", &self.repo)
+            .field("stats", &self.stats.snapshot())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Intake {
+    /// `repo` is the watched repository; deliveries about any other are ignored.
+    pub fn new(secret: Secret, repo: RepoName, sink: mpsc::Sender<Delivery>) -> Self {
+        Self {
+            secret,
+            repo,
+            sink,
+            forwarded: Mutex::new(SeenDeliveries::new(REMEMBERED_DELIVERIES)),
+            stats: IntakeStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> &IntakeStats {
+        &self.stats
+    }
+
+    /// Checks one delivery and forwards it if wanted. Never blocks on the
+    /// channel: a full channel is answered 503 so the sender retries later.
+    pub async fn handle(&self, headers: &DeliveryHeaders, body: &[u8]) -> IntakeReply {
+        let span = tracing::info_span!(
+            "delivery",
+            id = headers.delivery_id.as_deref().unwrap_or("-"),
+            event = headers.event.as_deref().unwrap_or("-"),
+        );
+        span.in_scope(|| {
+            let outcome = self.process(headers, body);
+            self.stats.count(&outcome);
+            outcome.log();
+            outcome.into_reply()
+        })
+    }
+
+    fn process(&self, headers: &DeliveryHeaders, body: &[u8]) -> Outcome {
+        if self.secret.is_empty() {
+            // An empty HMAC key is still a key anyone can sign with.
+            return Outcome::rejected(
+                401,
+                "signature cannot be checked: no webhook secret configured",
+            );
+        }
+        if let Err(error) = signature::verify(
+            self.secret.expose().as_bytes(),
+            body,
+            headers.signature_256.as_deref(),
+            headers.signature_sha1.as_deref(),
+        ) {
+            return Outcome::rejected(401, error.to_string());
+        }
+        let Some(event_name) = headers.event.as_deref() else {
+            return Outcome::rejected(400, "missing X-GitHub-Event header");
+        };
+        let event = match Event::parse(event_name, body) {
+            Ok(event) => event,
+            Err(error) => return Outcome::rejected(400, error.to_string()),
+        };
+        let summary = match triage(&event, &self.repo) {
+            Verdict::Pong => return Outcome::Pong,
+            Verdict::Ignore(reason) => return Outcome::Ignored(reason),
+            Verdict::Forward(summary) => summary,
+        };
+        let id = match headers.delivery_id.as_deref() {
+            Some(id) if id.len() > MAX_DELIVERY_ID_LEN => {
+                return Outcome::rejected(400, "X-GitHub-Delivery header is too long");
+            }
+            Some(id) => id.to_string(),
+            // Without an id there is nothing to de-duplicate on; a local id
+            // still lets logs follow the delivery.
+            None => format!("local-{}", uuid::Uuid::new_v4().simple()),
+        };
+        self.forward(id, event, summary)
+    }
+
+    /// Sends a wanted delivery on unless it was sent before. Check, send and
+    /// remember happen under one lock so two concurrent redeliveries of the
+    /// same id cannot both get through.
+    fn forward(&self, id: String, event: Event, summary: String) -> Outcome {
+        // A panic elsewhere while holding the lock leaves the set intact.
+        let mut forwarded = self
+            .forwarded
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if forwarded.contains(&id) {
+            return Outcome::Duplicate(id);
+        }
+        let delivery = Delivery {
+            id: id.clone(),
+            event,
+            received_at: SystemTime::now(),
+        };
+        match self.sink.try_send(delivery) {
+            Ok(()) => {
+                forwarded.remember(&id);
+                Outcome::Accepted { summary }
+            }
+            Err(TrySendError::Full(_)) => {
+                Outcome::rejected(503, "not accepting deliveries: queue full")
+            }
+            Err(TrySendError::Closed(_)) => {
+                Outcome::rejected(503, "not accepting deliveries: shutting down")
+            }
+        }
+    }
+}
+
+/// What became of one delivery.
+#[derive(Debug)]
+enum Outcome {
+    Accepted { summary: String },
+    Pong,
+    Ignored(String),
+    Duplicate(String),
+    Rejected { status: u16, reason: String },
+}
+
+impl Outcome {
+    fn rejected(status: u16, reason: impl Into<String>) -> Self {
+        Outcome::Rejected {
+            status,
+            reason: reason.into(),
+        }
+    }
+
+    fn log(&self) {
+        match self {
+            Outcome::Accepted { summary } => tracing::info!("accepted {summary}"),
+            Outcome::Pong => tracing::info!("ping"),
+            Outcome::Ignored(reason) => tracing::info!("ignored: {reason}"),
+            Outcome::Duplicate(id) => tracing::info!("duplicate of already accepted delivery {id}"),
+            Outcome::Rejected { status, reason } => tracing::warn!(status, "rejected: {reason}"),
+        }
+    }
+
+    fn into_reply(self) -> IntakeReply {
+        let (status, message) = match self {
+            Outcome::Accepted { summary } => (202, format!("accepted: {summary}")),
+            Outcome::Pong => (200, "pong".to_string()),
+            Outcome::Ignored(reason) => (200, format!("ignored: {reason}")),
+            Outcome::Duplicate(id) => (200, format!("duplicate delivery {id}, already accepted")),
+            Outcome::Rejected { status, reason } => (status, reason),
+        };
+        IntakeReply { status, message }
+    }
+}
+
+/// Whether a parsed event is work for us.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    Pong,
+    /// Forward it; the text names what was accepted.
+    Forward(String),
+    Ignore(String),
+}
+
+fn triage(event: &Event, watched: &RepoName) -> Verdict {
+    let other_repo = |repo: &RepoName| Verdict::Ignore(format!("repository {repo} is not watched"));
+    match event {
+        Event::Ping { .. } => Verdict::Pong,
+        Event::Other { name } => Verdict::Ignore(format!("event {name} is not handled")),
+        Event::PullRequest(pr) => {
+            if !watched.is_same(&pr.repo.to_string()) {
+                return other_repo(&pr.repo);
+            }
+            match &pr.action {
+                PrAction::Opened
+                | PrAction::Synchronize
+                | PrAction::Reopened
+                | PrAction::Closed => {
+                    Verdict::Forward(format!("PR #{} {}", pr.pr, pr.head_sha.short()))
+                }
+                PrAction::Other(action) => {
+                    Verdict::Ignore(format!("pull_request action {action} is not handled"))
+                }
+            }
+        }
+        Event::IssueComment(comment) => {
+            if !watched.is_same(&comment.repo.to_string()) {
+                return other_repo(&comment.repo);
+            }
+            if comment.action != "created" {
+                return Verdict::Ignore(format!(
+                    "issue_comment action {} is not handled",
+                    comment.action
+                ));
+            }
+            if !comment.is_pull_request {
+                return Verdict::Ignore(format!(
+                    "comment on issue #{}, not a pull request",
+                    comment.issue_number
+                ));
+            }
+            Verdict::Forward(format!(
+                "comment {} on PR #{}",
+                comment.comment_id, comment.issue_number
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::event::{IssueCommentEvent, PullRequestEvent};
+    use super::*;
+    use crate::model::{CommitSha, PrNumber};
+
+    const SECRET: &str = "intake-unit-secret";
+
+    fn repo(name: &str) -> RepoName {
+        RepoName::new(name).expect("valid repo name")
+    }
+
+    fn pull_request(repo_name: &str, action: &str) -> Event {
+        Event::PullRequest(PullRequestEvent {
+            action: PrAction::from(action.to_string()),
+            repo: repo(repo_name),
+            pr: PrNumber::new(129).expect("valid PR number"),
+            head_sha: CommitSha::new("4155f91779c72125baee651f628640274794ca37")
+                .expect("valid sha"),
+            title: "t".into(),
+            author: "Akrog".into(),
+            author_association: "MEMBER".into(),
+            html_url: "https://github.com/embercsi/ember-csi/pull/129".into(),
+        })
+    }
+
+    fn comment(action: &str, is_pull_request: bool) -> Event {
+        Event::IssueComment(IssueCommentEvent {
+            action: action.into(),
+            repo: repo("embercsi/ember-csi"),
+            issue_number: PrNumber::new(130).expect("valid PR number"),
+            is_pull_request,
+            comment_id: 42,
+            body: "recheck".into(),
+            author: "Akrog".into(),
+            author_association: "MEMBER".into(),
+        })
+    }
+
+    #[test]
+    fn triage_forwards_only_wanted_events_of_the_watched_repo() {
+        let watched = repo("embercsi/ember-csi");
+        for action in ["opened", "synchronize", "reopened", "closed"] {
+            assert_eq!(
+                triage(&pull_request("EmberCSI/Ember-CSI", action), &watched),
+                Verdict::Forward("PR #129 4155f91".into()),
+                "{action}"
+            );
+        }
+        assert_eq!(
+            triage(&pull_request("embercsi/ember-csi", "labeled"), &watched),
+            Verdict::Ignore("pull_request action labeled is not handled".into())
+        );
+        assert_eq!(
+            triage(&pull_request("someone/ember-csi", "opened"), &watched),
+            Verdict::Ignore("repository someone/ember-csi is not watched".into())
+        );
+        assert_eq!(
+            triage(&comment("created", true), &watched),
+            Verdict::Forward("comment 42 on PR #130".into())
+        );
+        assert_eq!(
+            triage(&comment("edited", true), &watched),
+            Verdict::Ignore("issue_comment action edited is not handled".into())
+        );
+        assert_eq!(
+            triage(&comment("created", false), &watched),
+            Verdict::Ignore("comment on issue #130, not a pull request".into())
+        );
+        assert_eq!(triage(&Event::Ping { zen: None }, &watched), Verdict::Pong);
+    }
+
+    fn signed_headers(body: &[u8], id: &str) -> DeliveryHeaders {
+        DeliveryHeaders {
+            event: Some("ping".into()),
+            delivery_id: Some(id.into()),
+            signature_256: Some(signature::sign(SECRET.as_bytes(), body).sha256),
+            signature_sha1: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn empty_secret_refuses_even_deliveries_signed_with_it() {
+        let (sink, _deliveries) = mpsc::channel(1);
+        let intake = Intake::new(Secret::new(""), repo("embercsi/ember-csi"), sink);
+        let body = br#"{"zen":"x"}"#;
+        let mut headers = signed_headers(body, "d1");
+        headers.signature_256 = Some(signature::sign(b"", body).sha256);
+        let reply = intake.handle(&headers, body).await;
+        assert_eq!(reply.status, 401, "{reply:?}");
+    }
+
+    #[tokio::test]
+    async fn full_or_closed_channel_answers_503_and_forgets_the_id() {
+        let (sink, mut deliveries) = mpsc::channel(1);
+        let intake = Intake::new(Secret::new(SECRET), repo("embercsi/ember-csi"), sink);
+        let body = serde_json::to_vec(&serde_json::json!({
+            "action": "opened",
+            "repository": {"full_name": "embercsi/ember-csi"},
+            "pull_request": {"number": 129, "title": "t", "html_url": "u",
+                "author_association": "MEMBER", "user": {"login": "Akrog"},
+                "head": {"sha": "4155f91779c72125baee651f628640274794ca37"}}
+        }))
+        .expect("JSON serialises");
+        let headers = |id: &str| DeliveryHeaders {
+            event: Some("pull_request".into()),
+            ..signed_headers(&body, id)
+        };
+
+        assert_eq!(intake.handle(&headers("a"), &body).await.status, 202);
+        let full = intake.handle(&headers("b"), &body).await;
+        assert_eq!(
+            (full.status, full.message.as_str()),
+            (503, "not accepting deliveries: queue full")
+        );
+
+        // "b" was not forwarded, so its retry must not count as a duplicate.
+        deliveries.recv().await.expect("first delivery queued");
+        assert_eq!(intake.handle(&headers("b"), &body).await.status, 202);
+
+        drop(deliveries);
+        assert_eq!(intake.handle(&headers("c"), &body).await.status, 503);
+        assert_eq!(
+            intake.stats().snapshot(),
+            IntakeCounts {
+                accepted: 2,
+                ignored: 0,
+                duplicates: 0,
+                rejected: 2
+            }
+        );
+    }
+}
