@@ -99,7 +99,7 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             let report = ember_ci::send::send_saved_delivery(&url, &file, secret.as_deref())
                 .await
                 .with_context(|| format!("sending {}", file.display()))?;
-            println!("{} {}", report.status, report.body.trim_end());
+            println!("{} {}", report.status, report.response.trim_end());
             Ok(if (200..300).contains(&report.status) { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         Command::CheckConfig { dir } => {
