@@ -119,7 +119,7 @@ pub struct Config {
     pub backends: Vec<BackendConfig>,
     /// NUM_WORKERS [1].
     pub num_workers: usize,
-    /// WEB_ADDR [127.0.0.1].
+    /// WEB_ADDR [0.0.0.0]: all addresses, so a published container port reaches it.
     pub web_addr: IpAddr,
     /// WEB_PORT [8010].
     pub web_port: u16,
@@ -152,6 +152,9 @@ pub struct Config {
     pub logs: LogsConfig,
     /// Old keys that mean nothing now, present in the file (warned about).
     pub obsolete_keys: Vec<String>,
+    /// Likely mistakes that are not errors (a mistyped key, a backend key
+    /// past NUM_DRIVERS); the caller prints them.
+    pub warnings: Vec<String>,
 }
 
 impl Config {

@@ -1,0 +1,272 @@
+//! The human summary of a loaded config, printed by `ember-ci check-config`
+//! so a vendor can see what the CI understood from their files.
+//!
+//! It must be safe to paste into an issue: secrets show only as "set" or
+//! "not set", credential values in driver configs as `***` (URLs cannot
+//! hold passwords: the loader rejects them), and any known secret value
+//! that turns up elsewhere (an inline script, a sanity command) is masked
+//! by a final pass.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::credentials::{credential_values, mask_driver_config_json, MASK};
+use super::types::{BackendConfig, Config, DriverConfig, Script, Secret};
+
+/// Label widths, so each part of the summary reads as a table.
+const FIELD_LABEL_WIDTH: usize = 18;
+const BACKEND_LABEL_WIDTH: usize = 21;
+
+/// Secret values shorter than this are not searched for in the text: a
+/// one-character "secret" would turn every matching digit into `***`.
+const MIN_MASKED_SECRET_CHARS: usize = 4;
+
+/// The summary of `config`, one setting per line, ending with a newline.
+pub fn summary(config: &Config) -> String {
+    let mut out = Summary::default();
+    out.heading(&format!(
+        "ember-ci configuration from {}",
+        config.dir.display()
+    ));
+    out.field("repository", &config.gh_repo.to_string());
+    out.field("GitHub API", &config.gh_api_url);
+    out.field("clone URL", &config.gh_clone_url.clone());
+    out.field(
+        "GitHub user",
+        if config.gh_user.is_empty() {
+            "not set"
+        } else {
+            &config.gh_user
+        },
+    );
+    out.field("GitHub token", &token_state(&config.gh_token));
+    out.field("webhook secret", secret_state(&config.gh_ember_secret));
+    out.field("deliveries", &deliveries(config));
+    let web = SocketAddr::new(config.web_addr, config.web_port);
+    let admin = config
+        .web_admin_token
+        .as_ref()
+        .map_or("not set", secret_state);
+    out.field("web", &format!("http://{web} (admin token {admin})"));
+    out.field("workers", &config.num_workers.to_string());
+    out.field("state dir", &config.state_dir.display().to_string());
+    out.field("build file", &config.build_file);
+    out.field(
+        "timeouts",
+        &format!(
+            "job {}, plugin start {}, shutdown grace {}",
+            human_duration(config.job_timeout),
+            human_duration(config.plugin_start_timeout),
+            human_duration(config.shutdown_grace)
+        ),
+    );
+    out.field("podman", &podman(config));
+    out.field("sandbox image", &sandbox_image(config));
+    out.field(
+        "image store max",
+        &format!("{} GB", config.image_store_max_gb),
+    );
+    out.field("trusted users", &list_or_none(&config.trusted_users));
+    out.field("extra secrets", &count_of_values(config.secrets.len()));
+    out.field("logs", &logs(config));
+    out.heading(&format!("backends ({})", config.backends.len()));
+    for backend in &config.backends {
+        backend_section(&mut out, backend);
+    }
+    if !config.obsolete_keys.is_empty() {
+        out.heading(&format!(
+            "obsolete keys, ignored: {}",
+            config.obsolete_keys.join(", ")
+        ));
+    }
+    if !config.warnings.is_empty() {
+        out.heading("warnings");
+        for warning in &config.warnings {
+            out.line(&format!("  - {warning}"));
+        }
+    }
+    mask_secret_values(out.text, &all_secret_values(config))
+}
+
+#[derive(Default)]
+struct Summary {
+    text: String,
+}
+
+impl Summary {
+    fn line(&mut self, line: &str) {
+        self.text.push_str(line);
+        self.text.push('\n');
+    }
+
+    fn heading(&mut self, heading: &str) {
+        self.line(heading);
+    }
+
+    fn field(&mut self, label: &str, value: &str) {
+        self.labelled("  ", FIELD_LABEL_WIDTH, label, value);
+    }
+
+    /// `indent label value`, with later lines of a multi-line value
+    /// aligned under its first line.
+    fn labelled(&mut self, indent: &str, width: usize, label: &str, value: &str) {
+        let width = width.max(label.len() + 1);
+        let mut lines = value.lines();
+        let first = lines.next().unwrap_or_default();
+        self.line(format!("{indent}{label:<width$}{first}").trim_end());
+        let continuation = " ".repeat(indent.len() + width);
+        for line in lines {
+            self.line(format!("{continuation}{line}").trim_end());
+        }
+    }
+}
+
+fn backend_section(out: &mut Summary, backend: &BackendConfig) {
+    out.line(&format!(
+        "  [{}] {} (status context {})",
+        backend.index,
+        backend.name,
+        backend.name.status_context()
+    ));
+    let driver_config = match &backend.driver_config {
+        DriverConfig::Json(text) => mask_driver_config_json(text),
+        DriverConfig::Script(path) => {
+            format!("script {} (sourced, sets DRIVER_CONFIG)", path.display())
+        }
+    };
+    let containerfile = backend
+        .extra_containerfile
+        .as_deref()
+        .map_or("none".to_string(), |path| path.display().to_string());
+    let fields = [
+        ("driver config", driver_config),
+        ("pre-run", script(backend.pre_run.as_ref())),
+        ("post-run", script(backend.post_run.as_ref())),
+        ("sanity command", backend.sanity_command.clone()),
+        ("extra packages", list_or_none(&backend.extra_packages)),
+        ("extra pip", list_or_none(&backend.extra_pip)),
+        ("extra containerfile", containerfile),
+    ];
+    for (label, value) in fields {
+        out.labelled("      ", BACKEND_LABEL_WIDTH, label, &value);
+    }
+}
+
+fn script(script: Option<&Script>) -> String {
+    match script {
+        None => "none".to_string(),
+        Some(Script::File(path)) => format!("file {}", path.display()),
+        Some(Script::Inline(text)) => format!("inline:\n{}", text.trim_matches('\n')),
+    }
+}
+
+fn secret_state(secret: &Secret) -> &'static str {
+    if secret.is_empty() {
+        "not set"
+    } else {
+        "set"
+    }
+}
+
+fn token_state(token: &Secret) -> String {
+    if token.is_empty() {
+        "not set (statuses are printed, not posted)".to_string()
+    } else {
+        "set".to_string()
+    }
+}
+
+fn deliveries(config: &Config) -> String {
+    let mut ways = vec!["HTTP endpoint".to_string()];
+    if let Some(url) = &config.relay.smee_url {
+        ways.push(format!("smee relay {url}"));
+    }
+    if let Some(interval) = config.relay.poll_interval {
+        ways.push(format!("API poll every {}", human_duration(interval)));
+    }
+    ways.join(", ")
+}
+
+fn podman(config: &Config) -> String {
+    match &config.podman_socket {
+        Some(socket) => format!("socket {}", socket.display()),
+        None => "own `podman system service`".to_string(),
+    }
+}
+
+fn sandbox_image(config: &Config) -> String {
+    match &config.sandbox_image {
+        Some(image) => image.clone(),
+        None if config.sandbox_skip_csi_sanity => "built locally, without csi-sanity".to_string(),
+        None => "built locally, with csi-sanity".to_string(),
+    }
+}
+
+fn logs(config: &Config) -> String {
+    let logs = &config.logs;
+    let place = match (&logs.repo, &logs.url) {
+        (None, _) => "kept locally, not pushed".to_string(),
+        (Some(repo), None) => format!("pushed to {} branch {}", repo, logs.branch),
+        (Some(repo), Some(url)) => format!(
+            "pushed to {} branch {}, published at {url}",
+            repo, logs.branch
+        ),
+    };
+    format!("{place}; kept {} days", logs.retention_days)
+}
+
+fn list_or_none(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".to_string()
+    } else {
+        items.join(" ")
+    }
+}
+
+fn count_of_values(count: usize) -> String {
+    match count {
+        0 => "none".to_string(),
+        1 => "1 value, masked in logs".to_string(),
+        n => format!("{n} values, masked in logs"),
+    }
+}
+
+/// `1h`, `5m`, `1m30s`, `0s`.
+fn human_duration(duration: Duration) -> String {
+    let secs = duration.as_secs();
+    let (hours, minutes, seconds) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    let mut text = String::new();
+    for (amount, unit) in [(hours, "h"), (minutes, "m"), (seconds, "s")] {
+        if amount > 0 {
+            text.push_str(&format!("{amount}{unit}"));
+        }
+    }
+    if text.is_empty() {
+        text.push_str("0s");
+    }
+    text
+}
+
+fn all_secret_values(config: &Config) -> Vec<String> {
+    let mut values = config.secret_values();
+    for backend in &config.backends {
+        if let DriverConfig::Json(text) = &backend.driver_config {
+            values.extend(credential_values(text));
+        }
+    }
+    values
+}
+
+/// Replaces every occurrence of the given secrets, longest first so a
+/// secret containing another is masked whole.
+fn mask_secret_values(mut text: String, secrets: &[String]) -> String {
+    let mut secrets: Vec<&String> = secrets
+        .iter()
+        .filter(|secret| secret.chars().count() >= MIN_MASKED_SECRET_CHARS)
+        .collect();
+    secrets.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
+    for secret in secrets {
+        text = text.replace(secret.as_str(), MASK);
+    }
+    text
+}
