@@ -1,0 +1,709 @@
+//! One job's steps in order and who decides the outcome: `Failure` when the
+//! PR's code fails (image build, plugin start, sanity suite), `Error` when
+//! our side or the vendor's setup breaks (git, Podman, PRE_RUN, driver
+//! config, timeouts).
+//!
+//! Whatever happens, the step that was running is reported finished,
+//! POST_RUN runs with the result (0 = success) as `$1` once a sandbox
+//! exists, and cleanup removes the nested containers, the sandbox, any
+//! job-labelled volume and the work dir. A failing POST_RUN turns a success
+//! into `Error` ("post-run failed") but never hides an earlier verdict.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use super::commands::{self, InnerCommand, JobNames, PluginLaunch, PluginProbe};
+use super::{Executor, ExecutorError, Job, StepObserver, StepResult, JOB_LABEL, STORE_LABEL};
+use crate::config::{BackendConfig, DriverConfig, Script};
+use crate::model::{JobOutcome, Step};
+
+/// POST_RUN and cleanup run after the job's own deadline, so they have
+/// bounds of their own.
+const POST_RUN_TIMEOUT: Duration = Duration::from_secs(600);
+const CLEANUP_EXEC_TIMEOUT: Duration = Duration::from_secs(120);
+const PLUGIN_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// The root Podman's image store, shared read-only with every sandbox.
+const HOST_IMAGE_STORE: &str = "/var/lib/containers/storage";
+const SANDBOX_HOST_STORE: &str = "/var/lib/host-store";
+const SANDBOX_INNER_STORE: &str = "/var/lib/containers";
+/// Kernel modules for storage drivers that load them (iSCSI, multipath).
+const HOST_KERNEL_MODULES: &str = "/lib/modules";
+
+/// Why a step stopped the job.
+#[derive(Debug)]
+struct StepStop {
+    /// True when the PR's code is to blame.
+    is_failure: bool,
+    reason: String,
+    exit_code: Option<i64>,
+}
+
+impl StepStop {
+    fn failure(reason: impl Into<String>) -> Self {
+        Self {
+            is_failure: true,
+            reason: reason.into(),
+            exit_code: None,
+        }
+    }
+
+    fn error(reason: impl Into<String>) -> Self {
+        Self {
+            is_failure: false,
+            reason: reason.into(),
+            exit_code: None,
+        }
+    }
+
+    fn exit(mut self, code: i64) -> Self {
+        self.exit_code = Some(code);
+        self
+    }
+
+    fn into_outcome(self, step: Step) -> JobOutcome {
+        if self.is_failure {
+            JobOutcome::Failure {
+                step,
+                reason: self.reason,
+            }
+        } else {
+            JobOutcome::Error {
+                step,
+                reason: self.reason,
+            }
+        }
+    }
+}
+
+/// Infrastructure errors are ours, never the PR's.
+macro_rules! ours {
+    ($($error:ty),*) => {$(
+        impl From<$error> for StepStop {
+            fn from(error: $error) -> Self {
+                StepStop::error(error.to_string())
+            }
+        }
+    )*};
+}
+ours!(
+    super::PodmanError,
+    super::GitError,
+    commands::CommandError,
+    ExecutorError
+);
+
+/// What a step returns: the exit code of the command that decided it.
+type StepBody = Result<Option<i64>, StepStop>;
+
+enum Interruption {
+    TimedOut,
+    Cancelled,
+}
+
+pub(super) struct JobRun<'a> {
+    executor: &'a Executor,
+    job: &'a Job,
+    observer: &'a dyn StepObserver,
+    names: JobNames,
+    work_dir: PathBuf,
+    /// The step begun and not yet finished, with its start time.
+    current: Option<(Step, Instant)>,
+    sandbox_running: bool,
+    plugin_started: bool,
+    plugin_log_shown: bool,
+    backend_json: Option<String>,
+    system_files: Option<String>,
+    plugin_image: String,
+}
+
+impl<'a> JobRun<'a> {
+    pub(super) fn new(
+        executor: &'a Executor,
+        job: &'a Job,
+        observer: &'a dyn StepObserver,
+    ) -> Self {
+        let names = JobNames::new(&job.id, job.slot);
+        Self {
+            executor,
+            job,
+            observer,
+            work_dir: executor.jobs_dir().join(job.id.as_str()),
+            plugin_image: names.pr_image.clone(),
+            names,
+            current: None,
+            sandbox_running: false,
+            plugin_started: false,
+            plugin_log_shown: false,
+            backend_json: None,
+            system_files: None,
+        }
+    }
+
+    pub(super) async fn run(mut self, cancel: CancellationToken) -> JobOutcome {
+        let executor = self.executor;
+        let config = &executor.config;
+        let Some(backend) = config.backend(self.job.request.backend.as_str()) else {
+            return JobOutcome::Error {
+                step: Step::Fetch,
+                reason: format!("backend {} is not configured", self.job.request.backend),
+            };
+        };
+        let job_timeout = config.job_timeout;
+        let interrupted = {
+            let steps = self.main_steps(backend);
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => Err(Interruption::Cancelled),
+                result = tokio::time::timeout(job_timeout, steps) => {
+                    result.map_err(|_elapsed| Interruption::TimedOut)
+                }
+            }
+        };
+        let outcome = match interrupted {
+            Ok(Ok(())) => JobOutcome::Success,
+            Ok(Err(outcome)) => outcome,
+            Err(Interruption::TimedOut) => JobOutcome::Error {
+                step: self.abandon_step("abandoned: the job timed out"),
+                reason: format!("timed out after {}s", job_timeout.as_secs()),
+            },
+            Err(Interruption::Cancelled) => {
+                self.abandon_step("abandoned: the job was cancelled");
+                JobOutcome::Cancelled {
+                    reason: "cancelled".to_string(),
+                }
+            }
+        };
+        let outcome = self.post_run(backend, outcome).await;
+        self.cleanup().await;
+        outcome
+    }
+
+    async fn main_steps(&mut self, backend: &BackendConfig) -> Result<(), JobOutcome> {
+        self.begin(Step::Fetch);
+        let body = self.fetch().await;
+        self.finish(body)?;
+
+        self.begin(Step::Sandbox);
+        let body = self.start_sandbox().await;
+        self.finish(body)?;
+
+        if let Some(script) = &backend.pre_run {
+            self.begin(Step::PreRun);
+            let body = self.pre_run(script).await;
+            self.finish(body)?;
+        }
+
+        self.begin(Step::Build);
+        let body = self.build(backend).await;
+        self.finish(body)?;
+
+        self.begin(Step::DriverConfig);
+        let body = self.driver_config(&backend.driver_config).await;
+        self.finish(body)?;
+
+        self.begin(Step::StartPlugin);
+        let body = self.start_plugin().await;
+        self.finish(body)?;
+
+        self.begin(Step::WaitPlugin);
+        let body = self.wait_plugin().await;
+        self.finish(body)?;
+
+        self.begin(Step::Sanity);
+        let body = self.sanity(&backend.sanity_command).await;
+        self.finish(body)
+    }
+
+    fn begin(&mut self, step: Step) {
+        self.observer.step_started(step);
+        self.current = Some((step, Instant::now()));
+    }
+
+    /// Reports the current step's end; a stop becomes the job's outcome.
+    fn finish(&mut self, body: StepBody) -> Result<(), JobOutcome> {
+        let (step, started) = self.current.take().expect("finish() follows begin()");
+        let (exit_code, note, verdict) = match body {
+            Ok(exit_code) => (exit_code, None, Ok(())),
+            Err(stop) => (
+                stop.exit_code,
+                Some(stop.reason.clone()),
+                Err(stop.into_outcome(step)),
+            ),
+        };
+        let result = StepResult {
+            exit_code,
+            duration: started.elapsed(),
+            note,
+        };
+        self.observer.step_finished(step, &result);
+        verdict
+    }
+
+    /// Reports the step whose future was dropped; returns it (Fetch when
+    /// none had begun) for the outcome.
+    fn abandon_step(&mut self, note: &str) -> Step {
+        match self.current.take() {
+            Some((step, started)) => {
+                let result = StepResult {
+                    exit_code: None,
+                    duration: started.elapsed(),
+                    note: Some(note.to_string()),
+                };
+                self.observer.step_finished(step, &result);
+                step
+            }
+            None => Step::Fetch,
+        }
+    }
+
+    fn say(&self, step: Step, text: &str) {
+        self.observer.output(step, text.as_bytes());
+    }
+
+    /// Runs `command` in the sandbox with its trace and output in `step`'s log.
+    async fn exec_logged(&self, step: Step, command: &InnerCommand) -> Result<i64, StepStop> {
+        self.observer.output(step, command.trace().as_bytes());
+        let observer = self.observer;
+        let code = self
+            .executor
+            .podman
+            .exec(&self.names.sandbox_container, command, &mut |chunk| {
+                observer.output(step, chunk)
+            })
+            .await?;
+        Ok(code)
+    }
+
+    fn job_env(&self) -> Vec<(String, String)> {
+        commands::job_env(&self.job.id, &self.job.request)
+    }
+
+    async fn fetch(&mut self) -> StepBody {
+        let request = &self.job.request;
+        tokio::fs::create_dir_all(&self.work_dir)
+            .await
+            .map_err(|e| {
+                StepStop::error(format!("cannot create {}: {e}", self.work_dir.display()))
+            })?;
+        let observer = self.observer;
+        self.say(
+            Step::Fetch,
+            &format!(
+                "fetching {} of {}\n",
+                request.pr.head_ref(),
+                self.executor.config.gh_clone_url
+            ),
+        );
+        self.executor
+            .git
+            .fetch_pr(request.pr, &request.sha, &mut |chunk| {
+                observer.output(Step::Fetch, chunk)
+            })
+            .await?;
+        self.executor
+            .git
+            .export_tree(&request.sha, &self.work_dir.join("src"))
+            .await?;
+        self.say(Step::Fetch, &format!("checked out {}\n", request.sha));
+        Ok(None)
+    }
+
+    async fn start_sandbox(&mut self) -> StepBody {
+        let observer = self.observer;
+        let image = self
+            .executor
+            .sandbox_image(&mut |chunk| observer.output(Step::Sandbox, chunk))
+            .await?;
+        let slot = self.job.slot.to_string();
+        let podman = &self.executor.podman;
+        podman
+            .ensure_volume(&self.names.store_volume, &[(STORE_LABEL.to_string(), slot)])
+            .await?;
+        let mut binds = vec![
+            bind(
+                self.executor.config_dir.clone(),
+                commands::SANDBOX_CONFIG_DIR,
+                true,
+            ),
+            bind(self.work_dir.clone(), commands::SANDBOX_JOB_DIR, false),
+            bind(HOST_IMAGE_STORE.into(), SANDBOX_HOST_STORE, true),
+        ];
+        if std::path::Path::new(HOST_KERNEL_MODULES).is_dir() {
+            binds.push(bind(HOST_KERNEL_MODULES.into(), HOST_KERNEL_MODULES, true));
+        }
+        let spec = super::podman::SandboxSpec {
+            name: self.names.sandbox_container.clone(),
+            image: image.clone(),
+            labels: vec![(JOB_LABEL.to_string(), self.job.id.to_string())],
+            binds,
+            volume: (
+                self.names.store_volume.clone(),
+                SANDBOX_INNER_STORE.to_string(),
+            ),
+        };
+        self.say(
+            Step::Sandbox,
+            &format!(
+                "starting sandbox {} from {image} (image store {})\n",
+                spec.name, self.names.store_volume
+            ),
+        );
+        podman.start_sandbox(&spec).await?;
+        self.sandbox_running = true;
+        Ok(None)
+    }
+
+    async fn pre_run(&mut self, script: &Script) -> StepBody {
+        let command = commands::vendor_script(
+            script,
+            "pre-run",
+            &self.executor.config.dir,
+            &[],
+            self.job_env(),
+        )?;
+        match self.exec_logged(Step::PreRun, &command).await? {
+            0 => Ok(Some(0)),
+            code => Err(StepStop::error(format!("pre-run failed (exit {code})")).exit(code)),
+        }
+    }
+
+    async fn build(&mut self, backend: &BackendConfig) -> StepBody {
+        let command =
+            commands::build_pr_image(&self.executor.config.build_file, &self.names.pr_image)?;
+        let code = self.exec_logged(Step::Build, &command).await?;
+        if code != 0 {
+            return Err(StepStop::failure("image build failed").exit(code));
+        }
+        let extra_instructions = match &backend.extra_containerfile {
+            Some(path) => Some(tokio::fs::read_to_string(path).await.map_err(|e| {
+                StepStop::error(format!(
+                    "cannot read EXTRA_CONTAINERFILE {}: {e}",
+                    path.display()
+                ))
+            })?),
+            None => None,
+        };
+        let extras = commands::extras_containerfile(
+            &self.names.pr_image,
+            &backend.extra_packages,
+            &backend.extra_pip,
+            extra_instructions.as_deref(),
+        )?;
+        let Some(containerfile) = extras else {
+            return Ok(Some(code));
+        };
+        let path = self.work_dir.join(commands::EXTRAS_CONTAINERFILE);
+        tokio::fs::write(&path, containerfile)
+            .await
+            .map_err(|e| StepStop::error(format!("cannot write {}: {e}", path.display())))?;
+        let command = commands::build_extras_image(&self.names.extras_image);
+        match self.exec_logged(Step::Build, &command).await? {
+            0 => {
+                self.plugin_image = self.names.extras_image.clone();
+                Ok(Some(0))
+            }
+            // The extras are the vendor's, not the PR's.
+            code => {
+                Err(StepStop::error(format!("vendor extras layer failed (exit {code})")).exit(code))
+            }
+        }
+    }
+
+    async fn driver_config(&mut self, driver_config: &DriverConfig) -> StepBody {
+        let json_path = self.work_dir.join(commands::DRIVER_JSON_FILE);
+        let script = match driver_config {
+            DriverConfig::Json(json) => {
+                tokio::fs::write(&json_path, json).await.map_err(|e| {
+                    StepStop::error(format!("cannot write {}: {e}", json_path.display()))
+                })?;
+                self.say(
+                    Step::DriverConfig,
+                    "backend config given as JSON in the config file\n",
+                );
+                self.backend_json = Some(json.clone());
+                return Ok(None);
+            }
+            DriverConfig::Script(script) => script,
+        };
+        let script_name = script.file_name().map_or_else(
+            || script.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        let command =
+            commands::resolve_driver_config(&self.executor.config.dir, script, self.job_env())?;
+        let code = self.exec_logged(Step::DriverConfig, &command).await?;
+        if code != 0 {
+            return Err(StepStop::error(format!(
+                "driver config script {script_name} failed (exit {code})"
+            ))
+            .exit(code));
+        }
+        let json = tokio::fs::read_to_string(&json_path).await.map_err(|e| {
+            StepStop::error(format!(
+                "driver config script {script_name} left no config: {e}"
+            ))
+        })?;
+        // Never echo the JSON: it holds the array's credentials.
+        if serde_json::from_str::<serde_json::Value>(&json).is_err() {
+            return Err(StepStop::error(format!(
+                "driver config script {script_name} set DRIVER_CONFIG to invalid JSON"
+            )));
+        }
+        let files_path = self.work_dir.join(commands::SYSTEM_FILES_FILE);
+        let files = tokio::fs::read_to_string(&files_path)
+            .await
+            .unwrap_or_default();
+        self.system_files = commands::system_files_path(&files)?;
+        if let Some(files) = &self.system_files {
+            self.say(Step::DriverConfig, &format!("CSI_SYSTEM_FILES={files}\n"));
+        }
+        self.backend_json = Some(json);
+        Ok(Some(0))
+    }
+
+    async fn start_plugin(&mut self) -> StepBody {
+        let podman = &self.executor.podman;
+        let probe = commands::existing_paths(&commands::PLUGIN_HOST_MOUNTS);
+        let (code, listing) = podman
+            .exec_captured(&self.names.sandbox_container, &probe)
+            .await?;
+        if code != 0 {
+            return Err(StepStop::error(format!(
+                "cannot list the sandbox's host paths (exit {code})"
+            )));
+        }
+        let host_mounts: Vec<String> = listing
+            .lines()
+            .filter(|line| commands::PLUGIN_HOST_MOUNTS.contains(line))
+            .map(String::from)
+            .collect();
+        let backend_config = self
+            .backend_json
+            .as_deref()
+            .expect("the driver-config step ran before start-plugin");
+        let launch = PluginLaunch {
+            container_name: &self.names.plugin_container,
+            image: &self.plugin_image,
+            backend_config,
+            system_files: self.system_files.as_deref(),
+            host_mounts: &host_mounts,
+        };
+        let command = commands::start_plugin(&launch);
+        // Set first: a failed `podman run` may still have created the
+        // container, and its log is then the best clue.
+        self.plugin_started = true;
+        match self.exec_logged(Step::StartPlugin, &command).await? {
+            0 => Ok(Some(0)),
+            code => Err(
+                StepStop::failure(format!("plugin container did not start (exit {code})"))
+                    .exit(code),
+            ),
+        }
+    }
+
+    async fn wait_plugin(&mut self) -> StepBody {
+        let timeout = self.executor.config.plugin_start_timeout;
+        let started = Instant::now();
+        self.say(
+            Step::WaitPlugin,
+            &format!(
+                "waiting up to {}s for the plugin to serve on {}:{}\n",
+                timeout.as_secs(),
+                commands::CSI_ENDPOINT_HOST,
+                commands::CSI_ENDPOINT_PORT
+            ),
+        );
+        let probe = commands::probe_plugin(&self.names.plugin_container);
+        loop {
+            let (_, output) = self
+                .executor
+                .podman
+                .exec_captured(&self.names.sandbox_container, &probe)
+                .await?;
+            let stop = match commands::parse_probe(&output) {
+                PluginProbe::Serving => {
+                    let waited = started.elapsed().as_secs_f32();
+                    self.say(
+                        Step::WaitPlugin,
+                        &format!("plugin serves after {waited:.1}s\n"),
+                    );
+                    return Ok(None);
+                }
+                PluginProbe::Exited(code) => {
+                    StepStop::failure(format!("plugin exited with code {code}")).exit(code)
+                }
+                PluginProbe::Unknown(text) => StepStop::error(format!(
+                    "cannot tell whether the plugin runs: {}",
+                    text.trim()
+                )),
+                PluginProbe::Starting if started.elapsed() >= timeout => StepStop::error(format!(
+                    "plugin did not serve within {}s",
+                    timeout.as_secs()
+                )),
+                PluginProbe::Starting => {
+                    tokio::time::sleep(PLUGIN_PROBE_INTERVAL).await;
+                    continue;
+                }
+            };
+            self.show_plugin_log(Step::WaitPlugin).await;
+            return Err(stop);
+        }
+    }
+
+    async fn sanity(&mut self, sanity_command: &str) -> StepBody {
+        let command = commands::sanity(sanity_command, self.job_env());
+        match self.exec_logged(Step::Sanity, &command).await? {
+            0 => Ok(Some(0)),
+            code => Err(StepStop::failure(format!("sanity suite failed (exit {code})")).exit(code)),
+        }
+    }
+
+    /// Runs POST_RUN (if configured) with the outcome's code as `$1`.
+    async fn post_run(&mut self, backend: &BackendConfig, outcome: JobOutcome) -> JobOutcome {
+        let Some(script) = &backend.post_run else {
+            return outcome;
+        };
+        self.begin(Step::PostRun);
+        let body = if self.sandbox_running {
+            self.run_post_run(script, outcome.exit_code()).await
+        } else {
+            Err(StepStop::error(
+                "skipped: the job ended before its sandbox started",
+            ))
+        };
+        match self.finish(body) {
+            Err(post_run_error) if outcome == JobOutcome::Success => post_run_error,
+            _ => outcome,
+        }
+    }
+
+    async fn run_post_run(&mut self, script: &Script, result: i32) -> StepBody {
+        let command = commands::vendor_script(
+            script,
+            "post-run",
+            &self.executor.config.dir,
+            &[result.to_string()],
+            self.job_env(),
+        )?;
+        match tokio::time::timeout(POST_RUN_TIMEOUT, self.exec_logged(Step::PostRun, &command))
+            .await
+        {
+            Ok(Ok(0)) => Ok(Some(0)),
+            Ok(Ok(code)) => {
+                Err(StepStop::error(format!("post-run failed (exit {code})")).exit(code))
+            }
+            Ok(Err(stop)) => Err(stop),
+            Err(_elapsed) => Err(StepStop::error(format!(
+                "post-run timed out after {}s",
+                POST_RUN_TIMEOUT.as_secs()
+            ))),
+        }
+    }
+
+    /// Streams the plugin's log into `step`'s output, once per job.
+    async fn show_plugin_log(&mut self, step: Step) {
+        self.plugin_log_shown = true;
+        let name = &self.names.plugin_container;
+        self.say(
+            step,
+            &format!("--- log of the plugin container {name} ---\n"),
+        );
+        let command = commands::plugin_logs(name);
+        match tokio::time::timeout(CLEANUP_EXEC_TIMEOUT, self.exec_logged(step, &command)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(stop)) => self.say(
+                step,
+                &format!("cannot read the plugin log: {}\n", stop.reason),
+            ),
+            Err(_elapsed) => self.say(step, "reading the plugin log timed out\n"),
+        }
+        self.say(step, "--- end of the plugin log ---\n");
+    }
+
+    /// Removes what the job created. Problems are reported in the step and
+    /// the service log; they do not change the outcome (a start-up sweep
+    /// catches what is left).
+    async fn cleanup(&mut self) {
+        self.begin(Step::Cleanup);
+        let mut problems = Vec::new();
+        if self.sandbox_running {
+            if self.plugin_started && !self.plugin_log_shown {
+                self.show_plugin_log(Step::Cleanup).await;
+            }
+            let command = commands::remove_nested_containers();
+            match tokio::time::timeout(
+                CLEANUP_EXEC_TIMEOUT,
+                self.exec_logged(Step::Cleanup, &command),
+            )
+            .await
+            {
+                Ok(Ok(0)) => {}
+                Ok(Ok(code)) => {
+                    problems.push(format!("removing nested containers failed (exit {code})"))
+                }
+                Ok(Err(stop)) => problems.push(stop.reason),
+                Err(_elapsed) => problems.push("removing nested containers timed out".to_string()),
+            }
+        }
+        if let Err(problem) = self.remove_labelled().await {
+            problems.push(problem);
+        }
+        match tokio::fs::remove_dir_all(&self.work_dir).await {
+            Ok(()) => self.say(
+                Step::Cleanup,
+                &format!("removed {}\n", self.work_dir.display()),
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => problems.push(format!("cannot remove {}: {e}", self.work_dir.display())),
+        }
+        for problem in &problems {
+            tracing::warn!(job = %self.job.id, "cleanup: {problem}");
+        }
+        let body = if problems.is_empty() {
+            Ok(None)
+        } else {
+            Err(StepStop::error(problems.join("; ")))
+        };
+        // Cleanup never changes the verdict.
+        let _ = self.finish(body);
+    }
+
+    /// Force-removes every container and volume labelled with this job.
+    async fn remove_labelled(&self) -> Result<(), String> {
+        let podman = &self.executor.podman;
+        let job_id = self.job.id.as_str();
+        let containers = podman
+            .containers_labelled(JOB_LABEL, Some(job_id))
+            .await
+            .map_err(|e| e.to_string())?;
+        for container in containers {
+            podman
+                .remove_container(&container)
+                .await
+                .map_err(|e| e.to_string())?;
+            self.say(Step::Cleanup, &format!("removed container {container}\n"));
+        }
+        let volumes = podman
+            .volumes_labelled(JOB_LABEL, Some(job_id))
+            .await
+            .map_err(|e| e.to_string())?;
+        for volume in volumes {
+            podman
+                .remove_volume(&volume)
+                .await
+                .map_err(|e| e.to_string())?;
+            self.say(Step::Cleanup, &format!("removed volume {volume}\n"));
+        }
+        Ok(())
+    }
+}
+
+fn bind(source: PathBuf, destination: &str, read_only: bool) -> super::podman::Bind {
+    super::podman::Bind {
+        source,
+        destination: destination.to_string(),
+        read_only,
+    }
+}

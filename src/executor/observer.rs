@@ -1,0 +1,28 @@
+//! How a job's output leaves the executor: the CLI prints it, the log writer
+//! stores it, the web view streams it. The executor only calls these hooks;
+//! masking secrets and size caps are the receiver's business.
+
+use std::time::Duration;
+
+use crate::model::Step;
+
+/// How one step ended, as far as its output is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepResult {
+    /// Exit code of the step's command, when there was exactly one that decided.
+    pub exit_code: Option<i64>,
+    pub duration: Duration,
+    /// Why the step failed, was skipped or was abandoned; None when it passed.
+    pub note: Option<String>,
+}
+
+/// Receives a job's steps and their output as they happen.
+///
+/// Every `step_started` is followed by exactly one `step_finished` for the
+/// same step, also when the step is abandoned (timeout, cancel).
+pub trait StepObserver: Send + Sync {
+    fn step_started(&self, step: Step);
+    /// Raw bytes as they arrive, stdout and stderr merged, not split at lines.
+    fn output(&self, step: Step, chunk: &[u8]);
+    fn step_finished(&self, step: Step, result: &StepResult);
+}

@@ -1,0 +1,352 @@
+//! The only user of podman-api: the host Podman's view of a job (the
+//! sandbox container, the slot's store volume, exec sessions, sweeping by
+//! label). podman-api types stop here; callers see names, exit codes and
+//! [`PodmanError`].
+//!
+//! Two crate pitfalls shape this module: `wait()` reports no exit code, and
+//! an exec's exit code is only in the exec session's inspect output; the
+//! stop timeout is ignored, so containers are deleted with force.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use podman_api::models::{ContainerMount, NamedVolume};
+use podman_api::opts::{
+    ContainerCreateOpts, ContainerDeleteOpts, ContainerListFilter, ContainerListOpts,
+    ExecCreateOpts, VolumeCreateOpts, VolumeListFilter, VolumeListOpts,
+};
+use podman_api::Podman;
+use thiserror::Error;
+
+use super::commands::InnerCommand;
+
+/// How long an exec session may still report "running" after its output
+/// stream closed (Podman records the exit code just after).
+const EXEC_EXIT_SETTLE: Duration = Duration::from_secs(10);
+const EXEC_EXIT_POLL: Duration = Duration::from_millis(50);
+
+#[derive(Debug, Error)]
+#[error("podman: {action}: {message}")]
+pub struct PodmanError {
+    action: String,
+    message: String,
+    not_found: bool,
+}
+
+impl PodmanError {
+    fn api(action: impl Into<String>, error: podman_api::Error) -> Self {
+        let not_found = matches!(
+            &error,
+            podman_api::Error::Fault { code, .. } if code.as_u16() == 404
+        );
+        Self {
+            action: action.into(),
+            message: error.to_string(),
+            not_found,
+        }
+    }
+
+    fn other(action: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            action: action.into(),
+            message: message.into(),
+            not_found: false,
+        }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        self.not_found
+    }
+}
+
+/// A host directory bind-mounted into the sandbox.
+#[derive(Debug, Clone)]
+pub struct Bind {
+    pub source: PathBuf,
+    pub destination: String,
+    pub read_only: bool,
+}
+
+/// Everything the sandbox container is created with.
+#[derive(Debug, Clone)]
+pub struct SandboxSpec {
+    pub name: String,
+    pub image: String,
+    pub labels: Vec<(String, String)>,
+    pub binds: Vec<Bind>,
+    /// A named volume and where it is mounted.
+    pub volume: (String, String),
+}
+
+/// A connection to one Podman API socket.
+#[derive(Debug, Clone)]
+pub struct PodmanClient {
+    api: Podman,
+}
+
+impl PodmanClient {
+    pub fn unix(socket: &Path) -> Self {
+        Self {
+            api: Podman::unix(socket),
+        }
+    }
+
+    pub async fn ping(&self) -> Result<(), PodmanError> {
+        self.api
+            .ping()
+            .await
+            .map(|_| ())
+            .map_err(|e| PodmanError::api("ping", e))
+    }
+
+    pub async fn image_exists(&self, image: &str) -> Result<bool, PodmanError> {
+        self.api
+            .images()
+            .get(image)
+            .exists()
+            .await
+            .map_err(|e| PodmanError::api(format!("checking image {image}"), e))
+    }
+
+    /// Creates the named volume with `labels` unless it exists already.
+    pub async fn ensure_volume(
+        &self,
+        name: &str,
+        labels: &[(String, String)],
+    ) -> Result<(), PodmanError> {
+        let action = || format!("creating volume {name}");
+        let exists = self
+            .api
+            .volumes()
+            .get(name)
+            .exists()
+            .await
+            .map_err(|e| PodmanError::api(action(), e))?;
+        if exists {
+            return Ok(());
+        }
+        let opts = VolumeCreateOpts::builder()
+            .name(name)
+            .labels(labels.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .build();
+        self.api
+            .volumes()
+            .create(&opts)
+            .await
+            .map(|_| ())
+            .map_err(|e| PodmanError::api(action(), e))
+    }
+
+    /// Creates and starts a privileged sandbox that idles until removed.
+    pub async fn start_sandbox(&self, spec: &SandboxSpec) -> Result<(), PodmanError> {
+        let mounts: Vec<ContainerMount> = spec
+            .binds
+            .iter()
+            .map(|bind| ContainerMount {
+                destination: Some(bind.destination.clone()),
+                source: Some(bind.source.display().to_string()),
+                _type: Some("bind".to_string()),
+                options: Some(vec![
+                    "rbind".to_string(),
+                    if bind.read_only { "ro" } else { "rw" }.to_string(),
+                ]),
+                uid_mappings: None,
+                gid_mappings: None,
+            })
+            .collect();
+        let (volume_name, volume_dest) = &spec.volume;
+        let volume = NamedVolume {
+            dest: Some(volume_dest.clone()),
+            name: Some(volume_name.clone()),
+            is_anonymous: None,
+            options: None,
+        };
+        let opts = ContainerCreateOpts::builder()
+            .name(&spec.name)
+            .image(&spec.image)
+            .command(["sleep", "infinity"])
+            .privileged(true)
+            .labels(spec.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .mounts(mounts)
+            .volumes([volume])
+            .build();
+        self.api
+            .containers()
+            .create(&opts)
+            .await
+            .map_err(|e| PodmanError::api(format!("creating container {}", spec.name), e))?;
+        self.api
+            .containers()
+            .get(&spec.name)
+            .start(None)
+            .await
+            .map_err(|e| PodmanError::api(format!("starting container {}", spec.name), e))
+    }
+
+    /// Runs `command` in `container`, passing its merged output to
+    /// `on_output` as it arrives, and returns its exit code. Dropping the
+    /// future detaches from the session; the process ends with the container.
+    pub async fn exec(
+        &self,
+        container: &str,
+        command: &InnerCommand,
+        on_output: &mut (dyn FnMut(&[u8]) + Send),
+    ) -> Result<i64, PodmanError> {
+        let action = || {
+            format!(
+                "exec {} in {container}",
+                command.argv.first().map_or("", String::as_str)
+            )
+        };
+        let mut opts = ExecCreateOpts::builder()
+            .command(command.argv.iter().map(String::as_str))
+            .attach_stdout(true)
+            .attach_stderr(true)
+            .env(command.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        if let Some(dir) = &command.workdir {
+            opts = opts.working_dir(dir);
+        }
+        let exec = self
+            .api
+            .containers()
+            .get(container)
+            .create_exec(&opts.build())
+            .await
+            .map_err(|e| PodmanError::api(action(), e))?;
+        let mut stream = exec
+            .start(&Default::default())
+            .await
+            .map_err(|e| PodmanError::api(action(), e))?
+            .ok_or_else(|| PodmanError::other(action(), "exec started detached"))?;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| PodmanError::api(action(), e.into()))?;
+            on_output(&Vec::<u8>::from(chunk));
+        }
+        drop(stream);
+
+        let deadline = tokio::time::Instant::now() + EXEC_EXIT_SETTLE;
+        loop {
+            let info = exec
+                .inspect()
+                .await
+                .map_err(|e| PodmanError::api(action(), e))?;
+            let running = info
+                .get("Running")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false);
+            if !running {
+                return info
+                    .get("ExitCode")
+                    .and_then(|v| v.as_i64())
+                    .ok_or_else(|| {
+                        PodmanError::other(action(), "exec session reported no exit code")
+                    });
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(PodmanError::other(
+                    action(),
+                    "exec session still running after its output closed",
+                ));
+            }
+            tokio::time::sleep(EXEC_EXIT_POLL).await;
+        }
+    }
+
+    /// Runs `command` and returns its exit code and output as text.
+    pub async fn exec_captured(
+        &self,
+        container: &str,
+        command: &InnerCommand,
+    ) -> Result<(i64, String), PodmanError> {
+        let mut output = Vec::new();
+        let code = self
+            .exec(container, command, &mut |chunk| {
+                output.extend_from_slice(chunk)
+            })
+            .await?;
+        Ok((code, String::from_utf8_lossy(&output).into_owned()))
+    }
+
+    /// Names of every container (any state) carrying `key=value`, or just
+    /// `key` when `value` is None.
+    pub async fn containers_labelled(
+        &self,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<Vec<String>, PodmanError> {
+        let filter = match value {
+            Some(value) => ContainerListFilter::LabelKeyVal(key.into(), value.into()),
+            None => ContainerListFilter::LabelKey(key.into()),
+        };
+        let opts = ContainerListOpts::builder()
+            .all(true)
+            .filter([filter])
+            .build();
+        let containers = self
+            .api
+            .containers()
+            .list(&opts)
+            .await
+            .map_err(|e| PodmanError::api(format!("listing containers labelled {key}"), e))?;
+        Ok(containers
+            .into_iter()
+            .filter_map(|c| c.names.and_then(|names| names.into_iter().next()).or(c.id))
+            .collect())
+    }
+
+    pub async fn volumes_labelled(
+        &self,
+        key: &str,
+        value: Option<&str>,
+    ) -> Result<Vec<String>, PodmanError> {
+        let filter = match value {
+            Some(value) => VolumeListFilter::LabelKeyVal(key.into(), value.into()),
+            None => VolumeListFilter::LabelKey(key.into()),
+        };
+        let opts = VolumeListOpts::builder().filter([filter]).build();
+        let volumes = self
+            .api
+            .volumes()
+            .list(&opts)
+            .await
+            .map_err(|e| PodmanError::api(format!("listing volumes labelled {key}"), e))?;
+        Ok(volumes.into_iter().map(|v| v.name).collect())
+    }
+
+    /// Kills and deletes a container with its anonymous volumes; a missing
+    /// container is not an error (returns false). No stop grace period: the
+    /// sandbox's `sleep` ignores SIGTERM and would cost 10 s per job.
+    pub async fn remove_container(&self, name: &str) -> Result<bool, PodmanError> {
+        let opts = ContainerDeleteOpts::builder()
+            .force(true)
+            .volumes(true)
+            .timeout(0)
+            .build();
+        match self.api.containers().get(name).delete(&opts).await {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                let error = PodmanError::api(format!("removing container {name}"), e);
+                if error.is_not_found() {
+                    Ok(false)
+                } else {
+                    Err(error)
+                }
+            }
+        }
+    }
+
+    pub async fn remove_volume(&self, name: &str) -> Result<bool, PodmanError> {
+        match self.api.volumes().get(name).remove().await {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                let error = PodmanError::api(format!("removing volume {name}"), e);
+                if error.is_not_found() {
+                    Ok(false)
+                } else {
+                    Err(error)
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,465 @@
+//! The executor on real Podman and real git: the demo plugin's PRs #129
+//! (passes), #130 (dies at start) and a never-serving #131, timeouts,
+//! cancellation, and what is left afterwards.
+//!
+//! Needs root Podman with runc and localhost/debian:bookworm
+//! (scripts/setup-host.sh). The cases share one worker slot, so they run one
+//! at a time.
+
+#[path = "support/executor_env.rs"]
+mod executor_env;
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ember_ci::config::DriverConfig;
+use ember_ci::executor::Executor;
+use ember_ci::model::{JobOutcome, Step};
+use executor_env::{
+    assert_nothing_left, run_ok, DemoEnv, RecordingObserver, Timeouts, NEVER_SERVING_PR,
+};
+use tokio_util::sync::CancellationToken;
+
+/// The cases share TEST_SLOT's image store and tag.
+static ONE_JOB_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+const GENEROUS: Timeouts = Timeouts {
+    job: Duration::from_secs(900),
+    plugin_start: Duration::from_secs(120),
+};
+
+async fn executor(env: &DemoEnv, timeouts: Timeouts) -> Executor {
+    Executor::new(env.config(timeouts))
+        .await
+        .expect("executor starts its own podman service")
+}
+
+#[tokio::test]
+async fn passing_pr_succeeds_and_second_run_reuses_the_layer_cache() {
+    let _serial = ONE_JOB_AT_A_TIME.lock().await;
+    let env = DemoEnv::new();
+    let executor = executor(&env, GENEROUS).await;
+
+    let first = RecordingObserver::default();
+    let job = env.job(129);
+    let started = Instant::now();
+    let outcome = executor.run(&job, &first, CancellationToken::new()).await;
+    eprintln!(
+        "TIMING first #129 job: {:.1}s",
+        started.elapsed().as_secs_f32()
+    );
+    assert_eq!(outcome, JobOutcome::Success);
+    first.assert_steps_paired();
+    assert_eq!(
+        first.started_steps(),
+        [
+            Step::Fetch,
+            Step::Sandbox,
+            Step::PreRun,
+            Step::Build,
+            Step::DriverConfig,
+            Step::StartPlugin,
+            Step::WaitPlugin,
+            Step::Sanity,
+            Step::PostRun,
+            Step::Cleanup
+        ]
+    );
+    assert!(first
+        .output_of(Step::PreRun)
+        .contains("preparing the demo array for backend demo"));
+    let sanity = first.output_of(Step::Sanity);
+    assert!(
+        sanity.contains("plugin answered: ember-csi-demo OK driver=DemoDriver"),
+        "{sanity}"
+    );
+    assert!(sanity.contains("PASS"), "{sanity}");
+    assert!(first.output_of(Step::PostRun).contains("post-run result=0"));
+    // The plugin's own log is kept, and the backend password never shows in a command line.
+    let cleanup = first.output_of(Step::Cleanup);
+    assert!(cleanup.contains("serving driver DemoDriver"), "{cleanup}");
+    assert!(!first
+        .output_of(Step::StartPlugin)
+        .contains("demo-array-password"));
+    assert_nothing_left(&env, &job.id);
+
+    let second = RecordingObserver::default();
+    let job = env.job(129);
+    let started = Instant::now();
+    let outcome = executor.run(&job, &second, CancellationToken::new()).await;
+    eprintln!(
+        "TIMING warm #129 job: {:.1}s",
+        started.elapsed().as_secs_f32()
+    );
+    assert_eq!(outcome, JobOutcome::Success);
+    let build = second.output_of(Step::Build);
+    assert!(
+        build.contains("Using cache"),
+        "second build did not reuse layers:\n{build}"
+    );
+    assert_nothing_left(&env, &job.id);
+}
+
+#[tokio::test]
+async fn broken_pr_fails_naming_the_plugin_exit() {
+    let _serial = ONE_JOB_AT_A_TIME.lock().await;
+    let env = DemoEnv::new();
+    let executor = executor(&env, GENEROUS).await;
+    let observer = RecordingObserver::default();
+    let job = env.job(130);
+
+    let outcome = executor
+        .run(&job, &observer, CancellationToken::new())
+        .await;
+
+    let JobOutcome::Failure { step, reason } = &outcome else {
+        panic!("expected a failure, got {outcome:?}");
+    };
+    assert!(
+        matches!(step, Step::WaitPlugin | Step::StartPlugin),
+        "failed at {step}"
+    );
+    assert!(reason.starts_with("plugin exited with code"), "{reason}");
+    // The plugin's dying words are in the log.
+    assert!(observer.output_of(*step).contains("broken on purpose"));
+    assert!(observer
+        .output_of(Step::PostRun)
+        .contains("post-run result=1"));
+    assert_eq!(
+        observer.finished(Step::Sanity),
+        None,
+        "sanity ran after a failed start"
+    );
+    observer.assert_steps_paired();
+    assert_nothing_left(&env, &job.id);
+}
+
+#[tokio::test]
+async fn never_serving_plugin_is_an_error_within_the_start_timeout() {
+    let _serial = ONE_JOB_AT_A_TIME.lock().await;
+    let env = DemoEnv::new();
+    let plugin_start = Duration::from_secs(5);
+    let executor = executor(
+        &env,
+        Timeouts {
+            job: Duration::from_secs(900),
+            plugin_start,
+        },
+    )
+    .await;
+    let observer = RecordingObserver::default();
+    let job = env.job(NEVER_SERVING_PR);
+
+    let outcome = executor
+        .run(&job, &observer, CancellationToken::new())
+        .await;
+
+    assert_eq!(
+        outcome,
+        JobOutcome::Error {
+            step: Step::WaitPlugin,
+            reason: "plugin did not serve within 5s".into()
+        }
+    );
+    let waited = observer
+        .finished(Step::WaitPlugin)
+        .expect("wait-plugin finished")
+        .duration;
+    assert!(
+        waited >= plugin_start && waited < plugin_start + Duration::from_secs(60),
+        "waited {waited:?}"
+    );
+    assert!(observer
+        .output_of(Step::PostRun)
+        .contains("post-run result=2"));
+    observer.assert_steps_paired();
+    assert_nothing_left(&env, &job.id);
+}
+
+#[tokio::test]
+async fn job_timeout_abandons_the_step_and_still_runs_post_run_and_cleanup() {
+    let _serial = ONE_JOB_AT_A_TIME.lock().await;
+    let env = DemoEnv::new();
+    let executor = executor(
+        &env,
+        Timeouts {
+            job: Duration::from_secs(8),
+            plugin_start: Duration::from_secs(600),
+        },
+    )
+    .await;
+    // A cold sandbox image build must not eat the job's 8 seconds.
+    executor
+        .ensure_sandbox_image(&RecordingObserver::default())
+        .await
+        .expect("sandbox image");
+    let observer = RecordingObserver::default();
+    let job = env.job(NEVER_SERVING_PR);
+
+    let started = Instant::now();
+    let outcome = executor
+        .run(&job, &observer, CancellationToken::new())
+        .await;
+
+    let JobOutcome::Error { step, reason } = &outcome else {
+        panic!("expected an error, got {outcome:?}");
+    };
+    assert_eq!(reason, "timed out after 8s");
+    let abandoned = observer.finished(*step).expect("abandoned step reported");
+    assert_eq!(
+        abandoned.note.as_deref(),
+        Some("abandoned: the job timed out")
+    );
+    assert!(observer
+        .output_of(Step::PostRun)
+        .contains("post-run result=2"));
+    assert!(
+        started.elapsed() < Duration::from_secs(120),
+        "took {:?}",
+        started.elapsed()
+    );
+    observer.assert_steps_paired();
+    assert_nothing_left(&env, &job.id);
+}
+
+#[tokio::test]
+async fn cancelled_job_runs_post_run_and_cleanup() {
+    let _serial = ONE_JOB_AT_A_TIME.lock().await;
+    let env = DemoEnv::new();
+    let executor = executor(&env, GENEROUS).await;
+    let cancel = CancellationToken::new();
+    let observer = RecordingObserver::cancelling_at(Step::WaitPlugin, cancel.clone());
+    let job = env.job(NEVER_SERVING_PR);
+
+    let outcome = executor.run(&job, &observer, cancel).await;
+
+    assert_eq!(
+        outcome,
+        JobOutcome::Cancelled {
+            reason: "cancelled".into()
+        }
+    );
+    let abandoned = observer
+        .finished(Step::WaitPlugin)
+        .expect("wait-plugin reported");
+    assert_eq!(
+        abandoned.note.as_deref(),
+        Some("abandoned: the job was cancelled")
+    );
+    assert_eq!(observer.finished(Step::Sanity), None);
+    assert!(observer
+        .output_of(Step::PostRun)
+        .contains("post-run result=2"));
+    observer.assert_steps_paired();
+    assert_nothing_left(&env, &job.id);
+}
+
+#[tokio::test]
+async fn commit_missing_from_the_pr_ref_is_an_error_at_fetch() {
+    let _serial = ONE_JOB_AT_A_TIME.lock().await;
+    let env = DemoEnv::new();
+    let executor = executor(&env, GENEROUS).await;
+    let observer = RecordingObserver::default();
+    // #130's head is a descendant of #129's, so fetching #129 cannot bring it.
+    let mut job = env.job(129);
+    job.request.sha = env.head(130);
+
+    let outcome = executor
+        .run(&job, &observer, CancellationToken::new())
+        .await;
+
+    assert_eq!(
+        outcome,
+        JobOutcome::Error {
+            step: Step::Fetch,
+            reason: format!(
+                "commit {} not found in refs/pull/129/head",
+                env.head(130).short()
+            ),
+        }
+    );
+    let post_run = observer.finished(Step::PostRun).expect("post-run reported");
+    assert_eq!(
+        post_run.note.as_deref(),
+        Some("skipped: the job ended before its sandbox started")
+    );
+    observer.assert_steps_paired();
+    assert_nothing_left(&env, &job.id);
+}
+
+/// The sweep runs against a Podman of its own (separate storage root), so
+/// it cannot touch the jobs of anything else running on this host.
+#[tokio::test]
+async fn sweep_removes_job_labelled_leftovers_only() {
+    let env = DemoEnv::new();
+    let root = env.dir.path().join("podman-root");
+    let runroot = env.dir.path().join("podman-runroot");
+    let tmpdir = env.dir.path().join("podman-tmp");
+    let socket = env.dir.path().join("isolated.sock");
+    let podman = |args: &[&str]| {
+        let mut command = Command::new("podman");
+        command
+            .arg("--root")
+            .arg(&root)
+            .arg("--runroot")
+            .arg(&runroot)
+            .arg("--tmpdir")
+            .arg(&tmpdir)
+            .args(args);
+        command
+    };
+    run_ok(&mut podman(&[
+        "volume",
+        "create",
+        "--label",
+        "ember-ci.job=crashed-job",
+        "leftover-volume",
+    ]));
+    run_ok(&mut podman(&[
+        "volume",
+        "create",
+        "--label",
+        "ember-ci.store=0",
+        "ember-ci-store-0",
+    ]));
+    let mut service = tokio::process::Command::from(podman(&["system", "service", "--time=0"]));
+    let mut service = service
+        .arg(format!("unix://{}", socket.display()))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("isolated podman service");
+    let leftover_dir = env.state_dir.join("jobs").join("crashed-job");
+    std::fs::create_dir_all(leftover_dir.join("src")).expect("leftover work dir");
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !socket.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "isolated podman service did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut config = (*env.config(GENEROUS)).clone();
+    config.podman_socket = Some(socket.clone());
+    let executor = Executor::new(Arc::new(config))
+        .await
+        .expect("executor on the given socket");
+
+    let removed = executor.sweep_leftovers().await.expect("sweep");
+
+    assert_eq!(removed, 2, "one volume and one work dir");
+    assert!(!leftover_dir.exists());
+    let volumes = run_ok(&mut podman(&["volume", "ls", "-q"]));
+    assert_eq!(
+        volumes.trim(),
+        "ember-ci-store-0",
+        "the store volume must survive"
+    );
+    drop(executor);
+    service.kill().await.expect("stop isolated service");
+}
+
+#[tokio::test]
+async fn driver_config_script_feeds_the_plugin_and_its_system_files() {
+    let _serial = ONE_JOB_AT_A_TIME.lock().await;
+    let env = DemoEnv::new();
+    let staging = env.dir.path().join("system-files");
+    std::fs::create_dir_all(staging.join("etc/demo")).expect("staging dir");
+    std::fs::write(staging.join("etc/demo/keyring"), "demo key\n").expect("system file");
+    run_ok(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&staging)
+            .arg("-cf")
+            .arg(env.config_dir.join("files.tar"))
+            .arg("etc/demo/keyring"),
+    );
+    let script = env.config_dir.join("driver.sh");
+    std::fs::write(
+        &script,
+        "echo \"resolving the backend for PR $PR_NUMBER\"\n\
+         DRIVER_CONFIG='{\"name\": \"demo\", \"driver\": \"ScriptedDriver\"}'\n\
+         CSI_SYSTEM_FILES=files.tar\n",
+    )
+    .expect("driver script");
+    let mut config = (*env.config(GENEROUS)).clone();
+    config.backends[0].driver_config = DriverConfig::Script(script.clone());
+    let executor = Executor::new(Arc::new(config)).await.expect("executor");
+    let observer = RecordingObserver::default();
+    let job = env.job(129);
+
+    let outcome = executor
+        .run(&job, &observer, CancellationToken::new())
+        .await;
+
+    assert_eq!(outcome, JobOutcome::Success);
+    assert!(observer
+        .output_of(Step::DriverConfig)
+        .contains("resolving the backend for PR 129"));
+    assert!(observer
+        .output_of(Step::Sanity)
+        .contains("driver=ScriptedDriver"));
+    let plugin_log = observer.output_of(Step::Cleanup);
+    assert!(
+        plugin_log.contains("unpacked system files from /config/files.tar"),
+        "{plugin_log}"
+    );
+    assert_nothing_left(&env, &job.id);
+
+    std::fs::write(&script, "echo 'forgot to set it'\n").expect("broken driver script");
+    let observer = RecordingObserver::default();
+    let job = env.job(129);
+    let outcome = executor
+        .run(&job, &observer, CancellationToken::new())
+        .await;
+    assert_eq!(
+        outcome,
+        JobOutcome::Error {
+            step: Step::DriverConfig,
+            reason: "driver config script driver.sh failed (exit 3)".into()
+        }
+    );
+    assert!(observer
+        .output_of(Step::DriverConfig)
+        .contains("did not set DRIVER_CONFIG"));
+    assert_nothing_left(&env, &job.id);
+}
+
+#[tokio::test]
+async fn vendor_extras_layer_is_built_on_the_pr_image() {
+    let _serial = ONE_JOB_AT_A_TIME.lock().await;
+    let env = DemoEnv::new();
+    let extras = env.config_dir.join("extras.Containerfile");
+    std::fs::write(
+        &extras,
+        "COPY sanity.sh /usr/local/share/vendor-sanity.sh\n",
+    )
+    .expect("extras file");
+    let mut config = (*env.config(GENEROUS)).clone();
+    config.backends[0].extra_containerfile = Some(extras);
+    let executor = Executor::new(Arc::new(config)).await.expect("executor");
+    let observer = RecordingObserver::default();
+    let job = env.job(129);
+
+    let outcome = executor
+        .run(&job, &observer, CancellationToken::new())
+        .await;
+
+    assert_eq!(outcome, JobOutcome::Success);
+    let build = observer.output_of(Step::Build);
+    assert!(
+        build.contains("FROM localhost/ember-csi-job:slot900"),
+        "{build}"
+    );
+    assert!(
+        build.contains("COPY sanity.sh /usr/local/share/vendor-sanity.sh"),
+        "{build}"
+    );
+    let start = observer.output_of(Step::StartPlugin);
+    assert!(
+        start.contains(" localhost/ember-csi-job:slot900-extras\n"),
+        "{start}"
+    );
+    assert_nothing_left(&env, &job.id);
+}

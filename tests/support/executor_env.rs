@@ -1,0 +1,335 @@
+//! Test environment for the executor: the demo repository (PRs #129, #130
+//! and a never-serving #131), a config dir made from examples/demo, a state
+//! dir, a recording observer, and checks on what Podman still holds.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ember_ci::config::{
+    BackendConfig, Config, DriverConfig, LogsConfig, RelayConfig, Script, Secret,
+};
+use ember_ci::executor::{StepObserver, StepResult};
+use ember_ci::model::{BackendName, CommitSha, JobId, JobRequest, PrNumber, RepoName, Step};
+use tokio_util::sync::CancellationToken;
+
+/// The PR whose plugin never opens its endpoint (made by [`DemoEnv::new`]).
+pub const NEVER_SERVING_PR: u64 = 131;
+/// Not slot 0: a developer host may run a real ember-ci whose slot-0 store
+/// must not see test containers (cleanup removes every nested container of
+/// its slot).
+pub const TEST_SLOT: usize = 900;
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs a command that must succeed, returning its stdout.
+pub fn run_ok(command: &mut Command) -> String {
+    let output = command.output().unwrap_or_else(|e| {
+        panic!("cannot run {command:?}: {e} (is it installed? see scripts/setup-host.sh)")
+    });
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Timeouts a test case runs with.
+pub struct Timeouts {
+    pub job: Duration,
+    pub plugin_start: Duration,
+}
+
+pub struct DemoEnv {
+    pub dir: tempfile::TempDir,
+    pub repo: PathBuf,
+    pub config_dir: PathBuf,
+    pub state_dir: PathBuf,
+    /// (PR number, head SHA) of #129, #130 and #131.
+    pub heads: Vec<(u64, CommitSha)>,
+}
+
+impl DemoEnv {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let repo = dir.path().join("ember-csi.git");
+        let listing =
+            run_ok(Command::new(repo_root().join("scripts/make-demo-repo.sh")).arg(&repo));
+        let mut heads: Vec<(u64, CommitSha)> = listing
+            .lines()
+            .map(|line| {
+                let (pr, sha) = line
+                    .split_once(' ')
+                    .expect("make-demo-repo prints '<pr> <sha>'");
+                (
+                    pr.parse().expect("PR number"),
+                    CommitSha::new(sha).expect("SHA"),
+                )
+            })
+            .collect();
+        heads.push((NEVER_SERVING_PR, push_never_serving_pr(dir.path(), &repo)));
+
+        let config_dir = dir.path().join("config");
+        std::fs::create_dir(&config_dir).expect("config dir");
+        let demo = repo_root().join("examples/demo");
+        std::fs::copy(demo.join("sanity.sh"), config_dir.join("sanity.sh"))
+            .expect("copy sanity.sh");
+        let state_dir = dir.path().join("state");
+        let demo_config = std::fs::read_to_string(demo.join("config")).expect("demo config");
+        let config_file = format!(
+            "{demo_config}\n# Test overrides\nGH_CLONE_URL=\"{}\"\nCI_DIR=\"{}\"\nPOST_RUN_1='echo \"post-run result=$1\"'\n",
+            repo.display(),
+            state_dir.display()
+        );
+        std::fs::write(config_dir.join("config"), config_file).expect("write config");
+        Self {
+            dir,
+            repo,
+            config_dir,
+            state_dir,
+            heads,
+        }
+    }
+
+    pub fn head(&self, pr: u64) -> CommitSha {
+        self.heads
+            .iter()
+            .find(|(number, _)| *number == pr)
+            .map(|(_, sha)| sha.clone())
+            .unwrap_or_else(|| panic!("no head for PR {pr}"))
+    }
+
+    pub fn job(&self, pr: u64) -> ember_ci::executor::Job {
+        ember_ci::executor::Job {
+            id: JobId::generate(),
+            request: JobRequest {
+                pr: PrNumber::new(pr).expect("PR number"),
+                sha: self.head(pr),
+                backend: BackendName::new("demo").expect("backend name"),
+            },
+            slot: TEST_SLOT,
+        }
+    }
+
+    /// TEMPORARY: mirrors the config file written above; replace with
+    /// `Config::load(&self.config_dir)` (plus the timeouts as keys) once the
+    /// config loader is on main.
+    pub fn config(&self, timeouts: Timeouts) -> Arc<Config> {
+        let backend = BackendConfig {
+            index: 1,
+            name: BackendName::new("demo").expect("backend name"),
+            driver_config: DriverConfig::Json(
+                r#"{"name": "demo", "driver": "DemoDriver", "password": "demo-array-password"}"#
+                    .into(),
+            ),
+            pre_run: Some(Script::Inline(
+                r#"echo "pre-run: preparing the demo array for backend $DRIVER_NAME""#.into(),
+            )),
+            post_run: Some(Script::Inline(r#"echo "post-run result=$1""#.into())),
+            sanity_command: "/config/sanity.sh 127.0.0.1:50051".into(),
+            extra_packages: vec![],
+            extra_pip: vec![],
+            extra_containerfile: None,
+        };
+        Arc::new(Config {
+            dir: self.config_dir.clone(),
+            gh_token: Secret::default(),
+            gh_user: "ember-ci-demo".into(),
+            gh_ember_secret: Secret::new("demo-webhook-secret"),
+            gh_api_url: "https://api.github.com".into(),
+            gh_repo: RepoName::new("embercsi/ember-csi").expect("repo name"),
+            gh_clone_url: self.repo.display().to_string(),
+            backends: vec![backend],
+            num_workers: 1,
+            web_addr: "127.0.0.1".parse().expect("address"),
+            web_port: 8010,
+            state_dir: self.state_dir.clone(),
+            build_file: "Dockerfile".into(),
+            job_timeout: timeouts.job,
+            plugin_start_timeout: timeouts.plugin_start,
+            shutdown_grace: Duration::from_secs(600),
+            podman_socket: None,
+            sandbox_image: None,
+            sandbox_skip_csi_sanity: true,
+            image_store_max_gb: 40,
+            trusted_users: vec![],
+            secrets: vec![],
+            web_admin_token: None,
+            relay: RelayConfig {
+                smee_url: None,
+                poll_interval: None,
+            },
+            logs: LogsConfig {
+                repo: None,
+                branch: "gh-pages".into(),
+                url: None,
+                retention_days: 30,
+            },
+            obsolete_keys: vec![],
+        })
+    }
+}
+
+/// Commits a copy of the demo plugin whose container only sleeps, as
+/// refs/pull/131/head, and returns its SHA.
+fn push_never_serving_pr(scratch: &Path, bare: &Path) -> CommitSha {
+    let work = scratch.join("never-serving");
+    run_ok(
+        Command::new("git")
+            .args(["clone", "-q", "--branch", "main"])
+            .arg(bare)
+            .arg(&work),
+    );
+    let dockerfile = work.join("Dockerfile");
+    let original = std::fs::read_to_string(&dockerfile).expect("demo Dockerfile");
+    let sleeping: String = original
+        .lines()
+        .map(|line| {
+            if line.starts_with("CMD ") {
+                r#"CMD ["sleep", "infinity"]"#
+            } else {
+                line
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&dockerfile, sleeping + "\n").expect("write Dockerfile");
+    let git = |args: &[&str]| {
+        run_ok(
+            Command::new("git")
+                .arg("-C")
+                .arg(&work)
+                .args(["-c", "user.name=test", "-c", "user.email=test@localhost"])
+                .args(args),
+        )
+    };
+    git(&["commit", "-q", "-am", "Plugin that never serves"]);
+    git(&[
+        "push",
+        "-q",
+        "origin",
+        &format!("HEAD:refs/pull/{NEVER_SERVING_PR}/head"),
+    ]);
+    CommitSha::new(git(&["rev-parse", "HEAD"]).trim()).expect("SHA")
+}
+
+#[derive(Debug, Clone)]
+pub enum Event {
+    Started(Step),
+    Output(Step, Vec<u8>),
+    Finished(Step, StepResult),
+}
+
+/// Keeps every event; can cancel a job when a given step starts.
+#[derive(Default)]
+pub struct RecordingObserver {
+    events: Mutex<Vec<Event>>,
+    cancel_at: Option<(Step, CancellationToken)>,
+}
+
+impl RecordingObserver {
+    pub fn cancelling_at(step: Step, token: CancellationToken) -> Self {
+        Self {
+            events: Mutex::default(),
+            cancel_at: Some((step, token)),
+        }
+    }
+
+    pub fn events(&self) -> Vec<Event> {
+        self.events.lock().expect("observer lock").clone()
+    }
+
+    /// Everything `step` printed.
+    pub fn output_of(&self, step: Step) -> String {
+        let bytes: Vec<u8> = self
+            .events()
+            .into_iter()
+            .filter_map(|event| match event {
+                Event::Output(s, bytes) if s == step => Some(bytes),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    pub fn finished(&self, step: Step) -> Option<StepResult> {
+        self.events().into_iter().find_map(|event| match event {
+            Event::Finished(s, result) if s == step => Some(result),
+            _ => None,
+        })
+    }
+
+    /// Steps in the order they started.
+    pub fn started_steps(&self) -> Vec<Step> {
+        self.events()
+            .into_iter()
+            .filter_map(|event| match event {
+                Event::Started(step) => Some(step),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Every started step finished exactly once, in order.
+    pub fn assert_steps_paired(&self) {
+        let mut open: Option<Step> = None;
+        for event in self.events() {
+            match event {
+                Event::Started(step) => {
+                    assert_eq!(open, None, "{step} started while {open:?} was running");
+                    open = Some(step);
+                }
+                Event::Finished(step, _) => {
+                    assert_eq!(open, Some(step), "{step} finished but {open:?} was running");
+                    open = None;
+                }
+                Event::Output(..) => {}
+            }
+        }
+        assert_eq!(open, None, "a step never finished");
+    }
+
+    fn push(&self, event: Event) {
+        self.events.lock().expect("observer lock").push(event);
+    }
+}
+
+impl StepObserver for RecordingObserver {
+    fn step_started(&self, step: Step) {
+        eprintln!("[{step}] started");
+        self.push(Event::Started(step));
+        if let Some((at, token)) = &self.cancel_at {
+            if *at == step {
+                token.cancel();
+            }
+        }
+    }
+
+    fn output(&self, step: Step, chunk: &[u8]) {
+        eprint!("[{step}] {}", String::from_utf8_lossy(chunk));
+        self.push(Event::Output(step, chunk.to_vec()));
+    }
+
+    fn step_finished(&self, step: Step, result: &StepResult) {
+        eprintln!("[{step}] finished: {result:?}");
+        self.push(Event::Finished(step, result.clone()));
+    }
+}
+
+/// Asserts that Podman holds no container or volume of `job` and that its
+/// work dir is gone.
+pub fn assert_nothing_left(env: &DemoEnv, job: &JobId) {
+    let filter = format!("label=ember-ci.job={job}");
+    let containers = run_ok(Command::new("podman").args(["ps", "-a", "-q", "--filter", &filter]));
+    assert_eq!(containers.trim(), "", "containers of job {job} remain");
+    let volumes = run_ok(Command::new("podman").args(["volume", "ls", "-q", "--filter", &filter]));
+    assert_eq!(volumes.trim(), "", "volumes of job {job} remain");
+    let work_dir = env.state_dir.join("jobs").join(job.as_str());
+    assert!(!work_dir.exists(), "{} remains", work_dir.display());
+}
