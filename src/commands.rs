@@ -13,7 +13,9 @@
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// Run these backends again; empty means every backend.
-    Recheck { backends: Vec<String> },
+    Recheck {
+        backends: Vec<String>,
+    },
     Help,
     OkToTest,
 }
@@ -52,10 +54,16 @@ fn parse_line(line: &str) -> Option<Command> {
     let first = words.next()?.to_ascii_lowercase();
     let rest: Vec<&str> = words.collect();
     match first.as_str() {
-        "recheck" if rest.is_empty() => Some(Command::Recheck { backends: Vec::new() }),
+        "recheck" if rest.is_empty() => Some(Command::Recheck {
+            backends: Vec::new(),
+        }),
         "/recheck" => {
             let mut backends: Vec<String> = Vec::new();
-            for name in rest.iter().flat_map(|w| w.split(',')).filter(|w| !w.is_empty()) {
+            for name in rest
+                .iter()
+                .flat_map(|w| w.split(','))
+                .filter(|w| !w.is_empty())
+            {
                 if !backends.iter().any(|b| b.eq_ignore_ascii_case(name)) {
                     backends.push(name.to_string());
                 }
@@ -73,7 +81,9 @@ mod tests {
     use super::*;
 
     fn recheck(backends: &[&str]) -> Command {
-        Command::Recheck { backends: backends.iter().map(|b| b.to_string()).collect() }
+        Command::Recheck {
+            backends: backends.iter().map(|b| b.to_string()).collect(),
+        }
     }
 
     #[test]
@@ -120,8 +130,12 @@ mod tests {
 
     #[test]
     fn finds_several_commands_in_one_comment_in_order() {
-        let body = "Thanks!\n\n/help\n```\nrecheck\n```\n> /ok-to-test\n/recheck ceph\nrecheck\n/help";
-        assert_eq!(parse_commands(body), vec![Command::Help, recheck(&["ceph"]), recheck(&[])]);
+        let body =
+            "Thanks!\n\n/help\n```\nrecheck\n```\n> /ok-to-test\n/recheck ceph\nrecheck\n/help";
+        assert_eq!(
+            parse_commands(body),
+            vec![Command::Help, recheck(&["ceph"]), recheck(&[])]
+        );
     }
 
     #[test]

@@ -44,7 +44,9 @@ impl Dispatcher {
                 Event::PullRequest(pr) => self.on_pull_request(&pr),
                 Event::IssueComment(comment) => {
                     let this = self.clone();
-                    tokio::spawn(async move { this.on_comment(comment).await }.instrument(span.clone()));
+                    tokio::spawn(
+                        async move { this.on_comment(comment).await }.instrument(span.clone()),
+                    );
                 }
                 Event::Ping { .. } | Event::Other { .. } => {}
             }
@@ -56,11 +58,17 @@ impl Dispatcher {
         match &event.action {
             PrAction::Opened | PrAction::Reopened | PrAction::Synchronize => {
                 let reason = format!("superseded by {}", event.head_sha.short());
-                let cancelled = self.scheduler.cancel_pull_request(event.pr, Some(&event.head_sha), &reason);
+                let cancelled =
+                    self.scheduler
+                        .cancel_pull_request(event.pr, Some(&event.head_sha), &reason);
                 if cancelled > 0 {
                     info!(pr = %event.pr, cancelled, "older jobs of the pull request cancelled");
                 }
-                if is_trusted(&event.author, &event.author_association, &self.config.trusted_users) {
+                if is_trusted(
+                    &event.author,
+                    &event.author_association,
+                    &self.config.trusted_users,
+                ) {
                     self.enqueue_all(event.pr, &event.head_sha, false);
                 } else {
                     info!(pr = %event.pr, author = %event.author, "author not trusted; waiting for /ok-to-test");
@@ -70,10 +78,14 @@ impl Dispatcher {
                 }
             }
             PrAction::Closed => {
-                let cancelled = self.scheduler.cancel_pull_request(event.pr, None, "pull request closed");
+                let cancelled =
+                    self.scheduler
+                        .cancel_pull_request(event.pr, None, "pull request closed");
                 info!(pr = %event.pr, cancelled, "pull request closed");
             }
-            PrAction::Other(action) => debug!(pr = %event.pr, action, "pull request action ignored"),
+            PrAction::Other(action) => {
+                debug!(pr = %event.pr, action, "pull request action ignored")
+            }
         }
     }
 
@@ -82,21 +94,42 @@ impl Dispatcher {
         self.enqueue_backends(pr, sha, &backends, is_rerun);
     }
 
-    fn enqueue_backends(&self, pr: PrNumber, sha: &CommitSha, backends: &[&BackendConfig], is_rerun: bool) {
+    fn enqueue_backends(
+        &self,
+        pr: PrNumber,
+        sha: &CommitSha,
+        backends: &[&BackendConfig],
+        is_rerun: bool,
+    ) {
         for backend in backends {
-            let request = JobRequest { pr, sha: sha.clone(), backend: backend.name.clone() };
-            let result = if is_rerun { self.scheduler.enqueue_rerun(request.clone()) } else { self.scheduler.enqueue(request.clone()) };
+            let request = JobRequest {
+                pr,
+                sha: sha.clone(),
+                backend: backend.name.clone(),
+            };
+            let result = if is_rerun {
+                self.scheduler.enqueue_rerun(request.clone())
+            } else {
+                self.scheduler.enqueue(request.clone())
+            };
             match result {
                 Enqueued::Queued(id) => debug!(job = %id, %request, "queued"),
-                Enqueued::AlreadyLive(id) => info!(job = %id, %request, "a job for this commit and backend is already live"),
-                Enqueued::AlreadyFinished => info!(%request, "this commit already ran on this backend; comment recheck to run it again"),
+                Enqueued::AlreadyLive(id) => {
+                    info!(job = %id, %request, "a job for this commit and backend is already live")
+                }
+                Enqueued::AlreadyFinished => {
+                    info!(%request, "this commit already ran on this backend; comment recheck to run it again")
+                }
                 Enqueued::Refused => info!(%request, "not queued: ember-ci is shutting down"),
             }
         }
     }
 
     async fn on_comment(&self, comment: IssueCommentEvent) {
-        if comment.action != "created" || !comment.is_pull_request || is_own_comment(&comment.author, &self.config.gh_user) {
+        if comment.action != "created"
+            || !comment.is_pull_request
+            || is_own_comment(&comment.author, &self.config.gh_user)
+        {
             return;
         }
         let commands = parse_commands(&comment.body);
@@ -112,10 +145,21 @@ impl Dispatcher {
         }
     }
 
-    async fn run_commands(&self, github: &GitHub, comment: &IssueCommentEvent, commands: &[Command]) -> Result<(), GitHubError> {
+    async fn run_commands(
+        &self,
+        github: &GitHub,
+        comment: &IssueCommentEvent,
+        commands: &[Command],
+    ) -> Result<(), GitHubError> {
         let pr = comment.issue_number;
-        let is_author_trusted = is_trusted(&comment.author, &comment.author_association, &self.config.trusted_users);
-        github.add_reaction(comment.comment_id, ACK_REACTION).await?;
+        let is_author_trusted = is_trusted(
+            &comment.author,
+            &comment.author_association,
+            &self.config.trusted_users,
+        );
+        github
+            .add_reaction(comment.comment_id, ACK_REACTION)
+            .await?;
         for command in commands {
             match command {
                 Command::Help => github.create_comment(pr, &self.help_text()).await?,
@@ -133,7 +177,9 @@ impl Dispatcher {
                 Command::Recheck { backends } => {
                     let (known, unknown) = self.select_backends(backends);
                     if !unknown.is_empty() {
-                        github.create_comment(pr, &self.unknown_backends_text(&unknown)).await?;
+                        github
+                            .create_comment(pr, &self.unknown_backends_text(&unknown))
+                            .await?;
                     }
                     if !known.is_empty() {
                         let head = github.pull_request(pr).await?;
@@ -161,7 +207,13 @@ impl Dispatcher {
         let mut unknown = Vec::new();
         for name in names {
             match self.config.backend(name) {
-                Some(backend) if !known.iter().any(|k: &&BackendConfig| k.index == backend.index) => known.push(backend),
+                Some(backend)
+                    if !known
+                        .iter()
+                        .any(|k: &&BackendConfig| k.index == backend.index) =>
+                {
+                    known.push(backend)
+                }
                 Some(_) => {}
                 None => unknown.push(name.clone()),
             }
@@ -170,12 +222,24 @@ impl Dispatcher {
     }
 
     fn backend_list(&self) -> String {
-        self.config.backends.iter().map(|b| format!("`{}`", b.name)).collect::<Vec<_>>().join(", ")
+        self.config
+            .backends
+            .iter()
+            .map(|b| format!("`{}`", b.name))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     fn unknown_backends_text(&self, unknown: &[String]) -> String {
-        let names: Vec<String> = unknown.iter().map(|n| format!("`{}`", crate::model::truncate_chars(n, 40))).collect();
-        format!("Unknown backend {}. This CI runs: {}.", names.join(", "), self.backend_list())
+        let names: Vec<String> = unknown
+            .iter()
+            .map(|n| format!("`{}`", crate::model::truncate_chars(n, 40)))
+            .collect();
+        format!(
+            "Unknown backend {}. This CI runs: {}.",
+            names.join(", "),
+            self.backend_list()
+        )
     }
 
     fn help_text(&self) -> String {

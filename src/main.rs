@@ -14,7 +14,11 @@ use ember_ci::config::{summary, Config};
 use ember_ci::model::PrNumber;
 
 #[derive(Parser)]
-#[command(name = "ember-ci", version, about = "Third-party CI for Ember-CSI on one Podman host")]
+#[command(
+    name = "ember-ci",
+    version,
+    about = "Third-party CI for Ember-CSI on one Podman host"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -59,7 +63,9 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .with_writer(std::io::stderr)
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
@@ -90,7 +96,11 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             .await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run { config, pr, backend } => {
+        Command::Run {
+            config,
+            pr,
+            backend,
+        } => {
             let config = load_config(&config)?;
             let outcome = ember_ci::run::run_pull_request(config, pr, backend.as_deref()).await?;
             Ok(ExitCode::from(outcome.exit_code() as u8))
@@ -100,7 +110,11 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
                 .await
                 .with_context(|| format!("sending {}", file.display()))?;
             println!("{} {}", report.status, report.response.trim_end());
-            Ok(if (200..300).contains(&report.status) { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if (200..300).contains(&report.status) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Command::CheckConfig { dir } => {
             let config = load_config(&dir)?;
@@ -111,5 +125,6 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
 }
 
 fn load_config(dir: &std::path::Path) -> anyhow::Result<Config> {
-    Config::load(dir).map_err(|errors| anyhow::anyhow!("invalid config in {}:\n{errors}", dir.display()))
+    Config::load(dir)
+        .map_err(|errors| anyhow::anyhow!("invalid config in {}:\n{errors}", dir.display()))
 }

@@ -30,7 +30,11 @@ pub struct PrNumber(u64);
 impl PrNumber {
     pub fn new(number: u64) -> Result<Self, InvalidValue> {
         if number == 0 || number > u32::MAX as u64 {
-            return Err(invalid("pull request number", &number.to_string(), "must be 1..=4294967295"));
+            return Err(invalid(
+                "pull request number",
+                &number.to_string(),
+                "must be 1..=4294967295",
+            ));
         }
         Ok(Self(number))
     }
@@ -189,7 +193,8 @@ impl RepoName {
             !p.is_empty()
                 && p.len() <= 100
                 && !p.starts_with(['-', '.'])
-                && p.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
         };
         match full_name.split_once('/') {
             Some((owner, name)) if part_ok(owner) && part_ok(name) => Ok(Self {
@@ -255,7 +260,10 @@ impl JobId {
     }
 
     pub fn parse(id: &str) -> Result<Self, InvalidValue> {
-        if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        if id.is_empty()
+            || id.len() > 64
+            || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
             return Err(invalid("job id", id, "use letters, digits and '-'"));
         }
         Ok(Self(id.to_string()))
@@ -282,7 +290,13 @@ pub struct JobRequest {
 
 impl fmt::Display for JobRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PR #{} {} on {}", self.pr, self.sha.short(), self.backend)
+        write!(
+            f,
+            "PR #{} {} on {}",
+            self.pr,
+            self.sha.short(),
+            self.backend
+        )
     }
 }
 
@@ -442,7 +456,10 @@ mod tests {
 
     #[test]
     fn repo_name_needs_owner_and_name() {
-        assert_eq!(RepoName::new("embercsi/ember-csi").map(|r| r.to_string()), Ok("embercsi/ember-csi".into()));
+        assert_eq!(
+            RepoName::new("embercsi/ember-csi").map(|r| r.to_string()),
+            Ok("embercsi/ember-csi".into())
+        );
         assert!(RepoName::new("embercsi").is_err());
         assert!(RepoName::new("a/b/c").is_err());
         assert!(RepoName::new("embercsi/Ember-CSI").is_ok_and(|r| r.is_same("EmberCSI/ember-csi")));
@@ -458,11 +475,17 @@ mod tests {
 
     #[test]
     fn outcome_maps_to_status_and_exit_code() {
-        let failure = JobOutcome::Failure { step: Step::Sanity, reason: "2 tests failed".into() };
+        let failure = JobOutcome::Failure {
+            step: Step::Sanity,
+            reason: "2 tests failed".into(),
+        };
         assert_eq!(failure.status_state(), StatusState::Failure);
         assert_eq!(failure.exit_code(), 1);
         assert_eq!(failure.description(), "failed at sanity: 2 tests failed");
-        let long = JobOutcome::Error { step: Step::Build, reason: "x".repeat(500) };
+        let long = JobOutcome::Error {
+            step: Step::Build,
+            reason: "x".repeat(500),
+        };
         assert_eq!(long.description().chars().count(), 140);
     }
 }

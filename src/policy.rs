@@ -8,7 +8,9 @@ const TRUSTED_ASSOCIATIONS: [&str; 3] = ["OWNER", "MEMBER", "COLLABORATOR"];
 /// Whether `login` (with GitHub's `author_association`) may have a PR run
 /// automatically or give commands.
 pub fn is_trusted(login: &str, author_association: &str, trusted_users: &[String]) -> bool {
-    TRUSTED_ASSOCIATIONS.iter().any(|a| a.eq_ignore_ascii_case(author_association))
+    TRUSTED_ASSOCIATIONS
+        .iter()
+        .any(|a| a.eq_ignore_ascii_case(author_association))
         || trusted_users.iter().any(|u| u.eq_ignore_ascii_case(login))
 }
 

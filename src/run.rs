@@ -11,29 +11,45 @@ use crate::config::{BackendConfig, Config};
 use crate::executor::{Executor, Job, StepObserver, StepResult};
 use crate::github::{CommitStatus, Reporter, RetryPolicy};
 use crate::logs::{JobLog, LogStore};
-use crate::model::{CommitSha, JobId, JobOutcome, JobRequest, PrNumber, Step, StatusState};
+use crate::model::{CommitSha, JobId, JobOutcome, JobRequest, PrNumber, StatusState, Step};
 
 /// Runs one job per selected backend (all when `backend` is None), one after
 /// the other, and returns the worst outcome.
-pub async fn run_pull_request(config: Config, pr: PrNumber, backend: Option<&str>) -> anyhow::Result<JobOutcome> {
+pub async fn run_pull_request(
+    config: Config,
+    pr: PrNumber,
+    backend: Option<&str>,
+) -> anyhow::Result<JobOutcome> {
     let config = Arc::new(config);
     let backends: Vec<&BackendConfig> = match backend {
         Some(name) => match config.backend(name) {
             Some(found) => vec![found],
             None => bail!(
                 "no backend named {name:?}; configured: {}",
-                config.backends.iter().map(|b| b.name.as_str()).collect::<Vec<_>>().join(", ")
+                config
+                    .backends
+                    .iter()
+                    .map(|b| b.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         },
         None => config.backends.iter().collect(),
     };
     let sha = crate::executor::resolve_pull_head(&config.gh_clone_url, pr)
         .await
-        .with_context(|| format!("finding the head commit of PR #{pr} in {}", config.gh_clone_url))?;
+        .with_context(|| {
+            format!(
+                "finding the head commit of PR #{pr} in {}",
+                config.gh_clone_url
+            )
+        })?;
     println!("PR #{pr} head is {sha}");
 
     let reporter = Reporter::from_config(&config).context("setting up the GitHub client")?;
-    let executor = Executor::new(config.clone()).await.context("connecting to Podman")?;
+    let executor = Executor::new(config.clone())
+        .await
+        .context("connecting to Podman")?;
     let logs = LogStore::for_config(&config, None);
 
     let mut worst = JobOutcome::Success;
@@ -54,9 +70,19 @@ async fn run_one(
     sha: &CommitSha,
     backend: &BackendConfig,
 ) -> anyhow::Result<JobOutcome> {
-    let request = JobRequest { pr, sha: sha.clone(), backend: backend.name.clone() };
-    let job = Job { id: JobId::generate(), request: request.clone(), slot: 0 };
-    let log = logs.open_job(&job.id, &request, None).context("creating the job's log folder")?;
+    let request = JobRequest {
+        pr,
+        sha: sha.clone(),
+        backend: backend.name.clone(),
+    };
+    let job = Job {
+        id: JobId::generate(),
+        request: request.clone(),
+        slot: 0,
+    };
+    let log = logs
+        .open_job(&job.id, &request, None)
+        .context("creating the job's log folder")?;
     println!("== job {} : {request}", job.id);
     let status = |state: StatusState, description: String| CommitStatus {
         context: backend.name.status_context(),
@@ -66,7 +92,11 @@ async fn run_one(
     };
     let policy = RetryPolicy::default();
     reporter
-        .report_with_retry(sha, &status(StatusState::Pending, "running: build and CSI sanity".into()), &policy)
+        .report_with_retry(
+            sha,
+            &status(StatusState::Pending, "running: build and CSI sanity".into()),
+            &policy,
+        )
         .await
         .context("posting the pending status")?;
 
@@ -85,10 +115,18 @@ async fn run_one(
     }
     log.finish(&outcome);
     reporter
-        .report_with_retry(sha, &status(outcome.status_state(), outcome.description()), &policy)
+        .report_with_retry(
+            sha,
+            &status(outcome.status_state(), outcome.description()),
+            &policy,
+        )
         .await
         .context("posting the final status")?;
-    println!("== result: {} ({})", outcome.status_state(), outcome.description());
+    println!(
+        "== result: {} ({})",
+        outcome.status_state(),
+        outcome.description()
+    );
     println!("== logs: {}", log.dir().display());
     Ok(outcome)
 }
@@ -114,8 +152,13 @@ impl StepObserver for ConsoleObserver<'_> {
     }
 
     fn step_finished(&self, step: Step, result: &StepResult) {
-        let code = result.exit_code.map_or_else(|| "-".to_string(), |c| c.to_string());
-        println!("-- {step}: exit {code}, {:.1} s", result.duration.as_secs_f64());
+        let code = result
+            .exit_code
+            .map_or_else(|| "-".to_string(), |c| c.to_string());
+        println!(
+            "-- {step}: exit {code}, {:.1} s",
+            result.duration.as_secs_f64()
+        );
         self.log.step_finished(step, result);
     }
 }

@@ -28,19 +28,32 @@ const STATUS_FLUSH_LIMIT: Duration = Duration::from_secs(30);
 
 /// Runs the service until `shutdown` is cancelled. `on_listening` gets the
 /// bound address (WEB_PORT=0 picks a free port).
-pub async fn serve(config: Config, shutdown: CancellationToken, on_listening: impl FnOnce(SocketAddr)) -> anyhow::Result<()> {
+pub async fn serve(
+    config: Config,
+    shutdown: CancellationToken,
+    on_listening: impl FnOnce(SocketAddr),
+) -> anyhow::Result<()> {
     let config = Arc::new(config);
     for key in &config.obsolete_keys {
         warn!(key, "config key is obsolete and ignored");
     }
 
-    let reporter = Arc::new(Reporter::from_config(&config).context("setting up the GitHub client")?);
+    let reporter =
+        Arc::new(Reporter::from_config(&config).context("setting up the GitHub client")?);
     let (outbox, outbox_task) = StatusOutbox::start(reporter.clone());
 
-    let executor = Executor::new(config.clone()).await.context("connecting to Podman")?;
-    let swept = executor.sweep_leftovers().await.context("removing containers left by an earlier run")?;
+    let executor = Executor::new(config.clone())
+        .await
+        .context("connecting to Podman")?;
+    let swept = executor
+        .sweep_leftovers()
+        .await
+        .context("removing containers left by an earlier run")?;
     if swept > 0 {
-        info!(swept, "removed containers and volumes left by an earlier run");
+        info!(
+            swept,
+            "removed containers and volumes left by an earlier run"
+        );
     }
 
     let listener = tokio::net::TcpListener::bind((config.web_addr, config.web_port))
@@ -49,10 +62,19 @@ pub async fn serve(config: Config, shutdown: CancellationToken, on_listening: im
     let address = listener.local_addr().context("reading the bound address")?;
     let logs = LogStore::for_config(&config, Some(web_base_url(address)));
 
-    let (scheduler, scheduler_task) = Scheduler::start(Arc::new(executor), outbox.clone(), logs.clone(), config.num_workers);
+    let (scheduler, scheduler_task) = Scheduler::start(
+        Arc::new(executor),
+        outbox.clone(),
+        logs.clone(),
+        config.num_workers,
+    );
 
     let (delivery_tx, delivery_rx) = mpsc::channel(DELIVERY_BACKLOG);
-    let intake = Arc::new(Intake::new(config.gh_ember_secret.clone(), config.gh_repo.clone(), delivery_tx));
+    let intake = Arc::new(Intake::new(
+        config.gh_ember_secret.clone(),
+        config.gh_repo.clone(),
+        delivery_tx,
+    ));
     let dispatcher = Dispatcher {
         scheduler: scheduler.clone(),
         config: config.clone(),
@@ -62,7 +84,10 @@ pub async fn serve(config: Config, shutdown: CancellationToken, on_listening: im
     let dispatcher = tokio::spawn(dispatcher.run(delivery_rx));
 
     let routes = webhook::routes(intake.clone())
-        .or(crate::web::routes(scheduler.board().clone(), logs.jobs_dir.clone()))
+        .or(crate::web::routes(
+            scheduler.board().clone(),
+            logs.jobs_dir.clone(),
+        ))
         .recover(webhook::recover);
     let stop_accepting = shutdown.clone();
     let server = warp::serve(routes)
@@ -94,7 +119,10 @@ pub async fn serve(config: Config, shutdown: CancellationToken, on_listening: im
 /// published elsewhere.
 fn web_base_url(address: SocketAddr) -> String {
     if address.ip().is_unspecified() {
-        let host = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "localhost".to_string());
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".to_string());
         format!("http://{host}:{}", address.port())
     } else {
         format!("http://{address}")

@@ -23,7 +23,6 @@ use tokio_util::sync::CancellationToken;
 const WAIT: Duration = Duration::from_secs(30);
 
 /// Holds every job until the test releases it; records peak concurrency.
-#[derive(Default)]
 struct GatedRunner {
     gate: Arc<Semaphore>,
     running: AtomicUsize,
@@ -31,9 +30,25 @@ struct GatedRunner {
     started: AtomicUsize,
 }
 
+impl GatedRunner {
+    fn new() -> Self {
+        Self {
+            gate: Arc::new(Semaphore::new(0)),
+            running: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+            started: AtomicUsize::new(0),
+        }
+    }
+}
+
 #[async_trait]
 impl JobRunner for GatedRunner {
-    async fn run(&self, _job: &Job, observer: &dyn StepObserver, cancel: CancellationToken) -> JobOutcome {
+    async fn run(
+        &self,
+        _job: &Job,
+        observer: &dyn StepObserver,
+        cancel: CancellationToken,
+    ) -> JobOutcome {
         self.started.fetch_add(1, Ordering::SeqCst);
         let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.peak.fetch_max(now, Ordering::SeqCst);
@@ -46,7 +61,14 @@ impl JobRunner for GatedRunner {
             }
             _ = cancel.cancelled() => JobOutcome::Cancelled { reason: "cancelled".into() },
         };
-        observer.step_finished(Step::Sanity, &StepResult { exit_code: Some(0), duration: Duration::from_millis(5), note: None });
+        observer.step_finished(
+            Step::Sanity,
+            &StepResult {
+                exit_code: Some(0),
+                duration: Duration::from_millis(5),
+                note: None,
+            },
+        );
         self.running.fetch_sub(1, Ordering::SeqCst);
         outcome
     }
@@ -62,13 +84,28 @@ struct Harness {
 
 async fn harness(workers: usize) -> Harness {
     let github = FakeGitHub::start().await;
-    let client = GitHub::new(&github.url(), &Secret::new(github.token()), RepoName::new(&github.repo()).unwrap()).unwrap();
+    let client = GitHub::new(
+        &github.url(),
+        &Secret::new(github.token()),
+        RepoName::new(&github.repo()).unwrap(),
+    )
+    .unwrap();
     let (outbox, _task) = StatusOutbox::start(Arc::new(Reporter::GitHub(client)));
     let dir = tempfile::tempdir().unwrap();
-    let logs = LogStore::new(dir.path().join("jobs"), Some("http://ci.example/jobs".into()), Masker::new(["secret-value-1234"]));
-    let runner = Arc::new(GatedRunner::default());
+    let logs = LogStore::new(
+        dir.path().join("jobs"),
+        Some("http://ci.example/jobs".into()),
+        Masker::new(["secret-value-1234"]),
+    );
+    let runner = Arc::new(GatedRunner::new());
     let (scheduler, _task) = Scheduler::start(runner.clone(), outbox.clone(), logs, workers);
-    Harness { github, scheduler, runner, outbox, _dir: dir }
+    Harness {
+        github,
+        scheduler,
+        runner,
+        outbox,
+        _dir: dir,
+    }
 }
 
 fn request(pr: u64, sha_digit: char, backend: &str) -> JobRequest {
@@ -82,27 +119,43 @@ fn request(pr: u64, sha_digit: char, backend: &str) -> JobRequest {
 async fn wait_until(what: &str, condition: impl Fn() -> bool) {
     let deadline = tokio::time::Instant::now() + WAIT;
     while !condition() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 fn states(github: &FakeGitHub, sha: &JobRequest) -> Vec<String> {
-    github.statuses_for(sha.sha.as_str()).iter().map(|s| format!("{}:{}", s.state, s.description.clone().unwrap_or_default())).collect()
+    github
+        .statuses_for(sha.sha.as_str())
+        .iter()
+        .map(|s| format!("{}:{}", s.state, s.description.clone().unwrap_or_default()))
+        .collect()
 }
 
 #[tokio::test]
 async fn at_most_num_workers_jobs_run_at_once() {
     let h = harness(2).await;
     for (i, digit) in ['a', 'b', 'c', 'd'].into_iter().enumerate() {
-        assert!(matches!(h.scheduler.enqueue(request(10 + i as u64, digit, "lvm")), Enqueued::Queued(_)));
+        assert!(matches!(
+            h.scheduler.enqueue(request(10 + i as u64, digit, "lvm")),
+            Enqueued::Queued(_)
+        ));
     }
-    wait_until("two jobs to start", || h.runner.started.load(Ordering::SeqCst) == 2).await;
+    wait_until("two jobs to start", || {
+        h.runner.started.load(Ordering::SeqCst) == 2
+    })
+    .await;
     // The other two stay queued while both slots are busy.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(h.runner.started.load(Ordering::SeqCst), 2);
     h.runner.gate.add_permits(4);
-    wait_until("all four jobs to finish", || h.runner.started.load(Ordering::SeqCst) == 4 && h.runner.running.load(Ordering::SeqCst) == 0).await;
+    wait_until("all four jobs to finish", || {
+        h.runner.started.load(Ordering::SeqCst) == 4 && h.runner.running.load(Ordering::SeqCst) == 0
+    })
+    .await;
     assert_eq!(h.runner.peak.load(Ordering::SeqCst), 2);
 }
 
@@ -110,26 +163,63 @@ async fn at_most_num_workers_jobs_run_at_once() {
 async fn each_job_reports_queued_running_and_final_status_in_order() {
     let h = harness(1).await;
     let job = request(129, 'e', "lvm");
-    let Enqueued::Queued(id) = h.scheduler.enqueue(job.clone()) else { panic!("not queued") };
+    let Enqueued::Queued(id) = h.scheduler.enqueue(job.clone()) else {
+        panic!("not queued")
+    };
     h.runner.gate.add_permits(1);
     let sha = job.sha.as_str().to_string();
-    h.github.wait_for(|s| s.statuses_for(&sha).len() == 3, WAIT).await.unwrap();
-    assert_eq!(states(&h.github, &job), ["pending:queued", "pending:running: build and CSI sanity", "success:CSI sanity passed"]);
+    h.github
+        .wait_for(|s| s.statuses_for(&sha).len() == 3, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(
+        states(&h.github, &job),
+        [
+            "pending:queued",
+            "pending:running: build and CSI sanity",
+            "success:CSI sanity passed"
+        ]
+    );
     let statuses = h.github.statuses_for(&sha);
     assert!(statuses.iter().all(|s| s.context == "3rdparty/lvm"));
-    assert_eq!(statuses[2].target_url.as_deref(), Some(format!("http://ci.example/jobs/{id}/").as_str()));
+    assert_eq!(
+        statuses[2].target_url.as_deref(),
+        Some(format!("http://ci.example/jobs/{id}/").as_str())
+    );
 }
 
 #[tokio::test]
 async fn job_output_is_logged_with_secrets_masked() {
     let h = harness(1).await;
-    let Enqueued::Queued(id) = h.scheduler.enqueue(request(5, 'f', "lvm")) else { panic!("not queued") };
+    let Enqueued::Queued(id) = h.scheduler.enqueue(request(5, 'f', "lvm")) else {
+        panic!("not queued")
+    };
     h.runner.gate.add_permits(1);
-    wait_until("the job to finish", || h.scheduler.board().job(&id).is_some_and(|j| j.outcome.is_some())).await;
-    let log = std::fs::read_to_string(h._dir.path().join("jobs").join(id.as_str()).join("01-sanity.txt")).unwrap();
+    wait_until("the job to finish", || {
+        h.scheduler
+            .board()
+            .job(&id)
+            .is_some_and(|j| j.outcome.is_some())
+    })
+    .await;
+    let log = std::fs::read_to_string(
+        h._dir
+            .path()
+            .join("jobs")
+            .join(id.as_str())
+            .join("01-sanity.txt"),
+    )
+    .unwrap();
     assert!(log.contains("sanity: *** printed"), "{log}");
     assert!(!log.contains("secret-value-1234"));
-    let summary = std::fs::read_to_string(h._dir.path().join("jobs").join(id.as_str()).join("job.json")).unwrap();
+    let summary = std::fs::read_to_string(
+        h._dir
+            .path()
+            .join("jobs")
+            .join(id.as_str())
+            .join("job.json"),
+    )
+    .unwrap();
     assert!(summary.contains("\"result\": \"success\""), "{summary}");
 }
 
@@ -137,15 +227,36 @@ async fn job_output_is_logged_with_secrets_masked() {
 async fn same_commit_and_backend_is_not_run_twice_unless_rechecked() {
     let h = harness(1).await;
     let job = request(7, '1', "lvm");
-    let Enqueued::Queued(first) = h.scheduler.enqueue(job.clone()) else { panic!("not queued") };
-    assert_eq!(h.scheduler.enqueue(job.clone()), Enqueued::AlreadyLive(first.clone()));
+    let Enqueued::Queued(first) = h.scheduler.enqueue(job.clone()) else {
+        panic!("not queued")
+    };
+    assert_eq!(
+        h.scheduler.enqueue(job.clone()),
+        Enqueued::AlreadyLive(first.clone())
+    );
     // Another backend on the same commit is a different job.
-    assert!(matches!(h.scheduler.enqueue(request(7, '1', "ceph")), Enqueued::Queued(_)));
+    assert!(matches!(
+        h.scheduler.enqueue(request(7, '1', "ceph")),
+        Enqueued::Queued(_)
+    ));
     h.runner.gate.add_permits(2);
-    wait_until("both jobs to finish", || h.runner.started.load(Ordering::SeqCst) == 2 && h.runner.running.load(Ordering::SeqCst) == 0).await;
-    wait_until("the board to show both finished", || h.scheduler.board().jobs().iter().all(|j| j.outcome.is_some())).await;
+    wait_until("both jobs to finish", || {
+        h.runner.started.load(Ordering::SeqCst) == 2 && h.runner.running.load(Ordering::SeqCst) == 0
+    })
+    .await;
+    wait_until("the board to show both finished", || {
+        h.scheduler
+            .board()
+            .jobs()
+            .iter()
+            .all(|j| j.outcome.is_some())
+    })
+    .await;
     assert_eq!(h.scheduler.enqueue(job.clone()), Enqueued::AlreadyFinished);
-    assert!(matches!(h.scheduler.enqueue_rerun(job), Enqueued::Queued(_)));
+    assert!(matches!(
+        h.scheduler.enqueue_rerun(job),
+        Enqueued::Queued(_)
+    ));
 }
 
 #[tokio::test]
@@ -156,22 +267,54 @@ async fn superseded_jobs_are_cancelled_and_reported_as_error() {
     let newer = request(42, '3', "lvm");
     h.scheduler.enqueue(running.clone());
     h.scheduler.enqueue(queued.clone());
-    wait_until("the first job to start", || h.runner.started.load(Ordering::SeqCst) == 1).await;
+    wait_until("the first job to start", || {
+        h.runner.started.load(Ordering::SeqCst) == 1
+    })
+    .await;
     h.scheduler.enqueue(newer.clone());
-    let cancelled = h.scheduler.cancel_pull_request(running.pr, Some(&newer.sha), "superseded by 3333333");
+    let cancelled =
+        h.scheduler
+            .cancel_pull_request(running.pr, Some(&newer.sha), "superseded by 3333333");
     assert_eq!(cancelled, 2);
     let old_sha = running.sha.as_str().to_string();
     h.github
-        .wait_for(|s| s.statuses_for(&old_sha).iter().filter(|st| st.state == "error").count() == 2, WAIT)
+        .wait_for(
+            |s| {
+                s.statuses_for(&old_sha)
+                    .iter()
+                    .filter(|st| st.state == "error")
+                    .count()
+                    == 2
+            },
+            WAIT,
+        )
         .await
         .unwrap();
-    for status in h.github.statuses_for(&old_sha).iter().filter(|s| s.state == "error") {
-        assert_eq!(status.description.as_deref(), Some("cancelled: superseded by 3333333"));
+    for status in h
+        .github
+        .statuses_for(&old_sha)
+        .iter()
+        .filter(|s| s.state == "error")
+    {
+        assert_eq!(
+            status.description.as_deref(),
+            Some("cancelled: superseded by 3333333")
+        );
     }
     // The newer commit still runs.
     h.runner.gate.add_permits(1);
     let new_sha = newer.sha.as_str().to_string();
-    h.github.wait_for(|s| s.statuses_for(&new_sha).iter().any(|st| st.state == "success"), WAIT).await.unwrap();
+    h.github
+        .wait_for(
+            |s| {
+                s.statuses_for(&new_sha)
+                    .iter()
+                    .any(|st| st.state == "success")
+            },
+            WAIT,
+        )
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -182,8 +325,18 @@ async fn statuses_survive_a_github_outage_in_order() {
     h.scheduler.enqueue(job.clone());
     h.runner.gate.add_permits(1);
     let sha = job.sha.as_str().to_string();
-    h.github.wait_for(|s| s.statuses_for(&sha).len() == 3, Duration::from_secs(60)).await.unwrap();
-    assert_eq!(states(&h.github, &job), ["pending:queued", "pending:running: build and CSI sanity", "success:CSI sanity passed"]);
+    h.github
+        .wait_for(|s| s.statuses_for(&sha).len() == 3, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        states(&h.github, &job),
+        [
+            "pending:queued",
+            "pending:running: build and CSI sanity",
+            "success:CSI sanity passed"
+        ]
+    );
     assert_eq!(h.outbox.flush(WAIT).await, 0);
 }
 
@@ -194,13 +347,33 @@ async fn shutdown_cancels_running_jobs_after_the_grace_and_ends_queued_ones() {
     let waiting = request(12, '6', "lvm");
     h.scheduler.enqueue(running.clone());
     h.scheduler.enqueue(waiting.clone());
-    wait_until("the first job to start", || h.runner.started.load(Ordering::SeqCst) == 1).await;
+    wait_until("the first job to start", || {
+        h.runner.started.load(Ordering::SeqCst) == 1
+    })
+    .await;
     h.scheduler.shutdown(Duration::from_millis(200)).await;
-    assert_eq!(h.scheduler.enqueue(request(13, '7', "lvm")), Enqueued::Refused);
+    assert_eq!(
+        h.scheduler.enqueue(request(13, '7', "lvm")),
+        Enqueued::Refused
+    );
     assert_eq!(h.outbox.flush(WAIT).await, 0);
-    let last = |r: &JobRequest| h.github.statuses_for(r.sha.as_str()).last().map(|s| (s.state.clone(), s.description.clone().unwrap_or_default()));
-    assert_eq!(last(&running), Some(("error".into(), "cancelled: ember-ci is shutting down".into())));
+    let last = |r: &JobRequest| {
+        h.github
+            .statuses_for(r.sha.as_str())
+            .last()
+            .map(|s| (s.state.clone(), s.description.clone().unwrap_or_default()))
+    };
+    assert_eq!(
+        last(&running),
+        Some((
+            "error".into(),
+            "cancelled: ember-ci is shutting down".into()
+        ))
+    );
     let (state, description) = last(&waiting).unwrap();
     assert_eq!(state, "error");
-    assert!(description.contains("stopped before the job ran"), "{description}");
+    assert!(
+        description.contains("stopped before the job ran"),
+        "{description}"
+    );
 }

@@ -31,6 +31,8 @@ pub enum GitError {
     },
     #[error("commit {short} not found in {reference}")]
     CommitMissing { short: String, reference: String },
+    #[error("{reference} does not exist in the repository")]
+    RefMissing { reference: String },
     #[error("cannot export the source tree into {path}: {source}")]
     Export {
         path: String,
@@ -190,6 +192,37 @@ impl GitCache {
             .args(["-c", "protocol.ext.allow=never"]);
         command
     }
+}
+
+/// The commit `refs/pull/N/head` points at in the repository at `url`
+/// (`ember-ci run` has no delivery to tell it).
+pub async fn resolve_pull_head(url: &str, pr: PrNumber) -> Result<CommitSha, GitError> {
+    let reference = pr.head_ref();
+    let output = Command::new("git")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .args(["ls-remote", "--", url, &reference])
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|source| GitError::Spawn {
+            action: "ls-remote",
+            source,
+        })?;
+    if !output.status.success() {
+        return Err(GitError::Failed {
+            action: "ls-remote",
+            exit: describe_exit(output.status),
+            detail: format!(": {}", String::from_utf8_lossy(&output.stderr).trim()),
+        });
+    }
+    let listing = String::from_utf8_lossy(&output.stdout);
+    listing
+        .lines()
+        .filter_map(|line| line.split_once('\t'))
+        .find(|(_, name)| *name == reference)
+        .and_then(|(sha, _)| CommitSha::new(sha).ok())
+        .ok_or(GitError::RefMissing { reference })
 }
 
 fn unpack(archive_path: &Path, dest: &Path) -> std::io::Result<()> {

@@ -32,7 +32,7 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
-pub use git::GitError;
+pub use git::{resolve_pull_head, GitError};
 pub use observer::{StepObserver, StepResult};
 pub use podman::PodmanError;
 pub use podman_service::ServiceError as PodmanServiceError;

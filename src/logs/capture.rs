@@ -90,7 +90,10 @@ impl JobLog {
             started_at: utc_now(),
             masker,
             tracker,
-            state: Mutex::new(State { current: None, steps: Vec::new() }),
+            state: Mutex::new(State {
+                current: None,
+                steps: Vec::new(),
+            }),
         };
         log.write_summary(None)?;
         Ok(log)
@@ -137,18 +140,30 @@ impl JobLog {
         let index = self.lock().steps.len() + 1;
         let name = format!("{index:02}-{step}.txt");
         let file = File::create(self.dir.join(&name))?;
-        Ok(OpenStep { step, file, name, written: 0, dropped: 0, partial: Vec::new() })
+        Ok(OpenStep {
+            step,
+            file,
+            name,
+            written: 0,
+            dropped: 0,
+            partial: Vec::new(),
+        })
     }
 
     fn close_current(&self, result: Option<&StepResult>) {
         let mut state = self.lock();
-        let Some(mut open) = state.current.take() else { return };
+        let Some(mut open) = state.current.take() else {
+            return;
+        };
         let rest = std::mem::take(&mut open.partial);
         if !rest.is_empty() {
             self.write_line(&mut open, &rest);
         }
         if open.dropped > 0 {
-            let note = format!("[ember-ci: log cut at {MAX_STEP_LOG_BYTES} bytes; {} more bytes dropped]\n", open.dropped);
+            let note = format!(
+                "[ember-ci: log cut at {MAX_STEP_LOG_BYTES} bytes; {} more bytes dropped]\n",
+                open.dropped
+            );
             let _ = open.file.write_all(note.as_bytes());
         }
         if let Some(result) = result {
@@ -156,9 +171,15 @@ impl JobLog {
                 "{} | [ember-ci: step {} ended, exit code {}, {:.1} s{}]\n",
                 utc_now(),
                 open.step,
-                result.exit_code.map_or_else(|| "none".to_string(), |c| c.to_string()),
+                result
+                    .exit_code
+                    .map_or_else(|| "none".to_string(), |c| c.to_string()),
                 result.duration.as_secs_f64(),
-                result.note.as_deref().map(|n| format!(", {}", self.masker.mask(n))).unwrap_or_default(),
+                result
+                    .note
+                    .as_deref()
+                    .map(|n| format!(", {}", self.masker.mask(n)))
+                    .unwrap_or_default(),
             );
             let _ = open.file.write_all(footer.as_bytes());
         }
@@ -208,7 +229,9 @@ impl StepObserver for JobLog {
 
     fn output(&self, step: Step, chunk: &[u8]) {
         let mut state = self.lock();
-        let Some(open) = state.current.as_mut().filter(|o| o.step == step) else { return };
+        let Some(open) = state.current.as_mut().filter(|o| o.step == step) else {
+            return;
+        };
         open.partial.extend_from_slice(chunk);
         while let Some(end) = open.partial.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = open.partial.drain(..=end).collect();
@@ -244,7 +267,8 @@ pub fn utc_now() -> String {
 }
 
 pub fn format_utc(at: SystemTime) -> String {
-    let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    let format =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
     time::OffsetDateTime::from(at)
         .format(&format)
         .unwrap_or_else(|_| "unknown-time".to_string())

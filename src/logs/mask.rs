@@ -43,7 +43,8 @@ impl Masker {
             self.needles.extend(encoded_forms(secret));
         }
         self.needles.retain(|n| n.len() >= MIN_SECRET_LEN);
-        self.needles.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        self.needles
+            .sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         self.needles.dedup();
     }
 
@@ -78,7 +79,9 @@ fn encoded_forms(secret: &str) -> Vec<String> {
         URL_SAFE_NO_PAD.encode(bytes),
         utf8_percent_encode(secret, NON_ALPHANUMERIC).to_string(),
         // Form encoding writes spaces as '+'.
-        utf8_percent_encode(secret, NON_ALPHANUMERIC).to_string().replace("%20", "+"),
+        utf8_percent_encode(secret, NON_ALPHANUMERIC)
+            .to_string()
+            .replace("%20", "+"),
     ]
 }
 

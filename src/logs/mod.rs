@@ -26,7 +26,11 @@ pub struct LogStore {
 
 impl LogStore {
     pub fn new(jobs_dir: PathBuf, base_url: Option<String>, masker: Masker) -> Self {
-        Self { jobs_dir, base_url, masker: Arc::new(masker) }
+        Self {
+            jobs_dir,
+            base_url,
+            masker: Arc::new(masker),
+        }
     }
 
     /// The store for a config: logs under `<CI_DIR>/jobs`, linked through
@@ -37,10 +41,17 @@ impl LogStore {
     }
 
     pub fn job_url(&self, id: &JobId) -> Option<String> {
-        self.base_url.as_ref().map(|base| format!("{}/{id}/", base.trim_end_matches('/')))
+        self.base_url
+            .as_ref()
+            .map(|base| format!("{}/{id}/", base.trim_end_matches('/')))
     }
 
-    pub fn open_job(&self, id: &JobId, request: &JobRequest, tracker: Option<StepTracker>) -> std::io::Result<JobLog> {
+    pub fn open_job(
+        &self,
+        id: &JobId,
+        request: &JobRequest,
+        tracker: Option<StepTracker>,
+    ) -> std::io::Result<JobLog> {
         JobLog::create(&self.jobs_dir, id, request, self.masker.clone(), tracker)
     }
 

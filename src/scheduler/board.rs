@@ -51,7 +51,10 @@ impl JobBoard {
             started_at: None,
             finished_at: None,
         });
-        let finished = jobs.iter().filter(|j| j.state == JobState::Finished).count();
+        let finished = jobs
+            .iter()
+            .filter(|j| j.state == JobState::Finished)
+            .count();
         if finished > FINISHED_JOBS_KEPT {
             if let Some(oldest) = jobs.iter().position(|j| j.state == JobState::Finished) {
                 jobs.remove(oldest);
@@ -80,7 +83,10 @@ impl JobBoard {
 
     /// A handle that records the running step of one job.
     pub fn step_tracker(&self, id: &JobId) -> StepTracker {
-        StepTracker { board: self.clone(), id: id.clone() }
+        StepTracker {
+            board: self.clone(),
+            id: id.clone(),
+        }
     }
 
     /// Every job on the board, oldest first.

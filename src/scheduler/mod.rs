@@ -30,12 +30,22 @@ use crate::model::{BackendName, CommitSha, JobId, JobOutcome, JobRequest, PrNumb
 /// scheduler tests use runners that fail, hang or finish at once.
 #[async_trait]
 pub trait JobRunner: Send + Sync + 'static {
-    async fn run(&self, job: &Job, observer: &dyn StepObserver, cancel: CancellationToken) -> JobOutcome;
+    async fn run(
+        &self,
+        job: &Job,
+        observer: &dyn StepObserver,
+        cancel: CancellationToken,
+    ) -> JobOutcome;
 }
 
 #[async_trait]
 impl JobRunner for Executor {
-    async fn run(&self, job: &Job, observer: &dyn StepObserver, cancel: CancellationToken) -> JobOutcome {
+    async fn run(
+        &self,
+        job: &Job,
+        observer: &dyn StepObserver,
+        cancel: CancellationToken,
+    ) -> JobOutcome {
         Executor::run(self, job, observer, cancel).await
     }
 }
@@ -157,7 +167,10 @@ impl Scheduler {
                 return Enqueued::AlreadyLive(live.0.clone());
             }
             self.shared.board.queued(&id, &request);
-            queue.waiting.push_back(QueuedJob { id: id.clone(), request: request.clone() });
+            queue.waiting.push_back(QueuedJob {
+                id: id.clone(),
+                request: request.clone(),
+            });
         }
         info!(job = %id, %request, "job queued");
         self.post(&id, &request, StatusState::Pending, "queued".to_string());
@@ -167,7 +180,12 @@ impl Scheduler {
 
     /// Cancels the PR's queued and running jobs, except those for `keep_sha`
     /// (the new head after a push). Returns how many were cancelled.
-    pub fn cancel_pull_request(&self, pr: PrNumber, keep_sha: Option<&CommitSha>, reason: &str) -> usize {
+    pub fn cancel_pull_request(
+        &self,
+        pr: PrNumber,
+        keep_sha: Option<&CommitSha>,
+        reason: &str,
+    ) -> usize {
         let is_target = |r: &JobRequest| r.pr == pr && Some(&r.sha) != keep_sha;
         self.cancel_where(is_target, reason)
     }
@@ -177,7 +195,8 @@ impl Scheduler {
         let mut found = false;
         {
             let queue = self.lock();
-            found |= queue.waiting.iter().any(|q| &q.id == id) || queue.running.iter().any(|r| &r.id == id);
+            found |= queue.waiting.iter().any(|q| &q.id == id)
+                || queue.running.iter().any(|r| &r.id == id);
         }
         if found {
             let id = id.clone();
@@ -190,26 +209,46 @@ impl Scheduler {
         self.cancel_matching(|_, request| is_target(request), reason)
     }
 
-    fn cancel_matching(&self, is_target: impl Fn(&JobId, &JobRequest) -> bool, reason: &str) -> usize {
+    fn cancel_matching(
+        &self,
+        is_target: impl Fn(&JobId, &JobRequest) -> bool,
+        reason: &str,
+    ) -> usize {
         let mut dropped = Vec::new();
         let mut signalled = 0;
         {
             let mut queue = self.lock();
-            let (cancelled, kept): (Vec<_>, Vec<_>) =
-                queue.waiting.drain(..).partition(|q| is_target(&q.id, &q.request));
+            let (cancelled, kept): (Vec<_>, Vec<_>) = queue
+                .waiting
+                .drain(..)
+                .partition(|q| is_target(&q.id, &q.request));
             queue.waiting = kept.into();
             dropped.extend(cancelled);
-            for running in queue.running.iter().filter(|r| is_target(&r.id, &r.request)) {
-                *running.cancel_reason.lock().expect("cancel reason lock poisoned") = Some(reason.to_string());
+            for running in queue
+                .running
+                .iter()
+                .filter(|r| is_target(&r.id, &r.request))
+            {
+                *running
+                    .cancel_reason
+                    .lock()
+                    .expect("cancel reason lock poisoned") = Some(reason.to_string());
                 running.cancel.cancel();
                 signalled += 1;
             }
         }
         for job in &dropped {
             info!(job = %job.id, request = %job.request, reason, "queued job cancelled");
-            let outcome = JobOutcome::Cancelled { reason: reason.to_string() };
+            let outcome = JobOutcome::Cancelled {
+                reason: reason.to_string(),
+            };
             self.shared.board.finished(&job.id, &outcome);
-            self.post(&job.id, &job.request, outcome.status_state(), outcome.description());
+            self.post(
+                &job.id,
+                &job.request,
+                outcome.status_state(),
+                outcome.description(),
+            );
         }
         dropped.len() + signalled
     }
@@ -225,12 +264,22 @@ impl Scheduler {
         };
         self.shared.wake.notify_one();
         for job in never_started {
-            let outcome = JobOutcome::Cancelled { reason: "ember-ci stopped before the job ran; comment `recheck` to run it".into() };
+            let outcome = JobOutcome::Cancelled {
+                reason: "ember-ci stopped before the job ran; comment `recheck` to run it".into(),
+            };
             self.shared.board.finished(&job.id, &outcome);
-            self.post(&job.id, &job.request, outcome.status_state(), outcome.description());
+            self.post(
+                &job.id,
+                &job.request,
+                outcome.status_state(),
+                outcome.description(),
+            );
         }
         if tokio::time::timeout(grace, self.wait_idle()).await.is_err() {
-            warn!(grace_secs = grace.as_secs(), "running jobs did not finish within the shutdown grace; cancelling them");
+            warn!(
+                grace_secs = grace.as_secs(),
+                "running jobs did not finish within the shutdown grace; cancelling them"
+            );
             self.cancel_where(|_| true, "ember-ci is shutting down");
             self.wait_idle().await;
         }
@@ -251,11 +300,20 @@ impl Scheduler {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
-        self.shared.queue.lock().expect("scheduler queue lock poisoned")
+        self.shared
+            .queue
+            .lock()
+            .expect("scheduler queue lock poisoned")
     }
 }
 
-fn post_status(shared: &Shared, id: &JobId, request: &JobRequest, state: StatusState, description: String) {
+fn post_status(
+    shared: &Shared,
+    id: &JobId,
+    request: &JobRequest,
+    state: StatusState,
+    description: String,
+) {
     let status = CommitStatus {
         context: request.backend.status_context(),
         state,

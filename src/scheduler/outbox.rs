@@ -39,13 +39,23 @@ impl StatusOutbox {
         let (backlog_tx, backlog) = watch::channel(0usize);
         let backlog_tx = Arc::new(backlog_tx);
         let task = tokio::spawn(post_in_order(reporter, receiver, backlog_tx.clone()));
-        (Self { sender, backlog, backlog_tx }, task)
+        (
+            Self {
+                sender,
+                backlog,
+                backlog_tx,
+            },
+            task,
+        )
     }
 
     /// Queues a status; returns at once.
     pub fn send(&self, sha: &CommitSha, status: CommitStatus) {
         self.backlog_tx.send_modify(|n| *n += 1);
-        let outgoing = Outgoing { sha: sha.clone(), status };
+        let outgoing = Outgoing {
+            sha: sha.clone(),
+            status,
+        };
         if self.sender.send(outgoing).is_err() {
             self.backlog_tx.send_modify(|n| *n -= 1);
             error!(sha = %sha, "status outbox is closed; status not posted");

@@ -14,7 +14,10 @@ use crate::scheduler::JobBoard;
 
 /// Routes of the web UI: `/jobs/<id>/` (log index), `/jobs/<id>/<file>`
 /// (raw logs) and `/api/jobs`.
-pub fn routes(board: JobBoard, jobs_dir: PathBuf) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+pub fn routes(
+    board: JobBoard,
+    jobs_dir: PathBuf,
+) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     let local = warp::addr::remote().and_then(|remote: Option<SocketAddr>| async move {
         match remote {
             Some(addr) if addr.ip().is_loopback() => Ok(()),
@@ -26,11 +29,15 @@ pub fn routes(board: JobBoard, jobs_dir: PathBuf) -> impl Filter<Extract = (impl
         .and(warp::path::end())
         .and(warp::get())
         .map(move |id: String| job_index(&index_dir, &id));
-    let job_files = warp::path("jobs").and(warp::get()).and(warp::fs::dir(jobs_dir));
+    let job_files = warp::path("jobs")
+        .and(warp::get())
+        .and(warp::fs::dir(jobs_dir));
     let api_jobs = warp::path!("api" / "jobs")
         .and(warp::get())
         .map(move || warp::reply::json(&board.jobs()));
-    local.untuple_one().and(job_index.or(job_files).or(api_jobs))
+    local
+        .untuple_one()
+        .and(job_index.or(job_files).or(api_jobs))
 }
 
 /// A plain HTML index of one job's log files, built from its `job.json`.
@@ -72,5 +79,8 @@ fn job_index(jobs_dir: &std::path::Path, id: &str) -> warp::reply::Response {
 }
 
 pub fn html_escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }

@@ -7,11 +7,9 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ember_ci::config::{
-    BackendConfig, Config, DriverConfig, LogsConfig, RelayConfig, Script, Secret,
-};
+use ember_ci::config::Config;
 use ember_ci::executor::{StepObserver, StepResult};
-use ember_ci::model::{BackendName, CommitSha, JobId, JobRequest, PrNumber, RepoName, Step};
+use ember_ci::model::{BackendName, CommitSha, JobId, JobRequest, PrNumber, Step};
 use tokio_util::sync::CancellationToken;
 
 /// The PR whose plugin never opens its endpoint (made by [`DemoEnv::new`]).
@@ -47,7 +45,6 @@ pub struct Timeouts {
 
 pub struct DemoEnv {
     pub dir: tempfile::TempDir,
-    pub repo: PathBuf,
     pub config_dir: PathBuf,
     pub state_dir: PathBuf,
     /// (PR number, head SHA) of #129, #130 and #131.
@@ -89,7 +86,6 @@ impl DemoEnv {
         std::fs::write(config_dir.join("config"), config_file).expect("write config");
         Self {
             dir,
-            repo,
             config_dir,
             state_dir,
             heads,
@@ -116,62 +112,28 @@ impl DemoEnv {
         }
     }
 
-    /// TEMPORARY: mirrors the config file written above; replace with
-    /// `Config::load(&self.config_dir)` (plus the timeouts as keys) once the
-    /// config loader is on main.
+    /// The config dir loaded the way `ember-ci` loads it, with the test's
+    /// timeouts appended as keys.
     pub fn config(&self, timeouts: Timeouts) -> Arc<Config> {
-        let backend = BackendConfig {
-            index: 1,
-            name: BackendName::new("demo").expect("backend name"),
-            driver_config: DriverConfig::Json(
-                r#"{"name": "demo", "driver": "DemoDriver", "password": "demo-array-password"}"#
-                    .into(),
-            ),
-            pre_run: Some(Script::Inline(
-                r#"echo "pre-run: preparing the demo array for backend $DRIVER_NAME""#.into(),
-            )),
-            post_run: Some(Script::Inline(r#"echo "post-run result=$1""#.into())),
-            sanity_command: "/config/sanity.sh 127.0.0.1:50051".into(),
-            extra_packages: vec![],
-            extra_pip: vec![],
-            extra_containerfile: None,
-        };
-        Arc::new(Config {
-            dir: self.config_dir.clone(),
-            gh_token: Secret::default(),
-            gh_user: "ember-ci-demo".into(),
-            gh_ember_secret: Secret::new("demo-webhook-secret"),
-            gh_api_url: "https://api.github.com".into(),
-            gh_repo: RepoName::new("embercsi/ember-csi").expect("repo name"),
-            gh_clone_url: self.repo.display().to_string(),
-            backends: vec![backend],
-            num_workers: 1,
-            web_addr: "127.0.0.1".parse().expect("address"),
-            web_port: 8010,
-            state_dir: self.state_dir.clone(),
-            build_file: "Dockerfile".into(),
-            job_timeout: timeouts.job,
-            plugin_start_timeout: timeouts.plugin_start,
-            shutdown_grace: Duration::from_secs(600),
-            podman_socket: None,
-            sandbox_image: None,
-            sandbox_skip_csi_sanity: true,
-            image_store_max_gb: 40,
-            trusted_users: vec![],
-            secrets: vec![],
-            web_admin_token: None,
-            relay: RelayConfig {
-                smee_url: None,
-                poll_interval: None,
-            },
-            logs: LogsConfig {
-                repo: None,
-                branch: "gh-pages".into(),
-                url: None,
-                retention_days: 30,
-            },
-            obsolete_keys: vec![],
-        })
+        let path = self.config_dir.join("config");
+        let base = std::fs::read_to_string(&path).expect("reading the test config");
+        let with_timeouts = format!(
+            "{base}JOB_TIMEOUT={}\nPLUGIN_START_TIMEOUT={}\n",
+            timeouts.job.as_secs(),
+            timeouts.plugin_start.as_secs()
+        );
+        let dir = tempfile::tempdir_in(self.dir.path()).expect("config variant dir");
+        for entry in std::fs::read_dir(&self.config_dir).expect("listing the config dir") {
+            let entry = entry.expect("config dir entry");
+            std::fs::copy(entry.path(), dir.path().join(entry.file_name()))
+                .expect("copying config file");
+        }
+        std::fs::write(dir.path().join("config"), with_timeouts).expect("writing config");
+        let config = Config::load_with_env(dir.path(), &Default::default())
+            .unwrap_or_else(|errors| panic!("test config is invalid:\n{errors}"));
+        // Keep the variant dir for the test's lifetime (jobs mount it).
+        let _ = dir.keep();
+        Arc::new(config)
     }
 }
 
