@@ -45,6 +45,8 @@ pub struct Timeouts {
 
 pub struct DemoEnv {
     pub dir: tempfile::TempDir,
+    /// The `config` file's text before per-test keys are appended.
+    base_config: String,
     pub config_dir: PathBuf,
     pub state_dir: PathBuf,
     /// (PR number, head SHA) of #129, #130 and #131.
@@ -83,9 +85,10 @@ impl DemoEnv {
             repo.display(),
             state_dir.display()
         );
-        std::fs::write(config_dir.join("config"), config_file).expect("write config");
+        std::fs::write(config_dir.join("config"), &config_file).expect("write config");
         Self {
             dir,
+            base_config: config_file,
             config_dir,
             state_dir,
             heads,
@@ -113,26 +116,17 @@ impl DemoEnv {
     }
 
     /// The config dir loaded the way `ember-ci` loads it, with the test's
-    /// timeouts appended as keys.
+    /// timeouts as keys (the `config` file is rewritten each call).
     pub fn config(&self, timeouts: Timeouts) -> Arc<Config> {
-        let path = self.config_dir.join("config");
-        let base = std::fs::read_to_string(&path).expect("reading the test config");
         let with_timeouts = format!(
-            "{base}JOB_TIMEOUT={}\nPLUGIN_START_TIMEOUT={}\n",
+            "{}JOB_TIMEOUT={}\nPLUGIN_START_TIMEOUT={}\n",
+            self.base_config,
             timeouts.job.as_secs(),
             timeouts.plugin_start.as_secs()
         );
-        let dir = tempfile::tempdir_in(self.dir.path()).expect("config variant dir");
-        for entry in std::fs::read_dir(&self.config_dir).expect("listing the config dir") {
-            let entry = entry.expect("config dir entry");
-            std::fs::copy(entry.path(), dir.path().join(entry.file_name()))
-                .expect("copying config file");
-        }
-        std::fs::write(dir.path().join("config"), with_timeouts).expect("writing config");
-        let config = Config::load_with_env(dir.path(), &Default::default())
+        std::fs::write(self.config_dir.join("config"), with_timeouts).expect("writing config");
+        let config = Config::load_with_env(&self.config_dir, &Default::default())
             .unwrap_or_else(|errors| panic!("test config is invalid:\n{errors}"));
-        // Keep the variant dir for the test's lifetime (jobs mount it).
-        let _ = dir.keep();
         Arc::new(config)
     }
 }
