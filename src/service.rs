@@ -83,11 +83,16 @@ pub async fn serve(
     };
     let dispatcher = tokio::spawn(dispatcher.run(delivery_rx));
 
+    let web = crate::web::WebContext {
+        config: config.clone(),
+        scheduler: scheduler.clone(),
+        logs: logs.clone(),
+        outbox: outbox.clone(),
+        intake: intake.clone(),
+        shutdown: shutdown.clone(),
+    };
     let routes = webhook::routes(intake.clone())
-        .or(crate::web::routes(
-            scheduler.board().clone(),
-            logs.jobs_dir.clone(),
-        ))
+        .or(crate::web::routes(web))
         .recover(webhook::recover);
     let stop_accepting = shutdown.clone();
     let server = warp::serve(routes)

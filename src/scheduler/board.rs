@@ -1,13 +1,15 @@
 //! The job board: what is queued, running and recently finished, with the
-//! step each running job is at. Read by the web UI, the API and tests.
+//! step each running job is at, plus running totals of finished jobs since
+//! start (the list is trimmed, the totals are not). Read by the web UI, the
+//! API, metrics and tests.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use crate::model::{JobId, JobOutcome, JobRequest, Step};
+use crate::model::{BackendName, JobId, JobOutcome, JobRequest, Step};
 
 /// Finished jobs kept in memory for the dashboard.
 const FINISHED_JOBS_KEPT: usize = 500;
@@ -33,14 +35,42 @@ pub struct JobView {
     pub finished_at: Option<SystemTime>,
 }
 
+/// How a finished job ended, as a label for counting: the status state,
+/// except that a cancelled job is told apart from a broken one.
+pub fn result_label(outcome: &JobOutcome) -> &'static str {
+    match outcome {
+        JobOutcome::Success => "success",
+        JobOutcome::Failure { .. } => "failure",
+        JobOutcome::Error { .. } => "error",
+        JobOutcome::Cancelled { .. } => "cancelled",
+    }
+}
+
+/// Finished jobs of one backend with one result, since the service started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FinishedTotals {
+    pub finished: u64,
+    /// How many of them had started (a job cancelled while queued never ran).
+    pub ran: u64,
+    /// Sum of start-to-result times of the jobs that ran.
+    pub run_time: Duration,
+}
+
+#[derive(Default)]
+struct Board {
+    jobs: VecDeque<JobView>,
+    totals: BTreeMap<(BackendName, &'static str), FinishedTotals>,
+}
+
 #[derive(Clone, Default)]
 pub struct JobBoard {
-    jobs: Arc<Mutex<VecDeque<JobView>>>,
+    board: Arc<Mutex<Board>>,
 }
 
 impl JobBoard {
     pub fn queued(&self, id: &JobId, request: &JobRequest) {
-        let mut jobs = self.lock();
+        let mut board = self.lock();
+        let jobs = &mut board.jobs;
         jobs.push_back(JobView {
             id: id.clone(),
             request: request.clone(),
@@ -74,11 +104,24 @@ impl JobBoard {
     }
 
     pub fn finished(&self, id: &JobId, outcome: &JobOutcome) {
-        self.update(id, |job| {
-            job.state = JobState::Finished;
-            job.outcome = Some(outcome.clone());
-            job.finished_at = Some(SystemTime::now());
-        });
+        let mut board = self.lock();
+        let Some(job) = board.jobs.iter_mut().rev().find(|j| &j.id == id) else {
+            return;
+        };
+        let now = SystemTime::now();
+        job.state = JobState::Finished;
+        job.outcome = Some(outcome.clone());
+        job.finished_at = Some(now);
+        let run_time = job
+            .started_at
+            .map(|started| now.duration_since(started).unwrap_or_default());
+        let key = (job.request.backend.clone(), result_label(outcome));
+        let totals = board.totals.entry(key).or_default();
+        totals.finished += 1;
+        if let Some(run_time) = run_time {
+            totals.ran += 1;
+            totals.run_time += run_time;
+        }
     }
 
     /// A handle that records the running step of one job.
@@ -91,21 +134,30 @@ impl JobBoard {
 
     /// Every job on the board, oldest first.
     pub fn jobs(&self) -> Vec<JobView> {
-        self.lock().iter().cloned().collect()
+        self.lock().jobs.iter().cloned().collect()
     }
 
     pub fn job(&self, id: &JobId) -> Option<JobView> {
-        self.lock().iter().find(|j| &j.id == id).cloned()
+        self.lock().jobs.iter().find(|j| &j.id == id).cloned()
+    }
+
+    /// Finished jobs since start by (backend, [`result_label`]), sorted.
+    pub fn finished_totals(&self) -> Vec<(BackendName, &'static str, FinishedTotals)> {
+        self.lock()
+            .totals
+            .iter()
+            .map(|((backend, result), totals)| (backend.clone(), *result, *totals))
+            .collect()
     }
 
     fn update(&self, id: &JobId, change: impl FnOnce(&mut JobView)) {
-        if let Some(job) = self.lock().iter_mut().rev().find(|j| &j.id == id) {
+        if let Some(job) = self.lock().jobs.iter_mut().rev().find(|j| &j.id == id) {
             change(job);
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<JobView>> {
-        self.jobs.lock().expect("job board lock poisoned")
+    fn lock(&self) -> std::sync::MutexGuard<'_, Board> {
+        self.board.lock().expect("job board lock poisoned")
     }
 }
 

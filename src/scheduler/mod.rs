@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, info_span, warn, Instrument};
 
-pub use board::{JobBoard, JobState, JobView, StepTracker};
+pub use board::{result_label, FinishedTotals, JobBoard, JobState, JobView, StepTracker};
 pub use outbox::StatusOutbox;
 
 use crate::executor::{Executor, Job, StepObserver};

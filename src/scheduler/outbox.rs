@@ -62,6 +62,12 @@ impl StatusOutbox {
         }
     }
 
+    /// Statuses queued and not yet posted: a growing number means GitHub
+    /// is refusing or unreachable (the web UI's health of reporting).
+    pub fn backlog(&self) -> usize {
+        *self.backlog.borrow()
+    }
+
     /// Waits until every queued status was posted (or given up on as fatal),
     /// at most `limit`. Returns the number still waiting.
     pub async fn flush(&self, limit: Duration) -> usize {

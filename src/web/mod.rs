@@ -1,86 +1,119 @@
-//! The local web UI: job logs and the job board. Only loopback clients get
-//! these pages; from elsewhere only the webhook path answers, so a public
-//! WEB_ADDR exposes nothing but signed-delivery intake.
+//! The local web UI and JSON API: what the CI is doing, at a glance.
+//!
+//! Only loopback clients get these routes; from elsewhere only the webhook
+//! path answers, so a public WEB_ADDR exposes nothing but signed-delivery
+//! intake. Pages are server-rendered HTML that works without JavaScript; a
+//! little script refreshes them in place and streams the running step's log.
+//!
+//! - `view`: the read model shared by pages and API (board + `job.json`).
+//! - `health`: relay, GitHub reporting and intake figures.
+//! - `pages` + `html`: the dashboard, job page and backends page.
+//! - `api`: `/api/jobs`, `/api/jobs/{id}`, `/api/health`.
+//! - `metrics`: Prometheus text at `/metrics`.
+//! - `actions`: re-run and cancel, with the admin-token and same-origin checks.
+//! - `live`: server-sent events tailing a job's step logs.
+//! - `files`: `/jobs/<id>/` (the Details link of a status) and the raw logs.
+//!
+//! Nothing here changes a job except through `actions`, and every free text
+//! shown (descriptions, notes, log lines) passes the secret masker.
+
+mod actions;
+mod api;
+mod files;
+mod health;
+mod html;
+mod live;
+mod metrics;
+mod pages;
+mod view;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::sync::Arc;
 
-use warp::http::StatusCode;
+use tokio_util::sync::CancellationToken;
+use warp::path::FullPath;
 use warp::{Filter, Rejection, Reply};
 
-use crate::logs::JOB_SUMMARY_FILE;
+use crate::config::{Config, Secret};
+use crate::logs::LogStore;
 use crate::model::JobId;
-use crate::scheduler::JobBoard;
+use crate::scheduler::{Scheduler, StatusOutbox};
+use crate::webhook::Intake;
 
-/// Routes of the web UI: `/jobs/<id>/` (log index), `/jobs/<id>/<file>`
-/// (raw logs) and `/api/jobs`.
+pub use actions::{ActionError, ActionRefused};
+pub use html::html_escape;
+
+/// What the web UI reads and acts on; built once by the service.
+#[derive(Clone)]
+pub struct WebContext {
+    pub config: Arc<Config>,
+    /// Re-run and cancel go through it; its board is what the pages show.
+    pub scheduler: Scheduler,
+    /// Where job folders live and their published (Details) links.
+    pub logs: LogStore,
+    /// For the backlog of statuses not yet accepted by GitHub.
+    pub outbox: StatusOutbox,
+    /// For the webhook delivery counters.
+    pub intake: Arc<Intake>,
+    /// Cancelled when the service stops: ends open live-log streams, which
+    /// would otherwise hold the server's graceful shutdown until their job ends.
+    pub shutdown: CancellationToken,
+}
+
+/// [`WebContext`] plus what is derived from the config once.
+struct Web {
+    context: WebContext,
+    /// `config::summary`, already masked.
+    config_summary: String,
+    admin_token: Option<Secret>,
+}
+
+impl Web {
+    fn board(&self) -> &crate::scheduler::JobBoard {
+        self.context.scheduler.board()
+    }
+
+    fn job_dir(&self, id: &JobId) -> std::path::PathBuf {
+        self.context.logs.jobs_dir.join(id.as_str())
+    }
+
+    fn mask(&self, text: &str) -> String {
+        self.context.logs.masker().mask(text)
+    }
+}
+
+/// Every route of the web UI, for loopback clients only. Combine with the
+/// webhook routes and `webhook::recover` (unknown paths become 404).
 pub fn routes(
-    board: JobBoard,
-    jobs_dir: PathBuf,
+    context: WebContext,
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    let web = Arc::new(Web {
+        config_summary: crate::config::summary(&context.config),
+        admin_token: context
+            .config
+            .web_admin_token
+            .clone()
+            .filter(|token| !token.is_empty()),
+        context,
+    });
     let local = warp::addr::remote().and_then(|remote: Option<SocketAddr>| async move {
         match remote {
             Some(addr) if addr.ip().is_loopback() => Ok(()),
             _ => Err(warp::reject::not_found()),
         }
     });
-    let index_dir = jobs_dir.clone();
-    let job_index = warp::path!("jobs" / String)
-        .and(warp::path::end())
-        .and(warp::get())
-        .map(move |id: String| job_index(&index_dir, &id));
-    let job_files = warp::path("jobs")
-        .and(warp::get())
-        .and(warp::fs::dir(jobs_dir));
-    let api_jobs = warp::path!("api" / "jobs")
-        .and(warp::get())
-        .map(move || warp::reply::json(&board.jobs()));
-    local
-        .untuple_one()
-        .and(job_index.or(job_files).or(api_jobs))
+    local.untuple_one().and(
+        pages::routes(web.clone())
+            .or(api::routes(web.clone()))
+            .or(actions::routes(web.clone()))
+            .or(metrics::routes(web.clone()))
+            .or(live::routes(web.clone()))
+            .or(files::routes(web)),
+    )
 }
 
-/// A plain HTML index of one job's log files, built from its `job.json`.
-fn job_index(jobs_dir: &std::path::Path, id: &str) -> warp::reply::Response {
-    let Ok(id) = JobId::parse(id) else {
-        return warp::reply::with_status("no such job", StatusCode::NOT_FOUND).into_response();
-    };
-    let summary = std::fs::read(jobs_dir.join(id.as_str()).join(JOB_SUMMARY_FILE))
-        .ok()
-        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok());
-    let Some(summary) = summary else {
-        return warp::reply::with_status("no such job", StatusCode::NOT_FOUND).into_response();
-    };
-    let text = |v: &serde_json::Value| html_escape(v.as_str().unwrap_or(""));
-    let mut rows = String::new();
-    for step in summary["steps"].as_array().into_iter().flatten() {
-        let file = text(&step["file"]);
-        rows.push_str(&format!(
-            "<tr><td><a href=\"{file}\">{}</a></td><td>{}</td><td>{:.1} s</td><td>{} bytes</td></tr>\n",
-            text(&step["step"]),
-            step["exit_code"],
-            step["duration_ms"].as_f64().unwrap_or(0.0) / 1000.0,
-            step["bytes"],
-        ));
-    }
-    let request = &summary["request"];
-    let page = format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>ember-ci job {id}</title></head><body>\
-         <h1>PR #{} {} on {}</h1><p>Result: {}</p><p>Started {} UTC, finished {}</p>\
-         <table><tr><th>step</th><th>exit</th><th>duration</th><th>size</th></tr>\n{rows}</table></body></html>",
-        request["pr"],
-        text(&request["sha"]),
-        text(&request["backend"]),
-        html_escape(summary["description"].as_str().unwrap_or("running")),
-        text(&summary["started_at"]),
-        html_escape(summary["finished_at"].as_str().unwrap_or("-")),
-    );
-    warp::reply::html(page).into_response()
-}
-
-pub fn html_escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+/// `/jobs/<id>` is the job page, `/jobs/<id>/` the log index (warp matches
+/// both with one path filter, so the request's own path decides).
+fn has_trailing_slash(path: &FullPath) -> bool {
+    path.as_str().ends_with('/')
 }

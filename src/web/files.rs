@@ -1,0 +1,77 @@
+//! A job's log folder over HTTP: `/jobs/<id>/` is a plain index of its log
+//! files (the Details link of the job's statuses points here when logs are
+//! not published elsewhere) and `/jobs/<id>/<file>` the raw files, masked
+//! when they were written.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use warp::http::StatusCode;
+use warp::path::FullPath;
+use warp::{Filter, Rejection, Reply};
+
+use super::html::{badge, duration, html_escape as esc, message_page, page};
+use super::view::job_detail;
+use super::{has_trailing_slash, Web};
+use crate::logs::JOB_SUMMARY_FILE;
+use crate::model::JobId;
+
+pub fn routes(web: Arc<Web>) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    let jobs_dir = web.context.logs.jobs_dir.clone();
+    let index = warp::path!("jobs" / String)
+        .and(warp::get())
+        .and(warp::path::full())
+        .and_then(|id: String, path: FullPath| async move {
+            if has_trailing_slash(&path) {
+                Ok(id)
+            } else {
+                Err(warp::reject::not_found())
+            }
+        })
+        .map(move |id: String| log_index(&web, &id));
+    let files = warp::path("jobs")
+        .and(warp::get())
+        .and(warp::fs::dir(jobs_dir));
+    index.or(files)
+}
+
+fn log_index(web: &Web, id: &str) -> warp::reply::Response {
+    let Some(detail) = JobId::parse(id).ok().and_then(|id| job_detail(web, &id)) else {
+        return message_page(
+            StatusCode::NOT_FOUND,
+            "No such job",
+            "This job has no logs here.",
+        );
+    };
+    let job = &detail.job;
+    let mut body = format!(
+        "<h1>PR #{} {} on {}</h1><p>{} {}</p><p><a href=\"{}\">Job page</a> · \
+         <a href=\"{JOB_SUMMARY_FILE}\">{JOB_SUMMARY_FILE}</a></p>\n",
+        job.pr,
+        esc(&job.short_sha),
+        esc(job.backend.as_str()),
+        badge(job.result.unwrap_or(job.state.as_str())),
+        job.description.as_deref().map(esc).unwrap_or_default(),
+        esc(&job.page_url),
+    );
+    body.push_str(
+        "<table><tr><th>step</th><th>state</th><th>exit</th><th>duration</th><th>size</th></tr>\n",
+    );
+    for step in &detail.steps {
+        let _ = writeln!(
+            body,
+            "<tr><td><a href=\"{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&step.log_url),
+            step.step,
+            badge(step.state.as_str()),
+            step.exit_code.map(|c| c.to_string()).unwrap_or_default(),
+            step.duration_secs.map(duration).unwrap_or_default(),
+            step.log_bytes
+                .map(|b| format!("{b} bytes"))
+                .unwrap_or_default(),
+        );
+    }
+    body.push_str("</table>");
+    let title = format!("Logs of job {}", job.id);
+    warp::reply::html(page(&title, 0, &body)).into_response()
+}
