@@ -56,9 +56,15 @@ const SCRIPT: &str = r#"
   if (log && log.dataset.stream && window.EventSource) {
     const title = document.getElementById("live-step");
     const source = new EventSource(log.dataset.stream);
+    // The stream re-sends the running step's tail, which replaces the copy
+    // rendered into the page; later steps are appended under a marker.
+    let isFirstStep = true;
     source.addEventListener("step", (event) => {
-      title.textContent = JSON.parse(event.data).step;
-      log.textContent = "";
+      const step = JSON.parse(event.data).step;
+      title.textContent = step;
+      if (isFirstStep) log.textContent = "";
+      isFirstStep = false;
+      log.textContent += "── " + step + " ──\n";
       refresh();
     });
     source.addEventListener("log", (event) => {
