@@ -25,10 +25,22 @@ pub fn routes(
         }
     });
     let index_dir = jobs_dir.clone();
-    let job_index = warp::path!("jobs" / String)
-        .and(warp::path::end())
+    // `/jobs/<id>/` (the Details link) and `/jobs/<id>`; files below go to
+    // the static handler.
+    let job_index = warp::path("jobs")
+        .and(warp::path::param::<String>())
+        .and(warp::path::tail())
         .and(warp::get())
-        .map(move |id: String| job_index(&index_dir, &id));
+        .and_then(move |id: String, rest: warp::path::Tail| {
+            let index_dir = index_dir.clone();
+            async move {
+                if rest.as_str().is_empty() {
+                    Ok(job_index(&index_dir, &id))
+                } else {
+                    Err(warp::reject::not_found())
+                }
+            }
+        });
     let job_files = warp::path("jobs")
         .and(warp::get())
         .and(warp::fs::dir(jobs_dir));
