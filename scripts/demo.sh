@@ -31,4 +31,4 @@ if [ "$code" -ne 1 ]; then
   echo "[demo] PR #130 should have failed with exit code 1, got $code" >&2
   exit 1
 fi
-echo "[demo] done: #129 passed, #130 failed as it should; logs under $state/jobs"
+echo "[demo] done: #129 passed, #130 failed as it should; logs under $state/logs"

@@ -33,11 +33,12 @@ impl LogStore {
         }
     }
 
-    /// The store for a config: logs under `<CI_DIR>/jobs`, linked through
-    /// the local web UI at `web_base_url`.
+    /// The store for a config: logs under `<CI_DIR>/logs`, linked through
+    /// the local web UI at `web_base_url`. (`<CI_DIR>/jobs` holds the
+    /// executor's work dirs, removed after each job.)
     pub fn for_config(config: &Config, web_base_url: Option<String>) -> Self {
         let base_url = web_base_url.map(|base| format!("{}/jobs", base.trim_end_matches('/')));
-        Self::new(config.state_dir.join("jobs"), base_url, masker_for(config))
+        Self::new(config.state_dir.join("logs"), base_url, masker_for(config))
     }
 
     pub fn job_url(&self, id: &JobId) -> Option<String> {

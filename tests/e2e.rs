@@ -1,0 +1,156 @@
+//! End to end through the front door: `ember-ci serve` as a child process,
+//! the two fixture deliveries re-targeted at a local bare repository and
+//! sent with `ember-ci send`, statuses recorded by a local GitHub API, jobs
+//! on real Podman.
+
+#[path = "support/ci_env.rs"]
+mod ci_env;
+#[path = "support/fake_github.rs"]
+mod fake_github;
+
+use std::time::Duration;
+
+use ci_env::{
+    containers_with_label, delivery_for, send, volumes_with_label, DemoRepo, Service, TEST_SECRET,
+    TEST_TOKEN,
+};
+use fake_github::FakeGitHub;
+
+/// The first job on a fresh host builds the sandbox image too.
+const JOB_DEADLINE: Duration = Duration::from_secs(900);
+
+fn states(github: &FakeGitHub, sha: &str) -> Vec<String> {
+    github
+        .statuses_for(sha)
+        .iter()
+        .map(|s| s.state.clone())
+        .collect()
+}
+
+async fn send_async(url: String, file: std::path::PathBuf, secret: &'static str) -> (i32, String) {
+    tokio::task::spawn_blocking(move || send(&url, &file, secret))
+        .await
+        .expect("send task")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fixture_deliveries_end_in_success_and_failure_with_log_links() {
+    let dir = tempfile::tempdir().unwrap();
+    let github = FakeGitHub::start_with(TEST_TOKEN, "embercsi/ember-csi").await;
+    let repo = DemoRepo::create(dir.path());
+    let config = ci_env::write_config(
+        dir.path(),
+        &repo,
+        &github.url(),
+        &dir.path().join("state"),
+        "",
+    );
+    let mut service = Service::start(&config, dir.path());
+
+    let ok_delivery = delivery_for("test-ok.json", &repo.ok_sha, dir.path());
+    let broken_delivery = delivery_for("test-broken.json", &repo.broken_sha, dir.path());
+
+    // A delivery signed with another secret is refused and starts nothing.
+    let (code, answer) =
+        send_async(service.hook_url(), ok_delivery.clone(), "not-the-secret").await;
+    assert_eq!(code, 1, "send should fail on a refused delivery: {answer}");
+    assert!(answer.starts_with("401"), "{answer}");
+    let jobs: serde_json::Value = reqwest::get(format!("{}/api/jobs", service.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        jobs,
+        serde_json::json!([]),
+        "a refused delivery queued a job"
+    );
+
+    let (code, answer) = send_async(service.hook_url(), ok_delivery, TEST_SECRET).await;
+    assert_eq!(code, 0, "{answer}");
+    assert!(answer.starts_with("202"), "{answer}");
+    let (code, answer) = send_async(service.hook_url(), broken_delivery, TEST_SECRET).await;
+    assert_eq!(code, 0, "{answer}");
+
+    let (ok_sha, broken_sha) = (repo.ok_sha.clone(), repo.broken_sha.clone());
+    let finished = github
+        .wait_for(
+            |s| {
+                let is_final = |sha: &str| {
+                    s.statuses_for(sha)
+                        .last()
+                        .is_some_and(|st| st.state != "pending")
+                };
+                is_final(&ok_sha) && is_final(&broken_sha)
+            },
+            JOB_DEADLINE,
+        )
+        .await;
+    if let Err(err) = finished {
+        panic!(
+            "jobs did not finish: {err}\nservice log:\n{}",
+            service.log()
+        );
+    }
+
+    assert_eq!(
+        states(&github, &repo.ok_sha),
+        ["pending", "pending", "success"],
+        "service log:\n{}",
+        service.log()
+    );
+    assert_eq!(
+        states(&github, &repo.broken_sha),
+        ["pending", "pending", "failure"]
+    );
+    let ok_final = github.statuses_for(&repo.ok_sha).pop().unwrap();
+    let broken_final = github.statuses_for(&repo.broken_sha).pop().unwrap();
+    for status in [&ok_final, &broken_final] {
+        assert_eq!(status.context, "3rdparty/demo");
+    }
+    assert_eq!(ok_final.description.as_deref(), Some("CSI sanity passed"));
+    let broken_description = broken_final.description.clone().unwrap_or_default();
+    assert!(
+        broken_description.contains("wait-plugin") && broken_description.contains("plugin exited"),
+        "{broken_description}"
+    );
+
+    // The Details links open the jobs' logs.
+    for (status, expected) in [
+        (&ok_final, "CSI sanity passed"),
+        (&broken_final, "plugin exited"),
+    ] {
+        let url = status
+            .target_url
+            .clone()
+            .expect("final status has a Details link");
+        let page = reqwest::get(&url).await.unwrap();
+        assert!(page.status().is_success(), "{url}: {}", page.status());
+        let text = page.text().await.unwrap();
+        assert!(
+            text.contains(expected),
+            "{url} does not say {expected:?}:\n{text}"
+        );
+    }
+
+    // Nothing the jobs created is left.
+    for status in [&ok_final, &broken_final] {
+        let url = status.target_url.as_deref().unwrap();
+        let job_id = url.trim_end_matches('/').rsplit('/').next().unwrap();
+        assert_eq!(
+            containers_with_label(&format!("ember-ci.job={job_id}")),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            volumes_with_label(&format!("ember-ci.job={job_id}")),
+            Vec::<String>::new()
+        );
+    }
+    assert_eq!(
+        service.stop(Duration::from_secs(120)),
+        Some(0),
+        "service log:\n{}",
+        service.log()
+    );
+}

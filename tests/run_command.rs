@@ -1,0 +1,96 @@
+//! `ember-ci run` on the demo config: one job now, printing each step and
+//! the statuses (no GH_TOKEN), exit code 0 on success and 1 on failure.
+
+#[path = "support/ci_env.rs"]
+mod ci_env;
+
+use std::process::Command;
+
+use ci_env::{ember_ci_bin, DemoRepo};
+
+fn run_pr(config: &std::path::Path, pr: &str) -> (i32, String) {
+    let output = Command::new(ember_ci_bin())
+        .args(["run", "--config"])
+        .arg(config)
+        .args(["--pr", pr])
+        .output()
+        .expect("running ember-ci run");
+    let text = format!(
+        "{}\n--- stderr ---\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn run_succeeds_on_the_demo_and_exits_1_on_the_broken_pr() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = DemoRepo::create(dir.path());
+    // No GitHub account: an empty token prints statuses instead of posting.
+    let config = ci_env::write_config(
+        dir.path(),
+        &repo,
+        "http://127.0.0.1:9",
+        &dir.path().join("state"),
+        "GH_TOKEN=\"\"",
+    );
+
+    let (code, output) = run_pr(&config, "129");
+    assert_eq!(code, 0, "{output}");
+    for expected in [
+        "-- fetch",
+        "-- build",
+        "-- sanity",
+        "PASS: 1 of 1 checks passed",
+        "post-run: job result 0",
+    ] {
+        assert!(
+            output.contains(expected),
+            "missing {expected:?} in:\n{output}"
+        );
+    }
+    let short = &repo.ok_sha[..7];
+    assert!(
+        output.contains(&format!("[status] {short} 3rdparty/demo pending")),
+        "{output}"
+    );
+    assert!(
+        output.contains(&format!(
+            "[status] {short} 3rdparty/demo success: CSI sanity passed"
+        )),
+        "{output}"
+    );
+    // The driver config's password is masked in what is printed.
+    assert!(!output.contains("demo-array-password"), "{output}");
+
+    let (code, output) = run_pr(&config, "130");
+    assert_eq!(code, 1, "{output}");
+    assert!(output.contains("plugin exited"), "{output}");
+    assert!(output.contains("3rdparty/demo failure"), "{output}");
+}
+
+#[test]
+fn run_names_the_backends_when_asked_for_an_unknown_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = DemoRepo::create(dir.path());
+    let config = ci_env::write_config(
+        dir.path(),
+        &repo,
+        "http://127.0.0.1:9",
+        &dir.path().join("state"),
+        "GH_TOKEN=\"\"",
+    );
+    let output = Command::new(ember_ci_bin())
+        .args(["run", "--config"])
+        .arg(&config)
+        .args(["--pr", "129", "--backend", "nope"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("no backend named \"nope\"") && stderr.contains("demo"),
+        "{stderr}"
+    );
+}
