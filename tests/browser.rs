@@ -27,8 +27,8 @@ const JOB_START_LIMIT: Duration = Duration::from_secs(900);
 /// The browser script's own waits are bounded below this.
 const BROWSER_LIMIT: Duration = Duration::from_secs(1200);
 
-const SETUP_HINT: &str = "run scripts/test.sh (or scripts/setup-host.sh and \
-    `npm ci --prefix tests/browser`) to install chromium, node and playwright-core";
+const SETUP_HINT: &str = "run scripts/test.sh: it installs chromium and node \
+    (Debian packages) and tests/browser's npm packages";
 
 fn chromium_path() -> PathBuf {
     std::env::var_os("CHROMIUM_PATH")
@@ -125,8 +125,9 @@ fn dashboard_follows_a_real_job_from_running_to_done_without_reload() {
     let github = runtime.block_on(FakeGitHub::start_with(TEST_TOKEN, "embercsi/ember-csi"));
     let dir = tempfile::tempdir().expect("temp dir");
     let repo = DemoRepo::create(dir.path());
-    // A slow pre-run keeps the job running while the browser starts.
-    let extra = "PRE_RUN_1='echo \"pre-run: warming up the demo array\"; sleep 10'\n\
+    // A slow pre-run keeps the job running while the browser starts (the
+    // rest of the demo job takes seconds).
+    let extra = "PRE_RUN_1='echo \"pre-run: warming up the demo array\"; sleep 30'\n\
                  POST_RUN_1='echo \"post-run: job result $1\"'";
     let config_dir = write_config(
         dir.path(),

@@ -262,6 +262,8 @@ fn rerun(web: &Web, id: &JobId) -> Result<JobId, ActionError> {
     match web.context.scheduler.enqueue_rerun(request) {
         Enqueued::Queued(new) => Ok(new),
         Enqueued::AlreadyLive(live) => Err(ActionError::AlreadyLive(live)),
+        // A re-run skips the finished-commit check, so only a closed queue
+        // refuses it; the arm is kept for completeness.
         Enqueued::Refused | Enqueued::AlreadyFinished => Err(ActionError::ShuttingDown),
     }
 }

@@ -111,13 +111,19 @@ async fn follow_job(web: Arc<Web>, id: JobId, sender: mpsc::Sender<Result<Event,
         // The state is read before the files: once the job has a result its
         // logs are complete, so this round's reads get every last line.
         let done = finished(&web, &id);
-        let events = read_new_output(&web, &dir, &mut following, done.is_some());
-        for event in events.into_iter().chain(done.map(done_event)) {
-            if sender.send(Ok(event)).await.is_err() {
-                return;
+        let mut events = read_new_output(&web, &dir, &mut following, done.is_some());
+        // `done` only after the last line (a long tail takes several rounds).
+        let done = done.filter(|_| is_read_through(&dir, &following));
+        let is_done = done.is_some();
+        events.extend(done.map(done_event));
+        for event in events {
+            // A client that stops reading must not hold the task past shutdown.
+            tokio::select! {
+                sent = sender.send(Ok(event)) => if sent.is_err() { return },
+                _ = web.context.shutdown.cancelled() => return,
             }
         }
-        if finished(&web, &id).is_some() && following_is_done(&dir, &following) {
+        if is_done {
             return;
         }
     }
@@ -136,7 +142,7 @@ fn finished(web: &Web, id: &JobId) -> Option<JobDone> {
 }
 
 /// True when nothing more is left to send (all files read to their end).
-fn following_is_done(dir: &Path, following: &Option<Following>) -> bool {
+fn is_read_through(dir: &Path, following: &Option<Following>) -> bool {
     let files = step_files(dir);
     match following {
         None => files.is_empty(),

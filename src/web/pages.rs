@@ -197,7 +197,12 @@ fn job_body(web: &Web, detail: &JobDetail) -> String {
         field("Duration", duration(secs));
     }
     let mut links = format!("<a href=\"{}\">log files</a>", esc(&job.logs_url));
-    if let Some(details) = job.details_url.as_deref().filter(|d| *d != job.logs_url) {
+    // Without published logs the Details link is this UI's own log index.
+    let published = job
+        .details_url
+        .as_deref()
+        .filter(|details| !details.ends_with(&job.logs_url));
+    if let Some(details) = published {
         let _ = write!(links, " · <a href=\"{}\">published logs</a>", esc(details));
     }
     field("Logs", links);

@@ -8,7 +8,7 @@
 // Assertions are on text; screenshots go to ARTIFACTS_DIR for people.
 //
 // Usage: node dashboard.mjs BASE_URL JOB_ID ARTIFACTS_DIR
-import { mkdirSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { chromium } from "playwright-core";
 
 const [baseUrl, jobId, artifacts] = process.argv.slice(2);
@@ -43,10 +43,9 @@ const browser = await chromium.launch({
   ],
 });
 
+const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+context.setDefaultTimeout(PAGE_TIMEOUT_MS);
 try {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-  context.setDefaultTimeout(PAGE_TIMEOUT_MS);
-
   const dashboard = await context.newPage();
   await dashboard.goto(`${baseUrl}/`);
   const row = dashboard.locator(`#job-${jobId}`);
@@ -103,6 +102,16 @@ try {
   check(!steps.includes("failed"), "no step failed");
   await dashboard.screenshot({ path: `${artifacts}/job-finished.png`, fullPage: true });
   console.log("browser checks passed");
+} catch (error) {
+  // Leave what each page showed for whoever reads the failure.
+  for (const [index, page] of context.pages().entries()) {
+    const name = `${artifacts}/failure-${index}`;
+    await page.screenshot({ path: `${name}.png`, fullPage: true }).catch(() => {});
+    const html = await page.content().catch((e) => `(no content: ${e})`);
+    writeFileSync(`${name}.html`, html);
+    console.error(`page ${index} at ${page.url()} saved as ${name}.png/.html`);
+  }
+  throw error;
 } finally {
   await browser.close();
 }
