@@ -75,12 +75,12 @@ pub async fn serve(
         config.gh_repo.clone(),
         delivery_tx,
     ));
-    let dispatcher = Dispatcher {
-        scheduler: scheduler.clone(),
-        config: config.clone(),
-        outbox: outbox.clone(),
-        github: reporter.github().cloned().map(Arc::new),
-    };
+    let dispatcher = Dispatcher::new(
+        scheduler.clone(),
+        config.clone(),
+        outbox.clone(),
+        reporter.github().cloned().map(Arc::new),
+    );
     let dispatcher = tokio::spawn(dispatcher.run(delivery_rx));
 
     let routes = webhook::routes(intake.clone())
