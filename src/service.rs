@@ -1,5 +1,5 @@
-//! `ember-ci serve`: wires config, reporter, executor, scheduler, intake and
-//! the HTTP server, and stops them in order on SIGTERM/SIGINT.
+//! `ember-ci serve`: wires config, reporter, executor, scheduler, intake,
+//! relays and the HTTP server, and stops them in order on SIGTERM/SIGINT.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,6 +16,7 @@ use crate::dispatch::Dispatcher;
 use crate::executor::Executor;
 use crate::github::Reporter;
 use crate::logs::LogStore;
+use crate::relay::Relays;
 use crate::scheduler::{Scheduler, StatusOutbox};
 use crate::webhook::{self, Intake};
 
@@ -73,15 +74,24 @@ pub async fn serve(
     let intake = Arc::new(Intake::new(
         config.gh_ember_secret.clone(),
         config.gh_repo.clone(),
-        delivery_tx,
+        delivery_tx.clone(),
     ));
+    let github = reporter.github().cloned().map(Arc::new);
     let dispatcher = Dispatcher::new(
         scheduler.clone(),
         config.clone(),
         outbox.clone(),
-        reporter.github().cloned().map(Arc::new),
+        github.clone(),
     );
     let dispatcher = tokio::spawn(dispatcher.run(delivery_rx));
+    let relays = Relays::start(
+        &config,
+        intake.clone(),
+        delivery_tx,
+        github,
+        shutdown.clone(),
+    )
+    .context("starting the smee relay")?;
 
     let routes = webhook::routes(intake.clone())
         .or(crate::web::routes(
@@ -102,6 +112,8 @@ pub async fn serve(
     info!("shutting down: no new deliveries; waiting for running jobs");
     drop(intake);
     let _ = server.await;
+    // The relays hold senders of the dispatcher's channel: it ends after them.
+    relays.stopped().await;
     let _ = dispatcher.await;
     scheduler.shutdown(config.shutdown_grace).await;
     let _ = scheduler_task.await;
