@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::dispatch::Dispatcher;
 use crate::executor::Executor;
 use crate::github::Reporter;
-use crate::logs::LogStore;
+use crate::logs::{LogStore, RetentionPolicy};
 use crate::relay::Relays;
 use crate::scheduler::{Scheduler, StatusOutbox};
 use crate::webhook::{self, Intake};
@@ -62,6 +62,12 @@ pub async fn serve(
         .with_context(|| format!("listening on {}:{}", config.web_addr, config.web_port))?;
     let address = listener.local_addr().context("reading the bound address")?;
     let logs = LogStore::for_config(&config, Some(web_base_url(address)));
+    // Prunes at start, then daily; stops with the service.
+    let retention = tokio::spawn(crate::logs::run_retention(
+        logs.clone(),
+        RetentionPolicy::days(config.logs.retention_days),
+        shutdown.clone(),
+    ));
 
     let (scheduler, scheduler_task) = Scheduler::start(
         Arc::new(executor),
@@ -117,6 +123,7 @@ pub async fn serve(
     let _ = dispatcher.await;
     scheduler.shutdown(config.shutdown_grace).await;
     let _ = scheduler_task.await;
+    let _ = retention.await;
     let unsent = outbox.flush(STATUS_FLUSH_LIMIT).await;
     if unsent > 0 {
         warn!(unsent, "statuses not yet accepted by GitHub at exit");

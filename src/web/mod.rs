@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use warp::http::StatusCode;
 use warp::{Filter, Rejection, Reply};
 
-use crate::logs::JOB_SUMMARY_FILE;
+use crate::logs::{INDEX_FILE, JOB_SUMMARY_FILE};
 use crate::model::JobId;
 use crate::scheduler::JobBoard;
 
@@ -52,11 +52,16 @@ pub fn routes(
         .and(job_index.or(job_files).or(api_jobs))
 }
 
-/// A plain HTML index of one job's log files, built from its `job.json`.
+/// The job's rendered `index.html`, or while it runs a plain index of its
+/// log files built from its `job.json`.
 fn job_index(jobs_dir: &std::path::Path, id: &str) -> warp::reply::Response {
     let Ok(id) = JobId::parse(id) else {
         return warp::reply::with_status("no such job", StatusCode::NOT_FOUND).into_response();
     };
+    // A finished job has its rendered page (the one published to LOGS_REPO).
+    if let Ok(page) = std::fs::read_to_string(jobs_dir.join(id.as_str()).join(INDEX_FILE)) {
+        return warp::reply::html(page).into_response();
+    }
     let summary = std::fs::read(jobs_dir.join(id.as_str()).join(JOB_SUMMARY_FILE))
         .ok()
         .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok());
