@@ -1,6 +1,7 @@
 //! The comment-command parser: a PR comment's text -> the commands it holds.
 //! Pure: no I/O, no knowledge of backends or users (the dispatcher checks
-//! those). Text inside code blocks, inline code and quotes is never a command.
+//! those). Text inside code blocks, inline code, quotes and HTML comments
+//! (GitHub hides those, and templates are full of them) is never a command.
 //!
 //! Commands, each alone on its line (case-insensitive):
 //! - `recheck`: run every backend again on the PR's current head.
@@ -20,20 +21,33 @@ pub enum Command {
     OkToTest,
 }
 
+const HTML_COMMENT_START: &str = "<!--";
+const HTML_COMMENT_END: &str = "-->";
+
 /// Every command in `body`, in order, duplicates removed.
 pub fn parse_commands(body: &str) -> Vec<Command> {
     let mut commands = Vec::new();
-    let mut fence: Option<&str> = None;
+    let mut fence: Option<Fence> = None;
+    let mut is_in_html_comment = false;
     for line in body.lines() {
         let trimmed = line.trim();
-        if let Some(marker) = fence {
-            if trimmed.starts_with(marker) {
+        if let Some(open) = fence {
+            if Fence::of(trimmed).is_some_and(|close| close.closes(open, trimmed)) {
                 fence = None;
             }
             continue;
         }
-        if let Some(marker) = ["```", "~~~"].into_iter().find(|m| trimmed.starts_with(m)) {
-            fence = Some(marker);
+        if is_in_html_comment {
+            is_in_html_comment = !trimmed.contains(HTML_COMMENT_END);
+            continue;
+        }
+        if let Some(open) = Fence::of(trimmed) {
+            fence = Some(open);
+            continue;
+        }
+        if let Some(start) = trimmed.find(HTML_COMMENT_START) {
+            let after = &trimmed[start + HTML_COMMENT_START.len()..];
+            is_in_html_comment = !after.contains(HTML_COMMENT_END);
             continue;
         }
         // Quotes and indented code blocks are someone else's words or an example.
@@ -47,6 +61,28 @@ pub fn parse_commands(body: &str) -> Vec<Command> {
         }
     }
     commands
+}
+
+/// A code fence line's marker: three or more backticks or tildes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Fence {
+    marker: char,
+    len: usize,
+}
+
+impl Fence {
+    fn of(line: &str) -> Option<Fence> {
+        let marker = line.chars().next().filter(|c| matches!(c, '`' | '~'))?;
+        let len = line.chars().take_while(|&c| c == marker).count();
+        (len >= 3).then_some(Fence { marker, len })
+    }
+
+    /// Whether this fence (found on `line`) ends the block `open` started:
+    /// as in CommonMark, the same character, at least as long, and nothing
+    /// after it (an info string only opens).
+    fn closes(self, open: Fence, line: &str) -> bool {
+        self.marker == open.marker && self.len >= open.len && line.chars().all(|c| c == self.marker)
+    }
 }
 
 fn parse_line(line: &str) -> Option<Command> {
@@ -100,6 +136,13 @@ mod tests {
             ("/HELP", vec![Command::Help]),
             ("/ok-to-test", vec![Command::OkToTest]),
             ("/Ok-To-Test", vec![Command::OkToTest]),
+            // The parser does not know the backends: the dispatcher answers unknown names.
+            (
+                "/recheck no-such-backend",
+                vec![recheck(&["no-such-backend"])],
+            ),
+            ("/ReCheck Demo2", vec![recheck(&["Demo2"])]),
+            ("/recheck\tlvm\t", vec![recheck(&["lvm"])]),
         ];
         for (body, expected) in cases {
             assert_eq!(&parse_commands(body), expected, "body {body:?}");
@@ -121,6 +164,13 @@ mod tests {
             "\trecheck",
             "/helpme",
             "/ok-to-test now",
+            "<!-- recheck -->",
+            "<!--\nrecheck\n/help\n-->",
+            "````\n```\nrecheck\n````",
+            "```\n```sh\nrecheck\n```",
+            "> ```\n> recheck\n> ```",
+            "**recheck**",
+            "recheck.",
             "",
         ];
         for body in ignored {
@@ -135,6 +185,14 @@ mod tests {
         assert_eq!(
             parse_commands(body),
             vec![Command::Help, recheck(&["ceph"]), recheck(&[])]
+        );
+    }
+
+    #[test]
+    fn text_after_an_html_comment_still_counts() {
+        assert_eq!(
+            parse_commands("<!-- template:\nrecheck\n-->\n/help\n<!-- a --> \n/ok-to-test"),
+            vec![Command::Help, Command::OkToTest]
         );
     }
 

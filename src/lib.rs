@@ -10,6 +10,7 @@
 //! - [`model`]: ids, SHAs, backend names, job requests and outcomes; no I/O.
 //! - [`webhook`]: body cap, HMAC over the raw bytes, payload -> [`webhook::Delivery`].
 //! - [`send`]: replays a saved smee-format delivery (`ember-ci send`).
+//! - [`relay`]: the smee client and the API poller, for hosts with no open port.
 //! - [`dispatch`]: deliveries -> job requests (one per backend).
 //! - [`scheduler`]: queue, NUM_WORKERS slots, statuses at start and end.
 //! - [`executor`]: one job's steps in a sandbox; `executor::podman` is the
@@ -25,6 +26,7 @@ pub mod github;
 pub mod logs;
 pub mod model;
 pub mod policy;
+pub mod relay;
 pub mod run;
 pub mod scheduler;
 pub mod send;

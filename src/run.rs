@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{BackendConfig, Config};
 use crate::executor::{Executor, Job, StepObserver, StepResult};
 use crate::github::{CommitStatus, Reporter, RetryPolicy};
-use crate::logs::{JobLog, LogStore};
+use crate::logs::{JobLog, LogStore, Publication};
 use crate::model::{CommitSha, JobId, JobOutcome, JobRequest, PrNumber, StatusState, Step};
 
 /// Runs one job per selected backend (all when `backend` is None), one after
@@ -113,13 +113,13 @@ async fn run_one(
     if let JobOutcome::Cancelled { reason } = &mut outcome {
         *reason = "interrupted".into();
     }
-    log.finish(&outcome);
+    let logs = logs.finish_job(&log, &outcome).await;
+    let final_status = CommitStatus {
+        target_url: logs.target_url.clone(),
+        ..status(outcome.status_state(), logs.description.clone())
+    };
     reporter
-        .report_with_retry(
-            sha,
-            &status(outcome.status_state(), outcome.description()),
-            &policy,
-        )
+        .report_with_retry(sha, &final_status, &policy)
         .await
         .context("posting the final status")?;
     println!(
@@ -128,6 +128,14 @@ async fn run_one(
         outcome.description()
     );
     println!("== logs: {}", log.dir().display());
+    match &logs.publication {
+        Publication::Published(Some(url)) => println!("== published: {url}"),
+        Publication::Published(None) => println!("== published (LOGS_URL is not set)"),
+        Publication::Withheld(reason) | Publication::Failed(reason) => {
+            println!("== not published: {reason}")
+        }
+        Publication::Local => {}
+    }
     Ok(outcome)
 }
 
@@ -144,11 +152,15 @@ impl StepObserver for ConsoleObserver<'_> {
 
     fn output(&self, step: Step, chunk: &[u8]) {
         // The log file gets the masked copy; the console the masked text too.
-        let text = self.log.masker().mask(&String::from_utf8_lossy(chunk));
+        let text = self.log.mask(&String::from_utf8_lossy(chunk));
         let mut out = std::io::stdout().lock();
         let _ = out.write_all(text.as_bytes());
         let _ = out.flush();
         self.log.output(step, chunk);
+    }
+
+    fn secrets_discovered(&self, values: &[String]) {
+        self.log.secrets_discovered(values);
     }
 
     fn step_finished(&self, step: Step, result: &StepResult) {

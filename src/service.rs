@@ -1,5 +1,5 @@
-//! `ember-ci serve`: wires config, reporter, executor, scheduler, intake and
-//! the HTTP server, and stops them in order on SIGTERM/SIGINT.
+//! `ember-ci serve`: wires config, reporter, executor, scheduler, intake,
+//! relays and the HTTP server, and stops them in order on SIGTERM/SIGINT.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,7 +15,8 @@ use crate::config::Config;
 use crate::dispatch::Dispatcher;
 use crate::executor::Executor;
 use crate::github::Reporter;
-use crate::logs::LogStore;
+use crate::logs::{LogStore, RetentionPolicy};
+use crate::relay::Relays;
 use crate::scheduler::{Scheduler, StatusOutbox};
 use crate::webhook::{self, Intake};
 
@@ -61,6 +62,12 @@ pub async fn serve(
         .with_context(|| format!("listening on {}:{}", config.web_addr, config.web_port))?;
     let address = listener.local_addr().context("reading the bound address")?;
     let logs = LogStore::for_config(&config, Some(web_base_url(address)));
+    // Prunes at start, then daily; stops with the service.
+    let retention = tokio::spawn(crate::logs::run_retention(
+        logs.clone(),
+        RetentionPolicy::days(config.logs.retention_days),
+        shutdown.clone(),
+    ));
 
     let (scheduler, scheduler_task) = Scheduler::start(
         Arc::new(executor),
@@ -73,15 +80,24 @@ pub async fn serve(
     let intake = Arc::new(Intake::new(
         config.gh_ember_secret.clone(),
         config.gh_repo.clone(),
-        delivery_tx,
+        delivery_tx.clone(),
     ));
-    let dispatcher = Dispatcher {
-        scheduler: scheduler.clone(),
-        config: config.clone(),
-        outbox: outbox.clone(),
-        github: reporter.github().cloned().map(Arc::new),
-    };
+    let github = reporter.github().cloned().map(Arc::new);
+    let dispatcher = Dispatcher::new(
+        scheduler.clone(),
+        config.clone(),
+        outbox.clone(),
+        github.clone(),
+    );
     let dispatcher = tokio::spawn(dispatcher.run(delivery_rx));
+    let relays = Relays::start(
+        &config,
+        intake.clone(),
+        delivery_tx,
+        github,
+        shutdown.clone(),
+    )
+    .context("starting the smee relay")?;
 
     let web = crate::web::WebContext {
         config: config.clone(),
@@ -89,6 +105,7 @@ pub async fn serve(
         logs: logs.clone(),
         outbox: outbox.clone(),
         intake: intake.clone(),
+        smee: relays.smee_health(),
         shutdown: shutdown.clone(),
     };
     let routes = webhook::routes(intake.clone())
@@ -107,9 +124,12 @@ pub async fn serve(
     info!("shutting down: no new deliveries; waiting for running jobs");
     drop(intake);
     let _ = server.await;
+    // The relays hold senders of the dispatcher's channel: it ends after them.
+    relays.stopped().await;
     let _ = dispatcher.await;
     scheduler.shutdown(config.shutdown_grace).await;
     let _ = scheduler_task.await;
+    let _ = retention.await;
     let unsent = outbox.flush(STATUS_FLUSH_LIMIT).await;
     if unsent > 0 {
         warn!(unsent, "statuses not yet accepted by GitHub at exit");

@@ -418,6 +418,8 @@ impl<'a> JobRun<'a> {
                 tokio::fs::write(&json_path, json).await.map_err(|e| {
                     StepStop::error(format!("cannot write {}: {e}", json_path.display()))
                 })?;
+                self.observer
+                    .secrets_discovered(&crate::config::credential_values(json));
                 self.say(
                     Step::DriverConfig,
                     "backend config given as JSON in the config file\n",
@@ -446,6 +448,8 @@ impl<'a> JobRun<'a> {
             ))
         })?;
         // Never echo the JSON: it holds the array's credentials.
+        self.observer
+            .secrets_discovered(&crate::config::credential_values(&json));
         if serde_json::from_str::<serde_json::Value>(&json).is_err() {
             return Err(StepStop::error(format!(
                 "driver config script {script_name} set DRIVER_CONFIG to invalid JSON"

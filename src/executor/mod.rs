@@ -228,6 +228,15 @@ impl Executor {
     }
 }
 
+/// The sandbox image a job on this config runs in: SANDBOX_IMAGE, or the
+/// tag of the built-in recipe (for the versions written into job logs).
+pub fn sandbox_image_ref(config: &Config) -> String {
+    match &config.sandbox_image {
+        Some(image) => image.clone(),
+        None => SandboxImageRecipe::new(config.sandbox_skip_csi_sanity).image_ref(),
+    }
+}
+
 fn absolute(path: &Path) -> Result<PathBuf, ExecutorError> {
     std::path::absolute(path).map_err(|source| ExecutorError::Io {
         context: format!("resolving {}", path.display()),

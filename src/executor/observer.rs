@@ -25,4 +25,8 @@ pub trait StepObserver: Send + Sync {
     /// Raw bytes as they arrive, stdout and stderr merged, not split at lines.
     fn output(&self, step: Step, chunk: &[u8]);
     fn step_finished(&self, step: Step, result: &StepResult);
+    /// Credential values learned while the job runs (a driver config made by
+    /// a script), so the receiver can mask them from then on. Called before
+    /// anything could print them again.
+    fn secrets_discovered(&self, _values: &[String]) {}
 }

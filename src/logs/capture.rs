@@ -1,18 +1,23 @@
-//! Capture of one job's output: a folder per job holding one text file per
-//! step (UTC-timestamped lines, masked, size-capped) and `job.json` with the
+//! Capture of one job's output: a folder per job holding `00-config.txt`
+//! (versions and effective configuration), one text file per step
+//! (UTC-timestamped lines, masked, size-capped) and `job.json` with the
 //! request, step timings and outcome. Build and test output is data, so it
 //! goes here and not to tracing.
+//!
+//! Each job has its own masker, which grows when the executor reports
+//! secrets learned at run time.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, RwLock};
 use std::time::SystemTime;
 
-use serde::Serialize;
 use tracing::warn;
 
 use super::mask::Masker;
+use super::record::{JobRecord, StepRecord, JOB_SUMMARY_FILE};
 use crate::executor::{StepObserver, StepResult};
 use crate::model::{JobId, JobOutcome, JobRequest, Step};
 use crate::scheduler::StepTracker;
@@ -21,34 +26,14 @@ use crate::scheduler::StepTracker;
 /// cut is marked in the file.
 pub const MAX_STEP_LOG_BYTES: u64 = 10 * 1024 * 1024;
 
-/// Summary written next to the step files.
-pub const JOB_SUMMARY_FILE: &str = "job.json";
-
-#[derive(Debug, Clone, Serialize)]
-pub struct StepRecord {
-    pub step: Step,
-    pub file: String,
-    pub exit_code: Option<i64>,
-    pub duration_ms: u128,
-    pub note: Option<String>,
-    pub bytes: u64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-struct JobSummary<'a> {
-    id: &'a JobId,
-    request: &'a JobRequest,
-    started_at: String,
-    finished_at: Option<String>,
-    steps: &'a [StepRecord],
-    outcome: Option<&'a JobOutcome>,
-    description: Option<String>,
-}
+/// The effective configuration and versions, first in the folder.
+pub const CONTEXT_FILE: &str = "00-config.txt";
 
 struct OpenStep {
     step: Step,
     file: File,
     name: String,
+    started_at: String,
     written: u64,
     dropped: u64,
     /// Bytes of an unfinished line, held so a secret split across two
@@ -62,33 +47,48 @@ struct State {
 }
 
 /// Writes one job's logs; implements [`StepObserver`] for the executor.
+///
+/// Lock order: `state` before `masker`.
 pub struct JobLog {
     dir: PathBuf,
     id: JobId,
     request: JobRequest,
     started_at: String,
-    masker: Arc<Masker>,
+    has_context: bool,
+    /// This job's own masker: the store's secrets plus those the job
+    /// discovers (a driver config made by a script).
+    masker: RwLock<Masker>,
+    /// Set when secrets were learned mid-job: lines written before then are
+    /// masked again when the job finishes.
+    learned_secrets: AtomicBool,
     tracker: Option<StepTracker>,
     state: Mutex<State>,
 }
 
 impl JobLog {
-    /// Creates `<jobs_dir>/<job id>/`.
+    /// Creates `<jobs_dir>/<job id>/`, with the masked `context` (the
+    /// effective configuration and versions) as [`CONTEXT_FILE`] when given.
     pub fn create(
         jobs_dir: &Path,
         id: &JobId,
         request: &JobRequest,
-        masker: Arc<Masker>,
+        masker: Masker,
+        context: Option<&str>,
         tracker: Option<StepTracker>,
     ) -> io::Result<Self> {
         let dir = jobs_dir.join(id.as_str());
         fs::create_dir_all(&dir)?;
+        if let Some(context) = context {
+            fs::write(dir.join(CONTEXT_FILE), masker.mask(context))?;
+        }
         let log = Self {
             dir,
             id: id.clone(),
             request: request.clone(),
             started_at: utc_now(),
-            masker,
+            has_context: context.is_some(),
+            masker: RwLock::new(masker),
+            learned_secrets: AtomicBool::new(false),
             tracker,
             state: Mutex::new(State {
                 current: None,
@@ -103,16 +103,52 @@ impl JobLog {
         &self.dir
     }
 
-    pub fn masker(&self) -> &Masker {
-        &self.masker
+    pub fn id(&self) -> &JobId {
+        &self.id
     }
 
-    /// Records the outcome in `job.json`.
+    pub fn request(&self) -> &JobRequest {
+        &self.request
+    }
+
+    /// `text` with every secret this job knows masked.
+    pub fn mask(&self, text: &str) -> String {
+        self.read_masker().mask(text)
+    }
+
+    /// A copy of this job's masker as it is now (for the publish gate).
+    pub fn masker(&self) -> Masker {
+        self.read_masker().clone()
+    }
+
+    /// Closes the last step and records the outcome in `job.json`. When
+    /// secrets were learned mid-job, every text file is masked again so a
+    /// value printed before it was known does not survive.
     pub fn finish(&self, outcome: &JobOutcome) {
         self.close_current(None);
+        if self.learned_secrets.load(Ordering::SeqCst) {
+            if let Err(err) = self.remask_files() {
+                warn!(job = %self.id, error = %err, "cannot mask the job's logs again");
+            }
+        }
         if let Err(err) = self.write_summary(Some(outcome)) {
             warn!(job = %self.id, error = %err, "cannot write the job summary");
         }
+    }
+
+    fn remask_files(&self) -> io::Result<()> {
+        let masker = self.masker();
+        for entry in fs::read_dir(&self.dir)? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "txt") {
+                let text = String::from_utf8_lossy(&fs::read(&path)?).into_owned();
+                let masked = masker.mask(&text);
+                if masked != text {
+                    write_atomically(&path, masked.as_bytes())?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The recorded steps so far.
@@ -121,18 +157,18 @@ impl JobLog {
     }
 
     fn write_summary(&self, outcome: Option<&JobOutcome>) -> io::Result<()> {
-        let state = self.lock();
-        let summary = JobSummary {
-            id: &self.id,
-            request: &self.request,
+        let record = JobRecord {
+            id: self.id.clone(),
+            request: self.request.clone(),
             started_at: self.started_at.clone(),
             finished_at: outcome.map(|_| utc_now()),
-            steps: &state.steps,
-            outcome,
+            context_file: self.has_context.then(|| CONTEXT_FILE.to_string()),
+            steps: self.lock().steps.clone(),
+            outcome: outcome.cloned(),
             description: outcome.map(JobOutcome::description),
         };
-        let json = serde_json::to_vec_pretty(&summary).map_err(io::Error::other)?;
-        let json = self.masker.mask(&String::from_utf8_lossy(&json));
+        let json = serde_json::to_vec_pretty(&record).map_err(io::Error::other)?;
+        let json = self.mask(&String::from_utf8_lossy(&json));
         write_atomically(&self.dir.join(JOB_SUMMARY_FILE), json.as_bytes())
     }
 
@@ -144,6 +180,7 @@ impl JobLog {
             step,
             file,
             name,
+            started_at: utc_now(),
             written: 0,
             dropped: 0,
             partial: Vec::new(),
@@ -166,6 +203,7 @@ impl JobLog {
             );
             let _ = open.file.write_all(note.as_bytes());
         }
+        let masker = self.read_masker();
         if let Some(result) = result {
             let footer = format!(
                 "{} | [ember-ci: step {} ended, exit code {}, {:.1} s{}]\n",
@@ -178,7 +216,7 @@ impl JobLog {
                 result
                     .note
                     .as_deref()
-                    .map(|n| format!(", {}", self.masker.mask(n)))
+                    .map(|n| format!(", {}", masker.mask(n)))
                     .unwrap_or_default(),
             );
             let _ = open.file.write_all(footer.as_bytes());
@@ -186,9 +224,10 @@ impl JobLog {
         state.steps.push(StepRecord {
             step: open.step,
             file: open.name.clone(),
+            started_at: open.started_at.clone(),
             exit_code: result.and_then(|r| r.exit_code),
             duration_ms: result.map_or(0, |r| r.duration.as_millis()),
-            note: result.and_then(|r| r.note.as_deref().map(|n| self.masker.mask(n))),
+            note: result.and_then(|r| r.note.as_deref().map(|n| masker.mask(n))),
             bytes: open.written,
         });
     }
@@ -196,7 +235,7 @@ impl JobLog {
     fn write_line(&self, open: &mut OpenStep, line: &[u8]) {
         let text = String::from_utf8_lossy(line);
         let text = text.trim_end_matches(['\n', '\r']);
-        let masked = format!("{} | {}\n", utc_now(), self.masker.mask(text));
+        let masked = format!("{} | {}\n", utc_now(), self.mask(text));
         if open.written + masked.len() as u64 > MAX_STEP_LOG_BYTES {
             open.dropped += line.len() as u64;
             return;
@@ -212,6 +251,10 @@ impl JobLog {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().expect("job log lock poisoned")
+    }
+
+    fn read_masker(&self) -> std::sync::RwLockReadGuard<'_, Masker> {
+        self.masker.read().expect("job masker lock poisoned")
     }
 }
 
@@ -251,6 +294,15 @@ impl StepObserver for JobLog {
         }
         if let Err(err) = self.write_summary(None) {
             warn!(job = %self.id, error = %err, "cannot update the job summary");
+        }
+    }
+
+    fn secrets_discovered(&self, values: &[String]) {
+        let mut masker = self.masker.write().expect("job masker lock poisoned");
+        let before = masker.len();
+        masker.add(values);
+        if masker.len() > before {
+            self.learned_secrets.store(true, Ordering::SeqCst);
         }
     }
 }

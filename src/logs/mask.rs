@@ -43,13 +43,28 @@ impl Masker {
             self.needles.extend(encoded_forms(secret));
         }
         self.needles.retain(|n| n.len() >= MIN_SECRET_LEN);
+        self.sort_needles();
+    }
+
+    fn sort_needles(&mut self) {
         self.needles
             .sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         self.needles.dedup();
     }
 
+    /// Adds every secret `other` knows.
+    pub fn extend_from(&mut self, other: &Masker) {
+        self.needles.extend(other.needles.iter().cloned());
+        self.sort_needles();
+    }
+
     pub fn is_empty(&self) -> bool {
         self.needles.is_empty()
+    }
+
+    /// How many secret forms are searched for.
+    pub fn len(&self) -> usize {
+        self.needles.len()
     }
 
     /// The text with every known secret form replaced by `***`.
@@ -63,8 +78,8 @@ impl Masker {
         masked
     }
 
-    /// The first secret form found in `text`, for the publish gate.
-    pub fn find_leak(&self, text: &str) -> bool {
+    /// Whether any known secret form occurs in `text` (the publish gate).
+    pub fn contains_secret(&self, text: &str) -> bool {
         self.needles.iter().any(|n| text.contains(n.as_str()))
     }
 }

@@ -1,27 +1,92 @@
-//! Job logs: capture with timestamps, secret masking, and where a job's
-//! logs can be opened (the Details link of its status).
+//! Job logs: capture with timestamps and secret masking, static HTML,
+//! publishing to a git branch, rotation, and the Details link of a job's
+//! final status.
+//!
+//! - `capture`: [`JobLog`], the per-job folder written while the job runs.
+//! - `record`: `job.json`, the folder's machine-readable summary.
+//! - `mask`: [`Masker`], secrets and their encoded forms become `***`.
+//! - `context`: the effective configuration and versions (`00-config.txt`).
+//! - `render`: `index.html` and one page per step.
+//! - `gate`: the last scan for surviving secrets before publishing.
+//! - `git`, `branch`: the persistent clone of the logs branch.
+//! - `publish`: [`Publisher`], one commit per job, retried pushes.
+//! - `retention`: LOG_RETENTION_DAYS and history squashing.
+//!
+//! Without LOGS_REPO, logs stay in the state dir and the local web UI
+//! serves them.
 
+mod branch;
 mod capture;
+mod context;
+mod gate;
+mod git;
 mod mask;
+mod publish;
+mod record;
+mod render;
+mod retention;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::SystemTime;
 
-pub use capture::{format_utc, utc_now, JobLog, StepRecord, JOB_SUMMARY_FILE, MAX_STEP_LOG_BYTES};
+use tracing::{info, warn};
+
+pub use capture::{format_utc, utc_now, JobLog, CONTEXT_FILE, MAX_STEP_LOG_BYTES};
+pub use context::job_context;
+pub use gate::GateError;
+pub use git::GitError;
 pub use mask::{Masker, MASK};
+pub use publish::{BranchStepError, PublishError, PublishTarget, Publisher, PushRetry};
+pub use record::{JobRecord, StepRecord, JOB_SUMMARY_FILE};
+pub use render::{render_job, RenderError, INDEX_FILE};
+pub use retention::{
+    prune_branch, prune_local, run_retention, PruneError, PruneReport, RetentionPolicy,
+    MAX_BRANCH_COMMITS, RETENTION_INTERVAL,
+};
 
 use crate::config::{Config, DriverConfig};
-use crate::model::{JobId, JobRequest};
+use crate::model::{truncate_chars, JobId, JobOutcome, JobRequest, RepoName};
 use crate::scheduler::StepTracker;
 
-/// Where jobs' logs are written and linked from.
-#[derive(Debug, Clone)]
+/// GitHub's limit on a status description.
+const STATUS_DESCRIPTION_CHARS: usize = 140;
+const WITHHELD_NOTE: &str = "; logs withheld (secret found)";
+
+/// Where jobs' logs are written, published and linked from.
+#[derive(Clone)]
 pub struct LogStore {
     /// One folder per job.
     pub jobs_dir: PathBuf,
-    /// Base URL under which `<job id>/` is a job's logs, if reachable by URL.
+    /// Base URL under which `<job id>/` is a job's logs in the local web UI.
     pub base_url: Option<String>,
     masker: Arc<Masker>,
+    /// For the PR link on index pages.
+    repo: Option<RepoName>,
+    /// Written into every job folder as [`CONTEXT_FILE`].
+    context: Option<Arc<str>>,
+    publisher: Option<Arc<Publisher>>,
+}
+
+/// How a finished job's logs ended up, for its final status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Publication {
+    /// No LOGS_REPO: logs stay in the state dir.
+    Local,
+    /// Pushed; the URL when LOGS_URL is set.
+    Published(Option<String>),
+    /// The gate found a secret; nothing left the host.
+    Withheld(String),
+    /// The push failed every attempt; logs stay local.
+    Failed(String),
+}
+
+/// The final status's link and text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinishedLogs {
+    pub publication: Publication,
+    pub target_url: Option<String>,
+    pub description: String,
 }
 
 impl LogStore {
@@ -30,17 +95,46 @@ impl LogStore {
             jobs_dir,
             base_url,
             masker: Arc::new(masker),
+            repo: None,
+            context: None,
+            publisher: None,
         }
     }
 
-    /// The store for a config: logs under `<CI_DIR>/logs`, linked through
-    /// the local web UI at `web_base_url`. (`<CI_DIR>/jobs` holds the
-    /// executor's work dirs, removed after each job.)
+    /// The store for a config: logs under `<CI_DIR>/logs` (the executor owns
+    /// `<CI_DIR>/jobs`, its work dirs, and removes them), linked through the
+    /// local web UI at `web_base_url`, published when LOGS_REPO is set.
     pub fn for_config(config: &Config, web_base_url: Option<String>) -> Self {
         let base_url = web_base_url.map(|base| format!("{}/jobs", base.trim_end_matches('/')));
-        Self::new(config.state_dir.join("logs"), base_url, masker_for(config))
+        let store = Self::new(config.state_dir.join("logs"), base_url, masker_for(config))
+            .with_repo(config.gh_repo.clone())
+            .with_context(&job_context(config));
+        match Publisher::for_config(config) {
+            Some(publisher) => store.with_publisher(publisher),
+            None => store,
+        }
     }
 
+    pub fn with_repo(mut self, repo: RepoName) -> Self {
+        self.repo = Some(repo);
+        self
+    }
+
+    pub fn with_context(mut self, text: &str) -> Self {
+        self.context = Some(Arc::from(text));
+        self
+    }
+
+    pub fn with_publisher(mut self, publisher: Publisher) -> Self {
+        self.publisher = Some(Arc::new(publisher));
+        self
+    }
+
+    pub fn publisher(&self) -> Option<&Publisher> {
+        self.publisher.as_deref()
+    }
+
+    /// The job's page in the local web UI.
     pub fn job_url(&self, id: &JobId) -> Option<String> {
         self.base_url
             .as_ref()
@@ -53,12 +147,113 @@ impl LogStore {
         request: &JobRequest,
         tracker: Option<StepTracker>,
     ) -> std::io::Result<JobLog> {
-        JobLog::create(&self.jobs_dir, id, request, self.masker.clone(), tracker)
+        JobLog::create(
+            &self.jobs_dir,
+            id,
+            request,
+            (*self.masker).clone(),
+            self.context.as_deref(),
+            tracker,
+        )
     }
 
     pub fn masker(&self) -> &Masker {
         &self.masker
     }
+
+    /// Closes the job's log with its outcome, renders its pages and
+    /// publishes them (when LOGS_REPO is set). Never fails: whatever happens
+    /// to the logs, the caller gets a link and text for the final status.
+    pub async fn finish_job(&self, log: &JobLog, outcome: &JobOutcome) -> FinishedLogs {
+        log.finish(outcome);
+        let dir = log.dir().to_path_buf();
+        let repo = self.repo.clone();
+        let rendered = tokio::task::spawn_blocking(move || render_job(&dir, repo.as_ref())).await;
+        match rendered {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => warn!(job = %log.id(), error = %err, "cannot render the job's pages"),
+            Err(err) => warn!(job = %log.id(), error = %err, "rendering the job's pages panicked"),
+        }
+        let publication = self.publish(log).await;
+        let local_url = self.job_url(log.id());
+        let description = outcome.description();
+        match publication {
+            Publication::Published(Some(ref url)) => FinishedLogs {
+                target_url: Some(url.clone()),
+                description,
+                publication,
+            },
+            Publication::Withheld(_) => FinishedLogs {
+                target_url: local_url,
+                description: with_withheld_note(&description),
+                publication,
+            },
+            _ => FinishedLogs {
+                target_url: local_url,
+                description,
+                publication,
+            },
+        }
+    }
+
+    async fn publish(&self, log: &JobLog) -> Publication {
+        let Some(publisher) = &self.publisher else {
+            return Publication::Local;
+        };
+        let request = log.request();
+        let folder = Publisher::job_folder(request, log.id());
+        let message = format!("logs: {request} (job {})", log.id());
+        match publisher
+            .publish(log.dir(), &folder, &log.masker(), &message)
+            .await
+        {
+            Ok(url) => {
+                info!(job = %log.id(), %folder, "logs published");
+                Publication::Published(url)
+            }
+            Err(PublishError::Withheld(reason)) => {
+                warn!(job = %log.id(), %reason, "logs NOT published: the publish gate found a secret; fix the masking or the SECRETS list");
+                Publication::Withheld(reason.to_string())
+            }
+            Err(err) => {
+                warn!(job = %log.id(), error = %err, "logs not published; the status links the local web UI");
+                Publication::Failed(err.to_string())
+            }
+        }
+    }
+
+    /// Removes job logs older than the policy at `now`, here and on the
+    /// logs branch.
+    pub async fn prune(
+        &self,
+        policy: RetentionPolicy,
+        now: SystemTime,
+    ) -> Result<PruneReport, PruneError> {
+        let dir = self.jobs_dir.clone();
+        let local = tokio::task::spawn_blocking(move || prune_local(&dir, policy, now))
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|pruned| pruned)
+            .map_err(|source| PruneError::Local {
+                dir: self.jobs_dir.clone(),
+                source,
+            })?;
+        let (branch, squashed) = match &self.publisher {
+            Some(publisher) => prune_branch(publisher, policy, now).await?,
+            None => (Vec::new(), false),
+        };
+        Ok(PruneReport {
+            local,
+            branch,
+            squashed,
+        })
+    }
+}
+
+/// The status description with the withheld note, cut so the note fits.
+fn with_withheld_note(description: &str) -> String {
+    let room = STATUS_DESCRIPTION_CHARS - WITHHELD_NOTE.chars().count();
+    format!("{}{WITHHELD_NOTE}", truncate_chars(description, room))
 }
 
 /// Every secret the config knows: tokens, SECRETS, and credential-like

@@ -314,11 +314,21 @@ fn post_status(
     state: StatusState,
     description: String,
 ) {
+    post_status_to(shared, request, state, description, shared.logs.job_url(id));
+}
+
+fn post_status_to(
+    shared: &Shared,
+    request: &JobRequest,
+    state: StatusState,
+    description: String,
+    target_url: Option<String>,
+) {
     let status = CommitStatus {
         context: request.backend.status_context(),
         state,
         description,
-        target_url: shared.logs.job_url(id),
+        target_url,
     };
     shared.outbox.send(&request.sha, status);
 }
@@ -374,24 +384,55 @@ async fn run_job(
     let outcome = async {
         info!(slot, "job started");
         shared.board.started(&id);
-        post_status(&shared, &id, &request, StatusState::Pending, "running: build and CSI sanity".into());
-        let job = Job { id: id.clone(), request: request.clone(), slot };
-        let log = shared.logs.open_job(&id, &request, Some(shared.board.step_tracker(&id)));
+        post_status(
+            &shared,
+            &id,
+            &request,
+            StatusState::Pending,
+            "running: build and CSI sanity".into(),
+        );
+        let job = Job {
+            id: id.clone(),
+            request: request.clone(),
+            slot,
+        };
+        let log = shared
+            .logs
+            .open_job(&id, &request, Some(shared.board.step_tracker(&id)));
         let mut outcome = match &log {
             Ok(log) => shared.runner.run(&job, log, cancel).await,
-            Err(err) => JobOutcome::Error { step: crate::model::Step::Fetch, reason: format!("cannot create the job's log dir: {err}") },
+            Err(err) => JobOutcome::Error {
+                step: crate::model::Step::Fetch,
+                reason: format!("cannot create the job's log dir: {err}"),
+            },
         };
         if let JobOutcome::Cancelled { reason } = &mut outcome {
-            if let Some(real) = cancel_reason.lock().expect("cancel reason lock poisoned").take() {
+            if let Some(real) = cancel_reason
+                .lock()
+                .expect("cancel reason lock poisoned")
+                .take()
+            {
                 *reason = real;
             }
         }
-        if let Ok(log) = &log {
-            log.finish(&outcome);
-        }
-        info!(result = %outcome.status_state(), description = %outcome.description(), "job finished");
+        // Publishing is bounded (retries, git timeouts), and the status is
+        // posted whatever happened to the logs.
+        let (target_url, description) = match &log {
+            Ok(log) => {
+                let logs = shared.logs.finish_job(log, &outcome).await;
+                (logs.target_url, logs.description)
+            }
+            Err(_) => (shared.logs.job_url(&id), outcome.description()),
+        };
+        info!(result = %outcome.status_state(), %description, "job finished");
         shared.board.finished(&id, &outcome);
-        post_status(&shared, &id, &request, outcome.status_state(), outcome.description());
+        post_status_to(
+            &shared,
+            &request,
+            outcome.status_state(),
+            description,
+            target_url,
+        );
         outcome
     }
     .instrument(span)

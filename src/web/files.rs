@@ -1,7 +1,8 @@
-//! A job's log folder over HTTP: `/jobs/<id>/` is a plain index of its log
-//! files (the Details link of the job's statuses points here when logs are
-//! not published elsewhere) and `/jobs/<id>/<file>` the raw files, masked
-//! when they were written.
+//! A job's log folder over HTTP: `/jobs/<id>/` is its log index (the
+//! Details link of the job's statuses points here when logs are not
+//! published elsewhere): the rendered `index.html` once the job finished,
+//! before that a plain list of its step files. `/jobs/<id>/<file>` serves
+//! the files themselves, masked when they were written.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use warp::{Filter, Rejection, Reply};
 use super::html::{badge, duration, html_escape as esc, message_page, page};
 use super::view::job_detail;
 use super::{has_trailing_slash, Web};
-use crate::logs::JOB_SUMMARY_FILE;
+use crate::logs::{INDEX_FILE, JOB_SUMMARY_FILE};
 use crate::model::JobId;
 
 pub fn routes(web: Arc<Web>) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
@@ -36,12 +37,15 @@ pub fn routes(web: Arc<Web>) -> impl Filter<Extract = (impl Reply,), Error = Rej
 }
 
 fn log_index(web: &Web, id: &str) -> warp::reply::Response {
-    let Some(detail) = JobId::parse(id).ok().and_then(|id| job_detail(web, &id)) else {
-        return message_page(
-            StatusCode::NOT_FOUND,
-            "No such job",
-            "This job has no logs here.",
-        );
+    let Ok(id) = JobId::parse(id) else {
+        return no_logs();
+    };
+    // The page `logs::render_job` wrote (and published, with LOGS_REPO).
+    if let Ok(page) = std::fs::read_to_string(web.job_dir(&id).join(INDEX_FILE)) {
+        return warp::reply::html(page).into_response();
+    }
+    let Some(detail) = job_detail(web, &id) else {
+        return no_logs();
     };
     let job = &detail.job;
     let mut body = format!(
@@ -74,4 +78,12 @@ fn log_index(web: &Web, id: &str) -> warp::reply::Response {
     body.push_str("</table>");
     let title = format!("Logs of job {}", job.id);
     warp::reply::html(page(&title, 0, &body)).into_response()
+}
+
+fn no_logs() -> warp::reply::Response {
+    message_page(
+        StatusCode::NOT_FOUND,
+        "No such job",
+        "This job has no logs here.",
+    )
 }

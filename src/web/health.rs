@@ -1,10 +1,12 @@
 //! How the service's outside links are doing, as far as it knows: the job
-//! queue, GitHub reporting (where statuses go and how many wait), the relay
-//! settings, and what the webhook intake accepted and refused.
+//! queue, GitHub reporting (where statuses go and how many wait), the ways
+//! deliveries arrive (with the smee link's state), and what the webhook
+//! intake accepted and refused.
 
 use serde::Serialize;
 
 use super::Web;
+use crate::logs::format_utc;
 use crate::scheduler::JobState;
 
 #[derive(Debug, Clone, Serialize)]
@@ -12,7 +14,7 @@ pub struct Health {
     pub workers: usize,
     pub jobs: QueueHealth,
     pub github: GitHubHealth,
-    pub relay: RelayHealth,
+    pub relay: Relay,
     pub deliveries: DeliveryHealth,
 }
 
@@ -32,12 +34,27 @@ pub struct GitHubHealth {
     pub statuses_waiting: usize,
 }
 
+/// How deliveries arrive.
 #[derive(Debug, Clone, Serialize)]
-pub struct RelayHealth {
+pub struct Relay {
     /// Deliveries arrive on the HTTP endpoint in every setup.
     pub http_endpoint: bool,
     pub smee_url: Option<String>,
+    /// The smee link, when a smee relay runs.
+    pub smee: Option<SmeeLink>,
     pub poll_interval_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SmeeLink {
+    pub is_connected: bool,
+    /// When `is_connected` last changed.
+    pub since: Option<String>,
+    pub last_event_at: Option<String>,
+    pub deliveries_relayed: u64,
+    pub deliveries_refused: u64,
+    /// Why the link last dropped (masked).
+    pub last_error: Option<String>,
 }
 
 /// Webhook intake counters since start.
@@ -67,9 +84,20 @@ pub fn health(web: &Web) -> Health {
             api_url: is_posting.then(|| config.gh_api_url.clone()),
             statuses_waiting: context.outbox.backlog(),
         },
-        relay: RelayHealth {
+        relay: Relay {
             http_endpoint: true,
             smee_url: config.relay.smee_url.clone(),
+            smee: context.smee.as_ref().map(|health| {
+                let status = health.snapshot();
+                SmeeLink {
+                    is_connected: status.is_connected,
+                    since: status.since.map(format_utc),
+                    last_event_at: status.last_event_at.map(format_utc),
+                    deliveries_relayed: status.deliveries_relayed,
+                    deliveries_refused: status.deliveries_refused,
+                    last_error: status.last_error.as_deref().map(|e| web.mask(e)),
+                }
+            }),
             poll_interval_secs: config.relay.poll_interval.map(|i| i.as_secs()),
         },
         deliveries: DeliveryHealth {

@@ -24,7 +24,7 @@ use warp::{Filter, Rejection, Reply};
 use super::api::json_error;
 use super::view::{job_detail, ShownState};
 use super::Web;
-use crate::model::JobId;
+use crate::model::{JobId, Step};
 
 /// How often the files are looked at. Polling keeps this portable (no
 /// inotify); a quarter second is live enough for a person reading along.
@@ -242,12 +242,16 @@ fn step_files(dir: &Path) -> Vec<String> {
     names
 }
 
+/// `NN-<step>.txt` for a real step (not `00-config.txt`, the job's context).
 fn is_step_file(name: &str) -> bool {
     let bytes = name.as_bytes();
     name.ends_with(".txt")
         && bytes.len() > 7
         && bytes[..2].iter().all(u8::is_ascii_digit)
         && bytes[2] == b'-'
+        && Step::ALL
+            .iter()
+            .any(|step| step.name() == step_of_file(name))
 }
 
 /// Text from `offset`: whole lines only unless `take_partial` (at most
@@ -318,6 +322,7 @@ mod tests {
         assert!(is_step_file("10-cleanup.txt"));
         assert!(!is_step_file("job.json"));
         assert!(!is_step_file("x1-fetch.txt"));
+        assert!(!is_step_file("00-config.txt"));
     }
 
     #[test]

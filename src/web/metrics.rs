@@ -98,6 +98,33 @@ fn render(web: &Web) -> String {
             count as f64,
         );
     }
+    if let Some(smee) = &health.relay.smee {
+        out.family(
+            "ember_ci_smee_connected",
+            "gauge",
+            "1 while the smee relay's event stream is open.",
+        );
+        out.sample(
+            "ember_ci_smee_connected",
+            &[],
+            f64::from(u8::from(smee.is_connected)),
+        );
+        out.family(
+            "ember_ci_smee_deliveries_total",
+            "counter",
+            "Deliveries that came through the smee relay, by whether the intake refused them.",
+        );
+        let accepted = smee
+            .deliveries_relayed
+            .saturating_sub(smee.deliveries_refused);
+        for (outcome, count) in [("passed", accepted), ("refused", smee.deliveries_refused)] {
+            out.sample(
+                "ember_ci_smee_deliveries_total",
+                &[("outcome", outcome)],
+                count as f64,
+            );
+        }
+    }
     out.text
 }
 

@@ -37,6 +37,7 @@ use warp::{Filter, Rejection, Reply};
 use crate::config::{Config, Secret};
 use crate::logs::LogStore;
 use crate::model::JobId;
+use crate::relay::RelayHealth;
 use crate::scheduler::{Scheduler, StatusOutbox};
 use crate::webhook::Intake;
 
@@ -55,6 +56,8 @@ pub struct WebContext {
     pub outbox: StatusOutbox,
     /// For the webhook delivery counters.
     pub intake: Arc<Intake>,
+    /// The smee link's state, when a smee relay runs.
+    pub smee: Option<RelayHealth>,
     /// Cancelled when the service stops: ends open live-log streams, which
     /// would otherwise hold the server's graceful shutdown until their job ends.
     pub shutdown: CancellationToken,

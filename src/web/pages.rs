@@ -94,10 +94,23 @@ fn dashboard(web: &Web) -> String {
     page("Dashboard", DASHBOARD_REFRESH_MS, &body)
 }
 
-fn relay_text(relay: &super::health::RelayHealth) -> String {
+fn relay_text(relay: &super::health::Relay) -> String {
     let mut ways = vec!["HTTP endpoint /change_hook/github".to_string()];
     if let Some(url) = &relay.smee_url {
-        ways.push(format!("smee relay {}", esc(url)));
+        let link = match &relay.smee {
+            Some(link) if link.is_connected => format!(
+                "connected since {}, {} relayed, {} refused",
+                link.since.as_deref().unwrap_or("?"),
+                link.deliveries_relayed,
+                link.deliveries_refused
+            ),
+            Some(link) => format!(
+                "disconnected: {}",
+                link.last_error.as_deref().unwrap_or("not connected yet")
+            ),
+            None => "not running".to_string(),
+        };
+        ways.push(format!("smee relay {} ({})", esc(url), esc(&link)));
     }
     if let Some(secs) = relay.poll_interval_secs {
         ways.push(format!("GitHub API poll every {secs} s"));

@@ -1,5 +1,5 @@
 //! The read model shared by the pages and the JSON API: jobs as the board
-//! sees them, completed by what each job's `job.json` recorded (steps and
+//! sees them, completed by what each job's `job.json` ([`JobRecord`]) holds (steps and
 //! their timings), so a job stays viewable after it left the board or the
 //! service restarted. Every free text is masked here, once.
 
@@ -7,11 +7,11 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::SystemTime;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::Web;
-use crate::logs::{format_utc, JOB_SUMMARY_FILE};
-use crate::model::{BackendName, CommitSha, JobId, JobOutcome, JobRequest, PrNumber, Step};
+use crate::logs::{format_utc, JobRecord};
+use crate::model::{BackendName, CommitSha, JobId, JobRequest, PrNumber, Step};
 use crate::scheduler::{result_label, JobState, JobView};
 
 /// A job's state as shown: the board's states, plus `interrupted` for a
@@ -123,27 +123,6 @@ pub struct JobDetail {
     pub live_file: Option<String>,
 }
 
-/// A step as `job.json` records it (written by `logs::JobLog`).
-#[derive(Debug, Clone, Deserialize)]
-struct RecordedStep {
-    step: Step,
-    file: String,
-    exit_code: Option<i64>,
-    duration_ms: u64,
-    note: Option<String>,
-    bytes: u64,
-}
-
-/// The parts of `job.json` the UI reads.
-#[derive(Debug, Clone, Deserialize)]
-struct RecordedJob {
-    request: JobRequest,
-    started_at: String,
-    finished_at: Option<String>,
-    steps: Vec<RecordedStep>,
-    outcome: Option<JobOutcome>,
-}
-
 /// Every job on the board, newest first.
 pub fn job_rows(web: &Web) -> Vec<JobRow> {
     let now = SystemTime::now();
@@ -159,7 +138,7 @@ pub fn job_rows(web: &Web) -> Vec<JobRow> {
 
 /// One job from the board, or from its folder when the board forgot it.
 pub fn job_detail(web: &Web, id: &JobId) -> Option<JobDetail> {
-    let recorded = read_recorded(&web.job_dir(id));
+    let recorded = JobRecord::read(&web.job_dir(id)).ok();
     let board = web.board().job(id);
     let job = match (&board, &recorded) {
         (Some(view), _) => row_from_board(web, view, SystemTime::now()),
@@ -236,14 +215,14 @@ fn row_from_board(web: &Web, view: &JobView, now: SystemTime) -> JobRow {
     }
 }
 
-fn row_from_disk(web: &Web, id: &JobId, recorded: &RecordedJob) -> JobRow {
+fn row_from_disk(web: &Web, id: &JobId, recorded: &JobRecord) -> JobRow {
     let state = if recorded.outcome.is_some() {
         ShownState::Finished
     } else {
         ShownState::Interrupted
     };
     // job.json keeps step times, not the job's exact span.
-    let steps_ms: u64 = recorded.steps.iter().map(|s| s.duration_ms).sum();
+    let steps_ms: u128 = recorded.steps.iter().map(|s| s.duration_ms).sum();
     JobRow {
         result: recorded.outcome.as_ref().map(result_label),
         description: recorded
@@ -276,11 +255,6 @@ fn row_base(web: &Web, id: &JobId, request: &JobRequest, state: ShownState) -> J
         logs_url: format!("/jobs/{id}/"),
         details_url: web.context.logs.job_url(id),
     }
-}
-
-fn read_recorded(dir: &Path) -> Option<RecordedJob> {
-    let bytes = std::fs::read(dir.join(JOB_SUMMARY_FILE)).ok()?;
-    serde_json::from_slice(&bytes).ok()
 }
 
 /// The log file `logs::JobLog` opens for the `index`-th step (from 1).

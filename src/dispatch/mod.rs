@@ -1,0 +1,195 @@
+//! Turns accepted deliveries into scheduler work: one job per backend for a
+//! new or updated pull request (or a "waiting for /ok-to-test" status when
+//! the author is not trusted), cancellation of superseded and closed work,
+//! and the PR comment commands. Runs as one task fed by the webhook intake
+//! and the relays; comment handling talks to GitHub in its own task so a slow
+//! API never holds up deliveries.
+//!
+//! - [`comments`]: the comment commands (`recheck`, `/recheck`, `/help`,
+//!   `/ok-to-test`) and their replies.
+//! - [`ledger`]: which untrusted heads wait for an ok, which were approved.
+//! - [`replies`]: the wording of every comment the bot writes.
+
+mod comments;
+mod ledger;
+mod replies;
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use tokio::sync::mpsc;
+use tracing::{debug, info, info_span, Instrument};
+
+use crate::config::{BackendConfig, Config};
+use crate::github::{CommitStatus, GitHub, RetryPolicy};
+use crate::model::{CommitSha, JobOutcome, JobRequest, PrNumber, StatusState};
+use crate::policy::is_trusted;
+use crate::scheduler::{Enqueued, Scheduler, StatusOutbox};
+use crate::webhook::{Delivery, Event, PrAction, PullRequestEvent};
+use ledger::OkToTestLedger;
+
+/// The status description of a PR held back until a trusted user's ok.
+pub const WAITING_FOR_OK: &str = "waiting for /ok-to-test from a project member";
+
+/// Everything the dispatcher acts through. Cheap to clone: clones share the
+/// ok-to-test ledger.
+#[derive(Clone)]
+pub struct Dispatcher {
+    scheduler: Scheduler,
+    config: Arc<Config>,
+    outbox: StatusOutbox,
+    /// None when no GH_TOKEN is set: comments cannot be answered then.
+    github: Option<Arc<GitHub>>,
+    ledger: Arc<Mutex<OkToTestLedger>>,
+    /// For the calls comment commands make (reading the PR, replying).
+    retry: RetryPolicy,
+}
+
+impl Dispatcher {
+    pub fn new(
+        scheduler: Scheduler,
+        config: Arc<Config>,
+        outbox: StatusOutbox,
+        github: Option<Arc<GitHub>>,
+    ) -> Self {
+        Self {
+            scheduler,
+            config,
+            outbox,
+            github,
+            ledger: Arc::default(),
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    /// Consumes deliveries until every sender is dropped.
+    pub async fn run(self, mut deliveries: mpsc::Receiver<Delivery>) {
+        while let Some(delivery) = deliveries.recv().await {
+            let span = info_span!("delivery", id = %delivery.id);
+            match delivery.event {
+                Event::PullRequest(pr) => {
+                    span.in_scope(|| self.on_pull_request(&pr, delivery.received_at))
+                }
+                Event::IssueComment(comment) => {
+                    let this = self.clone();
+                    let received_at = delivery.received_at;
+                    tokio::spawn(
+                        async move { this.on_comment(comment, received_at).await }.instrument(span),
+                    );
+                }
+                Event::Ping { .. } | Event::Other { .. } => {}
+            }
+        }
+        debug!("delivery channel closed; dispatcher stopping");
+    }
+
+    fn on_pull_request(&self, event: &PullRequestEvent, received_at: SystemTime) {
+        let (pr, head) = (event.pr, &event.head_sha);
+        match &event.action {
+            PrAction::Opened | PrAction::Reopened | PrAction::Synchronize => {
+                let reason = format!("superseded by {}", head.short());
+                let cancelled = self.scheduler.cancel_pull_request(pr, Some(head), &reason);
+                if cancelled > 0 {
+                    info!(%pr, cancelled, "older jobs of the pull request cancelled");
+                }
+                let is_author_trusted = is_trusted(
+                    &event.author,
+                    &event.author_association,
+                    &self.config.trusted_users,
+                );
+                let mut ledger = self.ledger();
+                // A head a member approved stays approved when a delivery for
+                // it comes again (reopened, redelivered).
+                if is_author_trusted || ledger.is_approved(pr, head) {
+                    let never_ran = ledger.release(pr, Some(head));
+                    drop(ledger);
+                    if let Some(old) = never_ran {
+                        self.end_held_head(&old, &reason);
+                    }
+                    self.enqueue_all(pr, head, false);
+                } else {
+                    let never_ran = ledger.hold(pr, head, received_at);
+                    drop(ledger);
+                    if let Some(old) = never_ran {
+                        self.end_held_head(&old, &reason);
+                    }
+                    info!(%pr, author = %event.author, sha = %head.short(), "author not trusted; waiting for /ok-to-test");
+                    self.post_for_every_backend(head, StatusState::Pending, WAITING_FOR_OK);
+                }
+            }
+            PrAction::Closed => {
+                let reason = "pull request closed";
+                let cancelled = self.scheduler.cancel_pull_request(pr, None, reason);
+                let never_ran = self.ledger().release(pr, None);
+                if let Some(old) = never_ran {
+                    self.end_held_head(&old, reason);
+                }
+                info!(%pr, cancelled, "pull request closed");
+            }
+            PrAction::Other(action) => {
+                debug!(%pr, action, "pull request action ignored")
+            }
+        }
+    }
+
+    /// A head that waited for an ok and will never run: its pending
+    /// "waiting" statuses end like a cancelled job's would.
+    fn end_held_head(&self, sha: &CommitSha, reason: &str) {
+        let outcome = JobOutcome::Cancelled {
+            reason: reason.to_string(),
+        };
+        self.post_for_every_backend(sha, outcome.status_state(), &outcome.description());
+    }
+
+    fn post_for_every_backend(&self, sha: &CommitSha, state: StatusState, description: &str) {
+        for backend in &self.config.backends {
+            let status = CommitStatus {
+                context: backend.name.status_context(),
+                state,
+                description: description.to_string(),
+                target_url: None,
+            };
+            self.outbox.send(sha, status);
+        }
+    }
+
+    fn enqueue_all(&self, pr: PrNumber, sha: &CommitSha, is_rerun: bool) {
+        let backends: Vec<&BackendConfig> = self.config.backends.iter().collect();
+        self.enqueue_backends(pr, sha, &backends, is_rerun);
+    }
+
+    fn enqueue_backends(
+        &self,
+        pr: PrNumber,
+        sha: &CommitSha,
+        backends: &[&BackendConfig],
+        is_rerun: bool,
+    ) {
+        for backend in backends {
+            let request = JobRequest {
+                pr,
+                sha: sha.clone(),
+                backend: backend.name.clone(),
+            };
+            let result = if is_rerun {
+                self.scheduler.enqueue_rerun(request.clone())
+            } else {
+                self.scheduler.enqueue(request.clone())
+            };
+            match result {
+                Enqueued::Queued(id) => debug!(job = %id, %request, "queued"),
+                Enqueued::AlreadyLive(id) => {
+                    info!(job = %id, %request, "a job for this commit and backend is already live")
+                }
+                Enqueued::AlreadyFinished => {
+                    info!(%request, "this commit already ran on this backend; comment recheck to run it again")
+                }
+                Enqueued::Refused => info!(%request, "not queued: ember-ci is shutting down"),
+            }
+        }
+    }
+
+    fn ledger(&self) -> MutexGuard<'_, OkToTestLedger> {
+        self.ledger.lock().expect("ok-to-test ledger lock poisoned")
+    }
+}

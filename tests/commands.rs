@@ -1,0 +1,497 @@
+//! Pull-request comments and pushes driving the CI, through the front door:
+//! `ember-ci serve` as a child process, signed deliveries (the fixtures in
+//! tests/data/github, re-targeted) posted to its webhook endpoint, a local
+//! GitHub API recording statuses, comments and reactions, and jobs of the
+//! demo plugin on real Podman.
+//!
+//! Needs root Podman with runc and localhost/debian:bookworm
+//! (scripts/setup-host.sh). The first job on a fresh host also builds the
+//! sandbox image, hence the long job deadline.
+
+#[path = "support/ci_env.rs"]
+mod ci_env;
+#[path = "support/fake_github.rs"]
+mod fake_github;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ci_env::{
+    containers_with_label, volumes_with_label, DemoRepo, Service, TEST_SECRET, TEST_TOKEN,
+};
+use ember_ci::send::prepare_saved_delivery;
+use fake_github::{FakeGitHub, FakeState, BOT_LOGIN};
+use serde_json::Value;
+
+/// Every `ember-ci serve` sweeps all job containers on the host when it
+/// starts, and services share worker-slot image tags: one at a time.
+static ONE_SERVICE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Jobs take seconds once the sandbox image exists; the first one on a
+/// fresh host builds it.
+const JOB_DEADLINE: Duration = Duration::from_secs(900);
+/// A reply needs a GitHub read and a comment or two.
+const REPLY_DEADLINE: Duration = Duration::from_secs(120);
+
+const MEMBER: &str = "Akrog";
+const STRANGER: &str = "drive-by-dev";
+
+/// Two demo backends: the same plugin under two names.
+const TWO_BACKENDS: &str = r#"
+NUM_DRIVERS=2
+DRIVER_NAME_2="demo2"
+DRIVER_CONFIG_2='{"name": "demo2", "driver": "DemoDriver", "password": "demo-array-password"}'
+SANITY_COMMAND_2="/config/sanity.sh 127.0.0.1:50051"
+"#;
+
+/// One running service with its own repository, state dir and fake GitHub.
+/// Fields drop in order: the service stops while the fake GitHub still
+/// answers, before its state dir goes.
+struct Ci {
+    service: Service,
+    github: FakeGitHub,
+    repo: DemoRepo,
+    state_dir: PathBuf,
+    http: reqwest::Client,
+    _dir: tempfile::TempDir,
+    _serial: tokio::sync::MutexGuard<'static, ()>,
+}
+
+impl Ci {
+    /// `extra_config` lines go after the demo config; `config_for` may use
+    /// the demo repository's SHAs.
+    async fn start(extra_config: impl FnOnce(&DemoRepo) -> String) -> Ci {
+        let serial = ONE_SERVICE_AT_A_TIME.lock().await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let github = FakeGitHub::start_with(TEST_TOKEN, "embercsi/ember-csi").await;
+        let repo = DemoRepo::create(dir.path());
+        let state_dir = dir.path().join("state");
+        let extra = format!("GH_USER=\"{BOT_LOGIN}\"\n{}", extra_config(&repo));
+        let config = ci_env::write_config(dir.path(), &repo, &github.url(), &state_dir, &extra);
+        let service = Service::start(&config, dir.path());
+        Ci {
+            service,
+            github,
+            repo,
+            state_dir,
+            http: reqwest::Client::new(),
+            _dir: dir,
+            _serial: serial,
+        }
+    }
+
+    /// Signs and posts a delivery built from `fixture` (its body edited by
+    /// `edit`) under a fresh delivery id; expects it to be accepted.
+    async fn deliver(&self, fixture: &str, edit: impl FnOnce(&mut Value)) {
+        let mut saved = load_fixture(fixture);
+        edit(&mut saved["body"]);
+        saved["x-github-delivery"] = Value::from(uuid::Uuid::new_v4().to_string());
+        let prepared =
+            prepare_saved_delivery(&saved, Some(TEST_SECRET)).expect("fixture is a delivery");
+        let mut request = self.http.post(self.service.hook_url()).body(prepared.body);
+        for (name, value) in prepared.headers {
+            request = request.header(name, value);
+        }
+        let response = request.send().await.expect("posting the delivery");
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap_or_default();
+        assert_eq!(status, 202, "delivery {fixture} not accepted: {text}");
+    }
+
+    /// A `pull_request` `opened` delivery for `sha` by `author`.
+    async fn pull_request_opened(&self, pr: u64, sha: &str, author: &str, association: &str) {
+        self.deliver("test-ok.json", |body| {
+            retarget_pull_request(body, pr, sha, author, association)
+        })
+        .await;
+    }
+
+    /// A `pull_request` `synchronize` delivery: `author` pushed `after`.
+    async fn pull_request_pushed(
+        &self,
+        pr: u64,
+        before: &str,
+        after: &str,
+        author: &str,
+        association: &str,
+    ) {
+        self.deliver("pull_request-synchronize.json", |body| {
+            retarget_pull_request(body, pr, after, author, association);
+            body["before"] = Value::from(before);
+            body["after"] = Value::from(after);
+        })
+        .await;
+    }
+
+    /// An `issue_comment` `created` delivery on PR `pr`.
+    async fn comment(&self, pr: u64, id: u64, author: &str, association: &str, text: &str) {
+        self.deliver("issue_comment-created.json", |body| {
+            body["issue"]["number"] = Value::from(pr);
+            body["comment"]["id"] = Value::from(id);
+            body["comment"]["body"] = Value::from(text);
+            body["comment"]["user"]["login"] = Value::from(author);
+            body["comment"]["author_association"] = Value::from(association);
+            body["sender"]["login"] = Value::from(author);
+        })
+        .await;
+    }
+
+    async fn wait_for(
+        &self,
+        what: &str,
+        deadline: Duration,
+        predicate: impl Fn(&FakeState) -> bool,
+    ) {
+        if let Err(err) = self.github.wait_for(predicate, deadline).await {
+            panic!(
+                "waiting for {what}: {err}\nstatuses: {:#?}\ncomments: {:#?}\nservice log:\n{}",
+                self.github.state(|s| s.statuses.clone()),
+                self.github.comments(),
+                self.service.log()
+            );
+        }
+    }
+
+    /// The job board as `/api/jobs` shows it.
+    async fn jobs(&self) -> Vec<Value> {
+        let url = format!("{}/api/jobs", self.service.url);
+        let jobs: Value = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .expect("GET /api/jobs")
+            .json()
+            .await
+            .expect("/api/jobs answers JSON");
+        jobs.as_array().cloned().expect("/api/jobs is a list")
+    }
+
+    /// Polls `/api/jobs` until one job satisfies `predicate`; returns it.
+    async fn wait_for_job(&self, what: &str, predicate: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + JOB_DEADLINE;
+        loop {
+            if let Some(job) = self.jobs().await.into_iter().find(|job| predicate(job)) {
+                return job;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no job became {what}; service log:\n{}",
+                self.service.log()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The text of a finished job's log file for `step`.
+    fn step_log(&self, job_id: &str, step: &str) -> String {
+        let dir = self.state_dir.join("logs").join(job_id);
+        let summary: Value = serde_json::from_slice(
+            &std::fs::read(dir.join("job.json")).expect("the job wrote job.json"),
+        )
+        .expect("job.json is JSON");
+        let file = summary["steps"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|s| s["step"] == step)
+            .and_then(|s| s["file"].as_str())
+            .unwrap_or_else(|| panic!("job {job_id} has no {step} step: {summary:#}"));
+        std::fs::read_to_string(dir.join(file)).expect("reading the step log")
+    }
+}
+
+fn load_fixture(file: &str) -> Value {
+    let path = ci_env::project_dir().join("tests/data/github").join(file);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    serde_json::from_str(&text).expect("fixture is JSON")
+}
+
+fn retarget_pull_request(body: &mut Value, pr: u64, sha: &str, author: &str, association: &str) {
+    body["number"] = Value::from(pr);
+    let pull = &mut body["pull_request"];
+    pull["number"] = Value::from(pr);
+    pull["head"]["sha"] = Value::from(sha);
+    pull["user"]["login"] = Value::from(author);
+    pull["author_association"] = Value::from(association);
+    body["sender"]["login"] = Value::from(author);
+}
+
+/// `state:description` of every status of `context` on `sha`, oldest first.
+fn statuses(state: &FakeState, sha: &str, context: &str) -> Vec<String> {
+    state
+        .statuses_for(sha)
+        .iter()
+        .filter(|s| s.context == context)
+        .map(|s| format!("{}:{}", s.state, s.description.clone().unwrap_or_default()))
+        .collect()
+}
+
+fn count(state: &FakeState, sha: &str, context: &str, wanted: &str) -> usize {
+    statuses(state, sha, context)
+        .iter()
+        .filter(|s| s.starts_with(wanted))
+        .count()
+}
+
+fn has_reaction(state: &FakeState, comment_id: u64) -> bool {
+    state
+        .reactions
+        .iter()
+        .any(|r| r.comment_id == comment_id && r.content == "eyes")
+}
+
+fn has_reply(state: &FakeState, pr: u64, needle: &str) -> bool {
+    state
+        .comments
+        .iter()
+        .any(|c| c.pr == pr && c.body.contains(needle))
+}
+
+const DEMO: &str = "3rdparty/demo";
+const DEMO2: &str = "3rdparty/demo2";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn recheck_reruns_backends_and_help_lists_them() {
+    let ci = Ci::start(|_| TWO_BACKENDS.to_string()).await;
+    let sha = ci.repo.ok_sha.clone();
+    ci.github.add_pull(129, &sha, "Test PR", MEMBER, "MEMBER");
+
+    ci.pull_request_opened(129, &sha, MEMBER, "MEMBER").await;
+    ci.wait_for("both backends to pass", JOB_DEADLINE, |s| {
+        count(s, &sha, DEMO, "success") == 1 && count(s, &sha, DEMO2, "success") == 1
+    })
+    .await;
+
+    // A bare `recheck` runs every backend again on the finished head.
+    ci.comment(
+        129,
+        1001,
+        MEMBER,
+        "MEMBER",
+        "Flaky array?\r\n\r\nrecheck\r\n",
+    )
+    .await;
+    ci.wait_for("both backends to pass again", JOB_DEADLINE, |s| {
+        count(s, &sha, DEMO, "success") == 2 && count(s, &sha, DEMO2, "success") == 2
+    })
+    .await;
+    assert!(ci.github.state(|s| has_reaction(s, 1001)));
+
+    // `/recheck <name>` (any case) runs that backend only.
+    ci.comment(129, 1002, MEMBER, "MEMBER", "/recheck DEMO2")
+        .await;
+    ci.wait_for("demo2 to pass a third time", JOB_DEADLINE, |s| {
+        count(s, &sha, DEMO2, "success") == 3
+    })
+    .await;
+    ci.github.state(|s| {
+        assert!(has_reaction(s, 1002));
+        // Had demo been queued too, its "queued" status would have been
+        // posted before demo2's, so it would show by now.
+        assert_eq!(
+            statuses(s, &sha, DEMO),
+            [
+                "pending:queued",
+                "pending:running: build and CSI sanity",
+                "success:CSI sanity passed"
+            ]
+            .repeat(2)
+        );
+    });
+
+    // The bot's own comment is no command, even one that reads like one;
+    // the member's comment after it is answered.
+    ci.comment(129, 1003, BOT_LOGIN, "NONE", "recheck").await;
+    ci.comment(
+        129,
+        1004,
+        MEMBER,
+        "MEMBER",
+        "/help\n```\nrecheck\n```\n> /recheck demo\n/recheck nosuch",
+    )
+    .await;
+    ci.wait_for(
+        "the help and unknown-backend replies",
+        REPLY_DEADLINE,
+        |s| {
+            has_reply(s, 129, "Backends: `demo`, `demo2`.")
+                && has_reply(
+                    s,
+                    129,
+                    "Unknown backend `nosuch`. This CI runs: `demo`, `demo2`.",
+                )
+        },
+    )
+    .await;
+    let help = ci
+        .github
+        .comments()
+        .into_iter()
+        .find(|c| c.body.contains("Backends:"))
+        .expect("help reply");
+    for command in [
+        "`recheck`",
+        "`/recheck <backend>...`",
+        "`/ok-to-test`",
+        "`/help`",
+    ] {
+        assert!(
+            help.body.contains(command),
+            "{command} not in {}",
+            help.body
+        );
+    }
+    ci.github.state(|s| {
+        assert!(has_reaction(s, 1004));
+        assert!(!has_reaction(s, 1003), "the bot reacted to its own comment");
+        assert_eq!(s.comments.len(), 2, "{:#?}", s.comments);
+        // Nothing ran for the quoted, fenced or unknown rechecks, nor the bot's.
+        assert_eq!(count(s, &sha, DEMO, "pending:queued"), 2);
+        assert_eq!(count(s, &sha, DEMO2, "pending:queued"), 3);
+    });
+    assert!(ci.jobs().await.iter().all(|job| job["state"] == "finished"));
+
+    // Once the PR is closed a recheck runs nothing and says why.
+    ci.github.close_pull(129);
+    ci.deliver("pull_request-closed.json", |body| {
+        retarget_pull_request(body, 129, &sha, MEMBER, "MEMBER")
+    })
+    .await;
+    ci.comment(129, 1005, MEMBER, "MEMBER", "recheck").await;
+    ci.wait_for("the closed-PR reply", REPLY_DEADLINE, |s| {
+        has_reply(s, 129, "This pull request is closed")
+    })
+    .await;
+    let jobs = ci.jobs().await;
+    assert_eq!(jobs.len(), 5, "{jobs:#?}");
+    assert!(ci.github.state(|s| has_reaction(s, 1005)));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn untrusted_pull_request_waits_for_a_members_ok_to_test() {
+    let ci = Ci::start(|_| String::new()).await;
+    let first = ci.repo.ok_sha.clone();
+    ci.github
+        .add_pull(129, &first, "Drive-by fix", STRANGER, "CONTRIBUTOR");
+
+    ci.pull_request_opened(129, &first, STRANGER, "CONTRIBUTOR")
+        .await;
+    ci.wait_for("the waiting status", REPLY_DEADLINE, |s| {
+        statuses(s, &first, DEMO) == ["pending:waiting for /ok-to-test from a project member"]
+    })
+    .await;
+    assert_eq!(ci.jobs().await, Vec::<Value>::new(), "an untrusted PR ran");
+
+    // The author cannot approve their own code: a polite refusal, no job.
+    ci.comment(129, 2001, STRANGER, "CONTRIBUTOR", "/ok-to-test")
+        .await;
+    ci.wait_for("the refusal", REPLY_DEADLINE, |s| {
+        has_reply(s, 129, &format!("@{STRANGER} thanks! Only project members"))
+    })
+    .await;
+    assert!(ci.github.state(|s| has_reaction(s, 2001)));
+    // A member's recheck does not bypass the ok either.
+    ci.comment(129, 2002, MEMBER, "MEMBER", "recheck").await;
+    ci.wait_for("the needs-ok reply", REPLY_DEADLINE, |s| {
+        has_reply(s, 129, "does not trust yet, so it has not run")
+    })
+    .await;
+    assert_eq!(
+        ci.jobs().await,
+        Vec::<Value>::new(),
+        "a refused command ran"
+    );
+    assert_eq!(ci.github.statuses_for(&first).len(), 1);
+
+    // A member's ok runs the head.
+    ci.comment(129, 2003, MEMBER, "MEMBER", "/ok-to-test").await;
+    ci.wait_for("the approved head to pass", JOB_DEADLINE, |s| {
+        statuses(s, &first, DEMO).last().map(String::as_str) == Some("success:CSI sanity passed")
+    })
+    .await;
+
+    // The same author pushes again: the new head waits for a new ok.
+    let second = ci.repo.push_pull_request(
+        129,
+        &first,
+        &[("CHANGELOG", "drive-by change\n")],
+        "Second push",
+    );
+    ci.github
+        .add_pull(129, &second, "Drive-by fix", STRANGER, "CONTRIBUTOR");
+    ci.pull_request_pushed(129, &first, &second, STRANGER, "CONTRIBUTOR")
+        .await;
+    ci.wait_for("the new head's waiting status", REPLY_DEADLINE, |s| {
+        statuses(s, &second, DEMO) == ["pending:waiting for /ok-to-test from a project member"]
+    })
+    .await;
+    assert_eq!(ci.jobs().await.len(), 1, "the new push ran without an ok");
+
+    ci.comment(129, 2004, MEMBER, "MEMBER", "/OK-to-test").await;
+    ci.wait_for("the second approved head to pass", JOB_DEADLINE, |s| {
+        statuses(s, &second, DEMO).last().map(String::as_str) == Some("success:CSI sanity passed")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn push_while_a_job_runs_supersedes_it() {
+    // The first head's PRE_RUN outlasts the test's patience; any later head
+    // runs straight through. POST_RUN says what it was told.
+    let ci = Ci::start(|repo| {
+        format!(
+            "PRE_RUN_1='echo \"pre-run for $COMMIT_SHA\"; if [ \"$COMMIT_SHA\" = {} ]; then sleep 600; fi'\n\
+             POST_RUN_1='echo \"post-run for $COMMIT_SHA: result $1\"'\n",
+            repo.ok_sha
+        )
+    })
+    .await;
+    let old = ci.repo.ok_sha.clone();
+    ci.pull_request_opened(129, &old, MEMBER, "MEMBER").await;
+    let old_job = ci
+        .wait_for_job("running the old head's pre-run", |job| {
+            job["request"]["sha"] == old.as_str()
+                && job["state"] == "running"
+                && job["step"] == "pre-run"
+        })
+        .await;
+    let old_job_id = old_job["id"].as_str().expect("job id").to_string();
+    let label = format!("ember-ci.job={old_job_id}");
+    assert!(
+        !containers_with_label(&label).is_empty(),
+        "the running job has no sandbox"
+    );
+
+    let new = ci.repo.push_pull_request(
+        129,
+        &old,
+        &[("CHANGELOG", "new push\n")],
+        "Push while the job runs",
+    );
+    ci.pull_request_pushed(129, &old, &new, MEMBER, "MEMBER")
+        .await;
+    let superseded = format!("error:cancelled: superseded by {}", &new[..7]);
+    ci.wait_for("the old head to end superseded", JOB_DEADLINE, |s| {
+        statuses(s, &old, DEMO).last() == Some(&superseded)
+    })
+    .await;
+    ci.wait_for("the new head to pass", JOB_DEADLINE, |s| {
+        statuses(s, &new, DEMO).last().map(String::as_str) == Some("success:CSI sanity passed")
+    })
+    .await;
+
+    // POST_RUN ran for the cancelled job, with a non-zero result.
+    let post_run = ci.step_log(&old_job_id, "post-run");
+    assert!(
+        post_run.contains(&format!("post-run for {old}: result 2")),
+        "{post_run}"
+    );
+    let pre_run = ci.step_log(&old_job_id, "pre-run");
+    assert!(pre_run.contains(&format!("pre-run for {old}")), "{pre_run}");
+    assert_eq!(containers_with_label(&label), Vec::<String>::new());
+    assert_eq!(volumes_with_label(&label), Vec::<String>::new());
+    let jobs = ci.jobs().await;
+    assert_eq!(jobs.len(), 2, "{jobs:#?}");
+}
