@@ -3,8 +3,8 @@
 //! cancellation, and what is left afterwards.
 //!
 //! Needs root Podman with runc and localhost/debian:bookworm
-//! (scripts/setup-host.sh). The cases share one worker slot, so they run one
-//! at a time.
+//! (scripts/setup-host.sh). Each case has its own state dir (so its own
+//! image stores); they run one at a time to keep a 2-core CI host calm.
 
 #[path = "support/executor_env.rs"]
 mod executor_env;
@@ -21,7 +21,7 @@ use executor_env::{
 };
 use tokio_util::sync::CancellationToken;
 
-/// The cases share TEST_SLOT's image store and tag.
+/// Jobs are heavy (a privileged sandbox, nested builds); see the module docs.
 static ONE_JOB_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const GENEROUS: Timeouts = Timeouts {
@@ -159,7 +159,7 @@ async fn never_serving_plugin_is_an_error_within_the_start_timeout() {
         outcome,
         JobOutcome::Error {
             step: Step::WaitPlugin,
-            reason: "plugin did not serve within 5s".into()
+            reason: "plugin start timed out: not serving after 5s (PLUGIN_START_TIMEOUT)".into()
         }
     );
     let waited = observer
@@ -205,7 +205,8 @@ async fn job_timeout_abandons_the_step_and_still_runs_post_run_and_cleanup() {
     let JobOutcome::Error { step, reason } = &outcome else {
         panic!("expected an error, got {outcome:?}");
     };
-    assert_eq!(reason, "timed out after 8s");
+    assert_eq!(reason, "job timed out after 8s (JOB_TIMEOUT)");
+    assert!(outcome.description().contains("timed out"));
     let abandoned = observer.finished(*step).expect("abandoned step reported");
     assert_eq!(
         abandoned.note.as_deref(),
@@ -289,9 +290,11 @@ async fn commit_missing_from_the_pr_ref_is_an_error_at_fetch() {
 }
 
 /// The sweep runs against a Podman of its own (separate storage root), so
-/// it cannot touch the jobs of anything else running on this host.
+/// it cannot touch the jobs of anything else running on this host. Pods
+/// without an infra container need no image, so they stand in for
+/// containers here.
 #[tokio::test]
-async fn sweep_removes_job_labelled_leftovers_only() {
+async fn sweep_removes_this_instances_job_leftovers_only() {
     let env = DemoEnv::new();
     let root = env.dir.path().join("podman-root");
     let runroot = env.dir.path().join("podman-runroot");
@@ -309,29 +312,12 @@ async fn sweep_removes_job_labelled_leftovers_only() {
             .args(args);
         command
     };
-    run_ok(&mut podman(&[
-        "volume",
-        "create",
-        "--label",
-        "ember-ci.job=crashed-job",
-        "leftover-volume",
-    ]));
-    run_ok(&mut podman(&[
-        "volume",
-        "create",
-        "--label",
-        "ember-ci.store=0",
-        "ember-ci-store-0",
-    ]));
     let mut service = tokio::process::Command::from(podman(&["system", "service", "--time=0"]));
     let mut service = service
         .arg(format!("unix://{}", socket.display()))
         .kill_on_drop(true)
         .spawn()
         .expect("isolated podman service");
-    let leftover_dir = env.state_dir.join("jobs").join("crashed-job");
-    std::fs::create_dir_all(leftover_dir.join("src")).expect("leftover work dir");
-
     let deadline = Instant::now() + Duration::from_secs(30);
     while !socket.exists() {
         assert!(
@@ -345,17 +331,43 @@ async fn sweep_removes_job_labelled_leftovers_only() {
     let executor = Executor::new(Arc::new(config))
         .await
         .expect("executor on the given socket");
+    let ours = format!("ember-ci.instance={}", executor.instance_id());
+    let theirs = "ember-ci.instance=another-instance";
+    for (name, instance) in [("our-leftover", ours.as_str()), ("their-job", theirs)] {
+        let labels = ["--label", "ember-ci.job=crashed-job", "--label", instance];
+        run_ok(&mut podman(
+            &[&["volume", "create"][..], &labels, &[name]].concat(),
+        ));
+        run_ok(&mut podman(
+            &[
+                &["pod", "create", "--infra=false", "--name", name][..],
+                &labels,
+            ]
+            .concat(),
+        ));
+    }
+    let leftover_dir = env.state_dir.join("jobs").join("crashed-job");
+    std::fs::create_dir_all(leftover_dir.join("src")).expect("leftover work dir");
+    let scratch = env.state_dir.join("tmp").join("sandbox-image-0123-1");
+    std::fs::create_dir_all(&scratch).expect("leftover build context");
+    let store = env.slot_store(0);
+    std::fs::create_dir_all(&store).expect("a slot store");
 
     let removed = executor.sweep_leftovers().await.expect("sweep");
 
-    assert_eq!(removed, 2, "one volume and one work dir");
-    assert!(!leftover_dir.exists());
-    let volumes = run_ok(&mut podman(&["volume", "ls", "-q"]));
     assert_eq!(
-        volumes.trim(),
-        "ember-ci-store-0",
-        "the store volume must survive"
+        removed, 4,
+        "one volume, one pod, one work dir, one scratch dir"
     );
+    assert!(!leftover_dir.exists());
+    assert!(!scratch.exists());
+    assert!(store.exists(), "the layer cache must survive");
+    let volumes = run_ok(&mut podman(&["volume", "ls", "-q"]));
+    assert_eq!(volumes.trim(), "their-job", "another instance's volume");
+    let pods = run_ok(&mut podman(&["pod", "ps", "--format", "{{.Name}}"]));
+    assert_eq!(pods.trim(), "their-job", "another instance's pod");
+    run_ok(&mut podman(&["pod", "rm", "-f", "their-job"]));
+    run_ok(&mut podman(&["volume", "rm", "-f", "their-job"]));
     drop(executor);
     service.kill().await.expect("stop isolated service");
 }

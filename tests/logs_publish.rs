@@ -7,7 +7,6 @@
 //! The end-to-end case needs root Podman with runc and
 //! localhost/debian:bookworm (scripts/setup-host.sh).
 
-#[allow(dead_code)]
 #[path = "support/executor_env.rs"]
 mod executor_env;
 #[path = "support/fake_github.rs"]

@@ -8,6 +8,7 @@ use std::path::{Component, Path};
 
 use thiserror::Error;
 
+use super::JOB_LABEL;
 use crate::config::Script;
 use crate::model::{JobId, JobRequest};
 
@@ -118,7 +119,6 @@ fn shell_quote(arg: &str) -> String {
 pub struct JobNames {
     pub sandbox_container: String,
     pub plugin_container: String,
-    pub store_volume: String,
     /// The PR's image, in the slot's persistent store.
     pub pr_image: String,
     /// The PR's image plus the vendor's extras.
@@ -130,16 +130,10 @@ impl JobNames {
         Self {
             sandbox_container: format!("ember-ci-job-{job_id}"),
             plugin_container: format!("ember-csi-{job_id}"),
-            store_volume: store_volume_name(slot),
             pr_image: format!("localhost/ember-csi-job:slot{slot}"),
             extras_image: format!("localhost/ember-csi-job:slot{slot}-extras"),
         }
     }
-}
-
-/// The named volume holding a worker slot's inner image store.
-pub fn store_volume_name(slot: usize) -> String {
-    format!("ember-ci-store-{slot}")
 }
 
 /// The variables every vendor script and the sanity command see.
@@ -389,11 +383,14 @@ pub struct PluginLaunch<'a> {
     pub system_files: Option<&'a str>,
     /// The subset of [`PLUGIN_HOST_MOUNTS`] present in the sandbox.
     pub host_mounts: &'a [String],
+    /// Labels the nested container, like everything else the job creates.
+    pub job_id: &'a JobId,
 }
 
 /// Starts the plugin as the old worker did: privileged, host network and
 /// IPC, the X_CSI_* settings, the host paths a storage driver touches.
 pub fn start_plugin(launch: &PluginLaunch<'_>) -> InnerCommand {
+    let job_label = format!("{JOB_LABEL}={}", launch.job_id);
     let mut argv: Vec<String> = [
         "podman",
         "run",
@@ -403,6 +400,8 @@ pub fn start_plugin(launch: &PluginLaunch<'_>) -> InnerCommand {
         "--privileged",
         "--net=host",
         "--ipc=host",
+        "--label",
+        job_label.as_str(),
         // The value comes from the exec session's environment, so the
         // backend's passwords never appear in a command line or trace.
         "-e",
@@ -486,10 +485,38 @@ pub fn plugin_logs(container_name: &str) -> InnerCommand {
     InnerCommand::new(["podman", "logs", container_name])
 }
 
-/// Removes every nested container: their records live in the slot's
-/// persistent store and would otherwise outlive the sandbox.
-pub fn remove_nested_containers() -> InnerCommand {
-    InnerCommand::new(["podman", "rm", "-a", "-f", "-t", "0"])
+/// Removes every nested container, pod and volume from the slot's store,
+/// and the working containers of a build that was killed (only
+/// `--external` lists those). Their records live in the persistent store
+/// and would otherwise outlive the sandbox. Run at a job's start (a crashed
+/// job's leftovers) and at its end; a slot's store serves one job at a
+/// time, so everything in it belongs to the job that runs it.
+pub fn reset_slot_store() -> InnerCommand {
+    InnerCommand::new([
+        "bash",
+        "-c",
+        "set -eu\n\
+         podman rm --all --force --time 0\n\
+         podman pod rm --all --force\n\
+         podman volume prune --force\n\
+         podman ps --all --external --format '{{.ID}}' | xargs --no-run-if-empty podman rm --force",
+    ])
+}
+
+/// Every image of the slot's store (the host's read-only ones included).
+pub fn list_images() -> InnerCommand {
+    InnerCommand::new(["podman", "images", "--all", "--format", "json"])
+}
+
+/// Removes dangling images (superseded PR builds, whose tag moved on) and,
+/// repeatedly, the cache layers only they used.
+pub fn prune_dangling_images() -> InnerCommand {
+    InnerCommand::new(["podman", "image", "prune", "--force"])
+}
+
+/// Removes one image; never forced, so an image in use stays.
+pub fn remove_image(id: &str) -> InnerCommand {
+    InnerCommand::new(["podman", "rmi", id])
 }
 
 /// The sanity suite, run from the config dir (the vendor's command may use
@@ -514,7 +541,6 @@ mod tests {
         let names = names();
         assert_eq!(names.sandbox_container, "ember-ci-job-20261127-abc123");
         assert_eq!(names.plugin_container, "ember-csi-20261127-abc123");
-        assert_eq!(names.store_volume, "ember-ci-store-1");
         assert_eq!(names.pr_image, "localhost/ember-csi-job:slot1");
     }
 
@@ -570,7 +596,9 @@ mod tests {
     #[test]
     fn plugin_secrets_travel_in_the_environment_not_the_command_line() {
         let mounts = vec!["/dev".to_string(), "/etc/localtime".to_string()];
+        let job_id = JobId::parse("20261127-abc123").expect("valid id");
         let launch = PluginLaunch {
+            job_id: &job_id,
             container_name: "ember-csi-j1",
             image: "localhost/ember-csi-job:slot0",
             backend_config: r#"{"password":"hunter2"}"#,
@@ -597,6 +625,7 @@ mod tests {
             "/etc/localtime:/etc/localtime:ro",
             "CSI_ENDPOINT=127.0.0.1:50051",
             "X_CSI_SPEC_VERSION=v1.1",
+            "ember-ci.job=20261127-abc123",
             r#"X_CSI_PERSISTENCE_CONFIG={"storage":"memory"}"#,
         ] {
             assert!(

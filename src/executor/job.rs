@@ -5,8 +5,10 @@
 //!
 //! Whatever happens, the step that was running is reported finished,
 //! POST_RUN runs with the result (0 = success) as `$1` once a sandbox
-//! exists, and cleanup removes the nested containers, the sandbox, any
-//! job-labelled volume and the work dir. A failing POST_RUN turns a success
+//! exists, and cleanup removes the nested containers, pods and volumes,
+//! the sandbox, any job-labelled volume and the work dir. After a
+//! successful build the slot's store is brought back within its budget,
+//! keeping the images this job uses. A failing POST_RUN turns a success
 //! into `Error` ("post-run failed") but never hides an earlier verdict.
 
 use std::path::PathBuf;
@@ -15,7 +17,8 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::commands::{self, InnerCommand, JobNames, PluginLaunch, PluginProbe};
-use super::{Executor, ExecutorError, Job, StepObserver, StepResult, JOB_LABEL, STORE_LABEL};
+use super::eviction;
+use super::{Executor, ExecutorError, Job, StepObserver, StepResult, INSTANCE_LABEL, JOB_LABEL};
 use crate::config::{BackendConfig, DriverConfig, Script};
 use crate::model::{JobOutcome, Step};
 
@@ -166,7 +169,10 @@ impl<'a> JobRun<'a> {
             Ok(Err(outcome)) => outcome,
             Err(Interruption::TimedOut) => JobOutcome::Error {
                 step: self.abandon_step("abandoned: the job timed out"),
-                reason: format!("timed out after {}s", job_timeout.as_secs()),
+                reason: format!(
+                    "job timed out after {}s (JOB_TIMEOUT)",
+                    job_timeout.as_secs()
+                ),
             },
             Err(Interruption::Cancelled) => {
                 self.abandon_step("abandoned: the job was cancelled");
@@ -316,11 +322,14 @@ impl<'a> JobRun<'a> {
             .executor
             .sandbox_image(&mut |chunk| observer.output(Step::Sandbox, chunk))
             .await?;
-        let slot = self.job.slot.to_string();
-        let podman = &self.executor.podman;
-        podman
-            .ensure_volume(&self.names.store_volume, &[(STORE_LABEL.to_string(), slot)])
-            .await?;
+        let store = self.executor.slot_store(self.job.slot);
+        let store_dir = store.containers_dir();
+        store.ensure().await.map_err(|e| {
+            StepStop::error(format!(
+                "cannot create the image store {}: {e}",
+                store_dir.display()
+            ))
+        })?;
         let mut binds = vec![
             bind(
                 self.executor.config_dir.clone(),
@@ -329,6 +338,7 @@ impl<'a> JobRun<'a> {
             ),
             bind(self.work_dir.clone(), commands::SANDBOX_JOB_DIR, false),
             bind(HOST_IMAGE_STORE.into(), SANDBOX_HOST_STORE, true),
+            bind(store_dir.clone(), SANDBOX_INNER_STORE, false),
         ];
         if std::path::Path::new(HOST_KERNEL_MODULES).is_dir() {
             binds.push(bind(HOST_KERNEL_MODULES.into(), HOST_KERNEL_MODULES, true));
@@ -336,23 +346,37 @@ impl<'a> JobRun<'a> {
         let spec = super::podman::SandboxSpec {
             name: self.names.sandbox_container.clone(),
             image: image.clone(),
-            labels: vec![(JOB_LABEL.to_string(), self.job.id.to_string())],
+            labels: vec![
+                (JOB_LABEL.to_string(), self.job.id.to_string()),
+                (
+                    INSTANCE_LABEL.to_string(),
+                    self.executor.instance_id.clone(),
+                ),
+            ],
             binds,
-            volume: (
-                self.names.store_volume.clone(),
-                SANDBOX_INNER_STORE.to_string(),
-            ),
         };
         self.say(
             Step::Sandbox,
             &format!(
                 "starting sandbox {} from {image} (image store {})\n",
-                spec.name, self.names.store_volume
+                spec.name,
+                store_dir.display()
             ),
         );
-        podman.start_sandbox(&spec).await?;
+        self.executor.podman.start_sandbox(&spec).await?;
         self.sandbox_running = true;
-        Ok(None)
+        // A job killed with the service left its nested containers in the
+        // slot's store; they are ours to remove now.
+        match self
+            .exec_logged(Step::Sandbox, &commands::reset_slot_store())
+            .await?
+        {
+            0 => Ok(None),
+            code => Err(StepStop::error(format!(
+                "cannot clear the slot's image store of old containers (exit {code})"
+            ))
+            .exit(code)),
+        }
     }
 
     async fn pre_run(&mut self, script: &Script) -> StepBody {
@@ -392,6 +416,7 @@ impl<'a> JobRun<'a> {
             extra_instructions.as_deref(),
         )?;
         let Some(containerfile) = extras else {
+            self.keep_store_within_budget().await;
             return Ok(Some(code));
         };
         let path = self.work_dir.join(commands::EXTRAS_CONTAINERFILE);
@@ -402,6 +427,7 @@ impl<'a> JobRun<'a> {
         match self.exec_logged(Step::Build, &command).await? {
             0 => {
                 self.plugin_image = self.names.extras_image.clone();
+                self.keep_store_within_budget().await;
                 Ok(Some(0))
             }
             // The extras are the vendor's, not the PR's.
@@ -493,6 +519,7 @@ impl<'a> JobRun<'a> {
             backend_config,
             system_files: self.system_files.as_deref(),
             host_mounts: &host_mounts,
+            job_id: &self.job.id,
         };
         let command = commands::start_plugin(&launch);
         // Set first: a failed `podman run` may still have created the
@@ -543,7 +570,7 @@ impl<'a> JobRun<'a> {
                     text.trim()
                 )),
                 PluginProbe::Starting if started.elapsed() >= timeout => StepStop::error(format!(
-                    "plugin did not serve within {}s",
+                    "plugin start timed out: not serving after {}s (PLUGIN_START_TIMEOUT)",
                     timeout.as_secs()
                 )),
                 PluginProbe::Starting => {
@@ -636,7 +663,7 @@ impl<'a> JobRun<'a> {
             if self.plugin_started && !self.plugin_log_shown {
                 self.show_plugin_log(Step::Cleanup).await;
             }
-            let command = commands::remove_nested_containers();
+            let command = commands::reset_slot_store();
             match tokio::time::timeout(
                 CLEANUP_EXEC_TIMEOUT,
                 self.exec_logged(Step::Cleanup, &command),
@@ -644,11 +671,13 @@ impl<'a> JobRun<'a> {
             .await
             {
                 Ok(Ok(0)) => {}
-                Ok(Ok(code)) => {
-                    problems.push(format!("removing nested containers failed (exit {code})"))
-                }
+                Ok(Ok(code)) => problems.push(format!(
+                    "removing nested containers, pods and volumes failed (exit {code})"
+                )),
                 Ok(Err(stop)) => problems.push(stop.reason),
-                Err(_elapsed) => problems.push("removing nested containers timed out".to_string()),
+                Err(_elapsed) => {
+                    problems.push("removing nested containers, pods and volumes timed out".into())
+                }
             }
         }
         if let Err(problem) = self.remove_labelled().await {
@@ -674,33 +703,168 @@ impl<'a> JobRun<'a> {
         let _ = self.finish(body);
     }
 
-    /// Force-removes every container and volume labelled with this job.
+    /// Force-removes every container, pod and volume labelled with this job.
     async fn remove_labelled(&self) -> Result<(), String> {
         let podman = &self.executor.podman;
         let job_id = self.job.id.as_str();
-        let containers = podman
-            .containers_labelled(JOB_LABEL, Some(job_id))
+        let text = |e: super::PodmanError| e.to_string();
+        for container in podman
+            .containers_labelled(JOB_LABEL, job_id)
             .await
-            .map_err(|e| e.to_string())?;
-        for container in containers {
+            .map_err(text)?
+        {
             podman
-                .remove_container(&container)
+                .remove_container(&container.name)
                 .await
-                .map_err(|e| e.to_string())?;
-            self.say(Step::Cleanup, &format!("removed container {container}\n"));
+                .map_err(text)?;
+            self.say(
+                Step::Cleanup,
+                &format!("removed container {}\n", container.name),
+            );
         }
-        let volumes = podman
-            .volumes_labelled(JOB_LABEL, Some(job_id))
+        for pod in podman
+            .pods_labelled(JOB_LABEL, job_id)
             .await
-            .map_err(|e| e.to_string())?;
-        for volume in volumes {
-            podman
-                .remove_volume(&volume)
-                .await
-                .map_err(|e| e.to_string())?;
-            self.say(Step::Cleanup, &format!("removed volume {volume}\n"));
+            .map_err(text)?
+        {
+            podman.remove_pod(&pod.name).await.map_err(text)?;
+            self.say(Step::Cleanup, &format!("removed pod {}\n", pod.name));
+        }
+        for volume in podman
+            .volumes_labelled(JOB_LABEL, job_id)
+            .await
+            .map_err(text)?
+        {
+            podman.remove_volume(&volume.name).await.map_err(text)?;
+            self.say(Step::Cleanup, &format!("removed volume {}\n", volume.name));
         }
         Ok(())
+    }
+
+    /// Brings the slot's store back within its budget (the build may have
+    /// grown it): dangling images first, then the least recently used,
+    /// never this job's images or their cache layers. Records this job's
+    /// use of its images for the next eviction. Housekeeping: a problem is
+    /// reported in the build log and never fails the job.
+    async fn keep_store_within_budget(&self) {
+        if let Err(problem) = self.try_keep_store_within_budget().await {
+            tracing::warn!(job = %self.job.id, "image store: {problem}");
+            self.say(Step::Build, &format!("image store: {problem}\n"));
+        }
+    }
+
+    async fn try_keep_store_within_budget(&self) -> Result<(), String> {
+        let store = self.executor.slot_store(self.job.slot);
+        let budget = self.executor.store_budget_bytes;
+        let in_use = [self.names.pr_image.as_str(), self.plugin_image.as_str()];
+        let images = self.stored_images().await?;
+        let protected = eviction::in_use_with_ancestors(&images, &in_use);
+        let present: Vec<String> = images.iter().map(|i| i.id.clone()).collect();
+        store
+            .record_use(&protected, &present)
+            .await
+            .map_err(|e| format!("cannot record image use: {e}"))?;
+
+        let usage = || async {
+            store
+                .usage_bytes()
+                .await
+                .map_err(|e| format!("cannot measure {}: {e}", store.containers_dir().display()))
+        };
+        let mut used = usage().await?;
+        self.say(
+            Step::Build,
+            &format!(
+                "image store: {} of {} budget used\n",
+                human_bytes(used),
+                human_bytes(budget)
+            ),
+        );
+        if used <= budget {
+            return Ok(());
+        }
+        self.say(
+            Step::Build,
+            "image store over budget: removing dangling images of superseded builds\n",
+        );
+        self.run_store_command(&commands::prune_dangling_images())
+            .await?;
+        used = usage().await?;
+        let last_used = store.last_used().await;
+        while used > budget {
+            let images = self.stored_images().await?;
+            let Some(next) = eviction::next_to_evict(&images, &protected, &last_used) else {
+                let left: Vec<String> = images
+                    .iter()
+                    .filter(|image| !image.read_only)
+                    .map(eviction::StoredImage::label)
+                    .collect();
+                self.say(
+                    Step::Build,
+                    &format!(
+                        "image store still over budget at {}: every image left is in use ({})\n",
+                        human_bytes(used),
+                        left.join(", ")
+                    ),
+                );
+                return Ok(());
+            };
+            self.say(
+                Step::Build,
+                &format!("evicting least recently used image {}\n", next.label()),
+            );
+            self.run_store_command(&commands::remove_image(&next.id))
+                .await?;
+            used = usage().await?;
+        }
+        self.say(
+            Step::Build,
+            &format!("image store now at {}\n", human_bytes(used)),
+        );
+        Ok(())
+    }
+
+    async fn stored_images(&self) -> Result<Vec<eviction::StoredImage>, String> {
+        let (code, output) = self
+            .executor
+            .podman
+            .exec_captured(&self.names.sandbox_container, &commands::list_images())
+            .await
+            .map_err(|e| e.to_string())?;
+        if code != 0 {
+            return Err(format!(
+                "listing images failed (exit {code}): {}",
+                output.trim()
+            ));
+        }
+        eviction::parse_image_list(&output).map_err(|e| e.to_string())
+    }
+
+    async fn run_store_command(&self, command: &InnerCommand) -> Result<(), String> {
+        match self.exec_logged(Step::Build, command).await {
+            Ok(0) => Ok(()),
+            Ok(code) => Err(format!("{} failed (exit {code})", command.trace().trim())),
+            Err(stop) => Err(stop.reason),
+        }
+    }
+}
+
+/// Bytes for a log reader, in the decimal units of IMAGE_STORE_MAX_GB.
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["kB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = "B";
+    for next in UNITS {
+        if value < 1000.0 {
+            break;
+        }
+        value /= 1000.0;
+        unit = next;
+    }
+    if unit == "B" {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {unit}")
     }
 }
 

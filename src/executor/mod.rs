@@ -2,8 +2,8 @@
 //! sandbox with its own Podman inside (design.md "One job").
 //!
 //! The executor owns everything a job touches on the host: the git cache,
-//! the sandbox image, the sandbox container, the slot's image-store volume
-//! and the job's work dir. It reports steps and their output to a
+//! the sandbox image, the sandbox container, the slot's image store (the
+//! layer cache, kept within IMAGE_STORE_MAX_GB) and the job's work dir. It reports steps and their output to a
 //! [`StepObserver`] and returns a [`JobOutcome`]; it never talks to GitHub,
 //! masks secrets or stores logs.
 //!
@@ -14,9 +14,13 @@
 //! - `podman`: the only podman-api user.
 //! - `podman_service`: our own `podman system service` when none is given.
 //! - `sandbox_image`: the embedded containers/sandbox files and their build.
+//! - `store`: a slot's persistent image store on the host, its size and
+//!   last-use record (and why there is one store per slot).
+//! - `eviction`: which image goes next when a store is over its budget.
 //! - `process`: host child processes with streamed output.
 
 mod commands;
+mod eviction;
 mod git;
 mod job;
 mod observer;
@@ -24,10 +28,14 @@ mod podman;
 mod podman_service;
 mod process;
 mod sandbox_image;
+mod store;
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use sha2::{Digest, Sha256};
 
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
@@ -44,11 +52,15 @@ use podman::PodmanClient;
 use podman_service::PodmanService;
 use sandbox_image::SandboxImageRecipe;
 
-/// Every container and volume a job creates carries `ember-ci.job=<job id>`.
+/// Every container, pod and volume a job creates carries
+/// `ember-ci.job=<job id>` (nested ones too, in the slot's store)...
 pub const JOB_LABEL: &str = "ember-ci.job";
-/// A slot's persistent image-store volume carries `ember-ci.store=<slot>`
-/// (and no job label: it outlives jobs on purpose).
-pub const STORE_LABEL: &str = "ember-ci.store";
+/// ...and the host's ones `ember-ci.instance=<hash of the state dir>`, so
+/// two ember-ci instances (or parallel tests) on one host never sweep each
+/// other's containers.
+pub const INSTANCE_LABEL: &str = "ember-ci.instance";
+const INSTANCE_ID_HEX_DIGITS: usize = 12;
+const BYTES_PER_GB: u64 = 1_000_000_000;
 
 /// How long our own `podman system service` may take to answer.
 const PODMAN_SERVICE_READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -90,8 +102,15 @@ pub struct Executor {
     /// Absolute, since they become bind-mount sources.
     state_dir: PathBuf,
     config_dir: PathBuf,
+    /// Value of [`INSTANCE_LABEL`] on everything this instance creates.
+    instance_id: String,
+    /// Ids of the jobs running now, which a sweep must not touch.
+    running: Mutex<HashSet<String>>,
+    /// Disk budget of each slot's store: IMAGE_STORE_MAX_GB split evenly
+    /// between the NUM_WORKERS slots.
+    store_budget_bytes: u64,
     /// One sandbox image build at a time (concurrent jobs would build the
-    /// same image twice).
+    /// same image twice); a sweep of the scratch dir holds it too.
     sandbox_image_lock: tokio::sync::Mutex<()>,
     /// Our own API service, when config.podman_socket is None; killed on drop.
     _service: Option<PodmanService>,
@@ -115,8 +134,12 @@ impl Executor {
                 (PodmanClient::unix(service.socket()), Some(service))
             }
         };
+        let slots = u64::try_from(config.num_workers.max(1)).unwrap_or(u64::MAX);
         Ok(Self {
             git: git::GitCache::new(&state_dir, &config.gh_clone_url),
+            instance_id: instance_id(&state_dir),
+            running: Mutex::default(),
+            store_budget_bytes: config.image_store_max_gb.saturating_mul(BYTES_PER_GB) / slots,
             config,
             podman,
             state_dir,
@@ -124,6 +147,18 @@ impl Executor {
             sandbox_image_lock: tokio::sync::Mutex::new(()),
             _service: service,
         })
+    }
+
+    /// Sets each slot store's budget in bytes, overriding the share of
+    /// IMAGE_STORE_MAX_GB (whose GB granularity is too coarse for tests).
+    pub fn with_store_budget_bytes(mut self, bytes_per_slot: u64) -> Self {
+        self.store_budget_bytes = bytes_per_slot;
+        self
+    }
+
+    /// The value of [`INSTANCE_LABEL`] on this instance's containers.
+    pub fn instance_id(&self) -> &str {
+        &self.instance_id
     }
 
     /// Runs `job` to the end. Never fails: our own breakage is
@@ -136,42 +171,46 @@ impl Executor {
         observer: &dyn StepObserver,
         cancel: CancellationToken,
     ) -> JobOutcome {
+        let _running = RunningJob::register(&self.running, job.id.as_str());
         job::JobRun::new(self, job, observer).run(cancel).await
     }
 
-    /// At start-up: removes every container and volume labelled with a job
-    /// id and every job work dir (a crash left them). Returns how many.
+    /// Removes what a crash left: this instance's job-labelled containers,
+    /// pods and volumes, job work dirs and scratch dirs, skipping the jobs
+    /// running now (so it is also safe while jobs run). Nested containers
+    /// in a slot's store are reset by the next job of that slot. Returns
+    /// how many things it removed.
     pub async fn sweep_leftovers(&self) -> Result<usize, ExecutorError> {
+        let running = self.running.lock().expect("running-jobs lock").clone();
+        let is_leftover = |item: &podman::Labelled| {
+            item.labels
+                .get(JOB_LABEL)
+                .is_some_and(|job| !running.contains(job))
+        };
+        let (key, value) = (INSTANCE_LABEL, self.instance_id.as_str());
+        let podman = &self.podman;
         let mut removed = 0;
-        for container in self.podman.containers_labelled(JOB_LABEL, None).await? {
-            if self.podman.remove_container(&container).await? {
-                tracing::info!(%container, "removed a leftover job container");
+        for container in podman.containers_labelled(key, value).await? {
+            if is_leftover(&container) && podman.remove_container(&container.name).await? {
+                tracing::info!(container = %container.name, "removed a leftover job container");
                 removed += 1;
             }
         }
-        for volume in self.podman.volumes_labelled(JOB_LABEL, None).await? {
-            if self.podman.remove_volume(&volume).await? {
-                tracing::info!(%volume, "removed a leftover job volume");
+        for pod in podman.pods_labelled(key, value).await? {
+            if is_leftover(&pod) && podman.remove_pod(&pod.name).await? {
+                tracing::info!(pod = %pod.name, "removed a leftover job pod");
                 removed += 1;
             }
         }
-        let jobs_dir = self.jobs_dir();
-        let io_error = |source| ExecutorError::Io {
-            context: format!("sweeping {}", jobs_dir.display()),
-            source,
-        };
-        let mut entries = match tokio::fs::read_dir(&jobs_dir).await {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(removed),
-            Err(e) => return Err(io_error(e)),
-        };
-        while let Some(entry) = entries.next_entry().await.map_err(io_error)? {
-            tokio::fs::remove_dir_all(entry.path())
-                .await
-                .map_err(io_error)?;
-            tracing::info!(dir = %entry.path().display(), "removed a leftover job work dir");
-            removed += 1;
+        for volume in podman.volumes_labelled(key, value).await? {
+            if is_leftover(&volume) && podman.remove_volume(&volume.name).await? {
+                tracing::info!(volume = %volume.name, "removed a leftover job volume");
+                removed += 1;
+            }
         }
+        removed += remove_entries(&self.jobs_dir(), |name| !running.contains(name)).await?;
+        let _no_sandbox_build = self.sandbox_image_lock.lock().await;
+        removed += remove_entries(&self.scratch_dir(), |_| true).await?;
         Ok(removed)
     }
 
@@ -220,12 +259,87 @@ impl Executor {
         );
         // The podman CLI builds into the local store: this assumes the API
         // socket belongs to this host's root Podman, as on our machines.
-        Ok(recipe.build(&self.state_dir.join("tmp"), on_output).await?)
+        Ok(recipe.build(&self.scratch_dir(), on_output).await?)
     }
 
     fn jobs_dir(&self) -> PathBuf {
         self.state_dir.join("jobs")
     }
+
+    fn scratch_dir(&self) -> PathBuf {
+        self.state_dir.join("tmp")
+    }
+
+    fn slot_store(&self, slot: usize) -> store::SlotStore {
+        store::SlotStore::new(&self.state_dir, slot)
+    }
+}
+
+/// Marks a job as running for as long as its `run` future lives (a
+/// dropped future deregisters too).
+struct RunningJob<'a> {
+    running: &'a Mutex<HashSet<String>>,
+    id: String,
+}
+
+impl<'a> RunningJob<'a> {
+    fn register(running: &'a Mutex<HashSet<String>>, id: &str) -> Self {
+        running
+            .lock()
+            .expect("running-jobs lock")
+            .insert(id.to_string());
+        Self {
+            running,
+            id: id.to_string(),
+        }
+    }
+}
+
+impl Drop for RunningJob<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut running) = self.running.lock() {
+            running.remove(&self.id);
+        }
+    }
+}
+
+/// Short hash of the absolute state dir: one instance, one state dir.
+fn instance_id(state_dir: &Path) -> String {
+    let digest = hex::encode(Sha256::digest(state_dir.as_os_str().as_encoded_bytes()));
+    digest[..INSTANCE_ID_HEX_DIGITS].to_string()
+}
+
+/// Removes the entries of `dir` whose names `is_leftover` accepts; a
+/// missing `dir` has none.
+async fn remove_entries(
+    dir: &Path,
+    is_leftover: impl Fn(&str) -> bool,
+) -> Result<usize, ExecutorError> {
+    let io_error = |source| ExecutorError::Io {
+        context: format!("sweeping {}", dir.display()),
+        source,
+    };
+    let mut entries = match tokio::fs::read_dir(dir).await {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io_error(e)),
+    };
+    let mut removed = 0;
+    while let Some(entry) = entries.next_entry().await.map_err(io_error)? {
+        if !is_leftover(&entry.file_name().to_string_lossy()) {
+            continue;
+        }
+        let path = entry.path();
+        let result = if entry.file_type().await.map_err(io_error)?.is_dir() {
+            tokio::fs::remove_dir_all(&path).await
+        } else {
+            tokio::fs::remove_file(&path).await
+        };
+        result.map_err(io_error)?;
+        tracing::info!(path = %path.display(), "removed a leftover job file");
+        removed += 1;
+    }
+    Ok(removed)
 }
 
 /// The sandbox image a job on this config runs in: SANDBOX_IMAGE, or the

@@ -1,20 +1,21 @@
 //! The only user of podman-api: the host Podman's view of a job (the
-//! sandbox container, the slot's store volume, exec sessions, sweeping by
-//! label). podman-api types stop here; callers see names, exit codes and
+//! sandbox container, exec sessions, sweeping containers, pods and volumes
+//! by label). podman-api types stop here; callers see names, exit codes and
 //! [`PodmanError`].
 //!
 //! Two crate pitfalls shape this module: `wait()` reports no exit code, and
 //! an exec's exit code is only in the exec session's inspect output; the
 //! stop timeout is ignored, so containers are deleted with force.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use podman_api::models::{ContainerMount, NamedVolume};
+use podman_api::models::ContainerMount;
 use podman_api::opts::{
     ContainerCreateOpts, ContainerDeleteOpts, ContainerListFilter, ContainerListOpts,
-    ExecCreateOpts, VolumeCreateOpts, VolumeListFilter, VolumeListOpts,
+    ExecCreateOpts, PodListFilter, PodListOpts, VolumeListFilter, VolumeListOpts,
 };
 use podman_api::Podman;
 use thiserror::Error;
@@ -75,8 +76,13 @@ pub struct SandboxSpec {
     pub image: String,
     pub labels: Vec<(String, String)>,
     pub binds: Vec<Bind>,
-    /// A named volume and where it is mounted.
-    pub volume: (String, String),
+}
+
+/// A container, pod or volume found by label, with all its labels.
+#[derive(Debug, Clone)]
+pub struct Labelled {
+    pub name: String,
+    pub labels: HashMap<String, String>,
 }
 
 /// A connection to one Podman API socket.
@@ -109,35 +115,6 @@ impl PodmanClient {
             .map_err(|e| PodmanError::api(format!("checking image {image}"), e))
     }
 
-    /// Creates the named volume with `labels` unless it exists already.
-    pub async fn ensure_volume(
-        &self,
-        name: &str,
-        labels: &[(String, String)],
-    ) -> Result<(), PodmanError> {
-        let action = || format!("creating volume {name}");
-        let exists = self
-            .api
-            .volumes()
-            .get(name)
-            .exists()
-            .await
-            .map_err(|e| PodmanError::api(action(), e))?;
-        if exists {
-            return Ok(());
-        }
-        let opts = VolumeCreateOpts::builder()
-            .name(name)
-            .labels(labels.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .build();
-        self.api
-            .volumes()
-            .create(&opts)
-            .await
-            .map(|_| ())
-            .map_err(|e| PodmanError::api(action(), e))
-    }
-
     /// Creates and starts a privileged sandbox that idles until removed.
     pub async fn start_sandbox(&self, spec: &SandboxSpec) -> Result<(), PodmanError> {
         let mounts: Vec<ContainerMount> = spec
@@ -155,13 +132,6 @@ impl PodmanClient {
                 gid_mappings: None,
             })
             .collect();
-        let (volume_name, volume_dest) = &spec.volume;
-        let volume = NamedVolume {
-            dest: Some(volume_dest.clone()),
-            name: Some(volume_name.clone()),
-            is_anonymous: None,
-            options: None,
-        };
         let opts = ContainerCreateOpts::builder()
             .name(&spec.name)
             .image(&spec.image)
@@ -169,7 +139,6 @@ impl PodmanClient {
             .privileged(true)
             .labels(spec.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .mounts(mounts)
-            .volumes([volume])
             .build();
         self.api
             .containers()
@@ -268,20 +237,15 @@ impl PodmanClient {
         Ok((code, String::from_utf8_lossy(&output).into_owned()))
     }
 
-    /// Names of every container (any state) carrying `key=value`, or just
-    /// `key` when `value` is None.
+    /// Every container (any state) carrying `key=value`.
     pub async fn containers_labelled(
         &self,
         key: &str,
-        value: Option<&str>,
-    ) -> Result<Vec<String>, PodmanError> {
-        let filter = match value {
-            Some(value) => ContainerListFilter::LabelKeyVal(key.into(), value.into()),
-            None => ContainerListFilter::LabelKey(key.into()),
-        };
+        value: &str,
+    ) -> Result<Vec<Labelled>, PodmanError> {
         let opts = ContainerListOpts::builder()
             .all(true)
-            .filter([filter])
+            .filter([ContainerListFilter::LabelKeyVal(key.into(), value.into())])
             .build();
         let containers = self
             .api
@@ -291,27 +255,67 @@ impl PodmanClient {
             .map_err(|e| PodmanError::api(format!("listing containers labelled {key}"), e))?;
         Ok(containers
             .into_iter()
-            .filter_map(|c| c.names.and_then(|names| names.into_iter().next()).or(c.id))
+            .filter_map(|c| {
+                let name = c
+                    .names
+                    .and_then(|names| names.into_iter().next())
+                    .or(c.id)?;
+                Some(Labelled {
+                    name,
+                    labels: c.labels.unwrap_or_default(),
+                })
+            })
             .collect())
     }
 
+    /// Every pod carrying `key=value`.
+    pub async fn pods_labelled(
+        &self,
+        key: &str,
+        value: &str,
+    ) -> Result<Vec<Labelled>, PodmanError> {
+        let opts = PodListOpts::builder()
+            .filter([PodListFilter::LabelKeyVal(key.into(), value.into())])
+            .build();
+        let pods = self
+            .api
+            .pods()
+            .list(&opts)
+            .await
+            .map_err(|e| PodmanError::api(format!("listing pods labelled {key}"), e))?;
+        Ok(pods
+            .into_iter()
+            .filter_map(|p| {
+                Some(Labelled {
+                    name: p.name.or(p.id)?,
+                    labels: p.labels.unwrap_or_default(),
+                })
+            })
+            .collect())
+    }
+
+    /// Every volume carrying `key=value`.
     pub async fn volumes_labelled(
         &self,
         key: &str,
-        value: Option<&str>,
-    ) -> Result<Vec<String>, PodmanError> {
-        let filter = match value {
-            Some(value) => VolumeListFilter::LabelKeyVal(key.into(), value.into()),
-            None => VolumeListFilter::LabelKey(key.into()),
-        };
-        let opts = VolumeListOpts::builder().filter([filter]).build();
+        value: &str,
+    ) -> Result<Vec<Labelled>, PodmanError> {
+        let opts = VolumeListOpts::builder()
+            .filter([VolumeListFilter::LabelKeyVal(key.into(), value.into())])
+            .build();
         let volumes = self
             .api
             .volumes()
             .list(&opts)
             .await
             .map_err(|e| PodmanError::api(format!("listing volumes labelled {key}"), e))?;
-        Ok(volumes.into_iter().map(|v| v.name).collect())
+        Ok(volumes
+            .into_iter()
+            .map(|v| Labelled {
+                name: v.name,
+                labels: v.labels,
+            })
+            .collect())
     }
 
     /// Kills and deletes a container with its anonymous volumes; a missing
@@ -327,6 +331,21 @@ impl PodmanClient {
             Ok(()) => Ok(true),
             Err(e) => {
                 let error = PodmanError::api(format!("removing container {name}"), e);
+                if error.is_not_found() {
+                    Ok(false)
+                } else {
+                    Err(error)
+                }
+            }
+        }
+    }
+
+    /// Force-removes a pod and its containers; a missing pod is not an error.
+    pub async fn remove_pod(&self, name: &str) -> Result<bool, PodmanError> {
+        match self.api.pods().get(name).remove().await {
+            Ok(_) => Ok(true),
+            Err(e) => {
+                let error = PodmanError::api(format!("removing pod {name}"), e);
                 if error.is_not_found() {
                     Ok(false)
                 } else {

@@ -34,9 +34,11 @@ const CONTEXT_FILES: [(&str, &str); 3] = [
 /// The csi-sanity release baked into the sandbox.
 pub const CSI_SANITY_VERSION: &str = "v5.3.1";
 /// sha256 of csi-sanity-<version>.linux.amd64.tar.gz. Left empty because it
-/// could not be looked up from a host without GitHub access: until it is
-/// filled in, a build that includes csi-sanity stops with a message naming
-/// the URL (SANDBOX_SKIP_CSI_SANITY=1 builds without it).
+/// could not be looked up from a host without GitHub access (nor found in
+/// any stored copy of the release): until it is filled in, a build that
+/// includes csi-sanity stops before it starts, naming the URL
+/// (SANDBOX_SKIP_CSI_SANITY=1 builds without it). The Containerfile checks
+/// the download against it too.
 pub const CSI_SANITY_SHA256: &str = "";
 
 #[derive(Debug, Error)]
@@ -47,6 +49,12 @@ pub enum SandboxImageError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "csi-sanity {version} has no pinned sha256 (CSI_SANITY_SHA256 in src/executor/sandbox_image.rs), \
+         so {url} cannot be verified; set SANDBOX_SKIP_CSI_SANITY=1 and a SANITY_COMMAND that does \
+         not need it, or SANDBOX_IMAGE to an image that has it"
+    )]
+    CsiSanityUnpinned { version: String, url: String },
     #[error("cannot run `podman build`: {0}")]
     Spawn(#[source] std::io::Error),
     #[error(
@@ -59,18 +67,22 @@ pub enum SandboxImageError {
 #[derive(Debug, Clone)]
 pub struct SandboxImageRecipe {
     build_args: Vec<(&'static str, String)>,
+    /// The csi-sanity download to check, when the image includes it.
+    csi_sanity: Option<(String, String)>,
 }
 
 impl SandboxImageRecipe {
     pub fn new(skip_csi_sanity: bool) -> Self {
+        Self::with_csi_sanity(skip_csi_sanity, CSI_SANITY_VERSION, CSI_SANITY_SHA256)
+    }
+
+    fn with_csi_sanity(skip: bool, version: &str, sha256: &str) -> Self {
         Self {
+            csi_sanity: (!skip).then(|| (version.to_string(), sha256.to_string())),
             build_args: vec![
-                ("CSI_SANITY_VERSION", CSI_SANITY_VERSION.to_string()),
-                ("CSI_SANITY_SHA256", CSI_SANITY_SHA256.to_string()),
-                (
-                    "SKIP_CSI_SANITY",
-                    if skip_csi_sanity { "1" } else { "0" }.to_string(),
-                ),
+                ("CSI_SANITY_VERSION", version.to_string()),
+                ("CSI_SANITY_SHA256", sha256.to_string()),
+                ("SKIP_CSI_SANITY", if skip { "1" } else { "0" }.to_string()),
             ],
         }
     }
@@ -97,6 +109,17 @@ impl SandboxImageRecipe {
         scratch_parent: &Path,
         on_output: &mut (dyn FnMut(&[u8]) + Send),
     ) -> Result<String, SandboxImageError> {
+        if let Some((version, sha256)) = &self.csi_sanity {
+            if sha256.is_empty() {
+                return Err(SandboxImageError::CsiSanityUnpinned {
+                    url: format!(
+                        "https://github.com/kubernetes-csi/csi-test/releases/download/\
+                         {version}/csi-sanity-{version}.linux.amd64.tar.gz"
+                    ),
+                    version: version.clone(),
+                });
+            }
+        }
         let image = self.image_ref();
         let context = self.write_context(scratch_parent, &image).await?;
         let mut command = Command::new("podman");
@@ -171,6 +194,29 @@ mod tests {
             .expect("repository prefix");
         assert_eq!(tag.len(), TAG_HEX_DIGITS);
         assert!(tag.bytes().all(|b| b.is_ascii_hexdigit()));
+    }
+
+    #[tokio::test]
+    async fn unpinned_csi_sanity_fails_before_building() {
+        let scratch = tempfile::tempdir().expect("temp dir");
+        let recipe = SandboxImageRecipe::with_csi_sanity(false, "v5.3.1", "");
+        let error = recipe
+            .build(scratch.path(), &mut |_| panic!("podman build ran"))
+            .await
+            .expect_err("no checksum to verify against");
+        let text = error.to_string();
+        assert!(
+            text.contains("csi-sanity v5.3.1 has no pinned sha256"),
+            "{text}"
+        );
+        assert!(
+            text.contains("/v5.3.1/csi-sanity-v5.3.1.linux.amd64.tar.gz"),
+            "{text}"
+        );
+        assert!(matches!(error, SandboxImageError::CsiSanityUnpinned { .. }));
+        assert!(SandboxImageRecipe::with_csi_sanity(true, "v5.3.1", "")
+            .csi_sanity
+            .is_none());
     }
 
     #[test]

@@ -1,6 +1,8 @@
-//! Test environment for the executor: the demo repository (PRs #129, #130
-//! and a never-serving #131), a config dir made from examples/demo, a state
-//! dir, a recording observer, and checks on what Podman still holds.
+//! Test environment for the executor: the demo repository (PRs #129, #130,
+//! a never-serving #131 and any PR a test pushes), a config dir made from
+//! examples/demo, a state dir, a recording observer, and checks on what
+//! Podman still holds.
+#![allow(dead_code)] // each test binary uses a different part
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,9 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 /// The PR whose plugin never opens its endpoint (made by [`DemoEnv::new`]).
 pub const NEVER_SERVING_PR: u64 = 131;
-/// Not slot 0: a developer host may run a real ember-ci whose slot-0 store
-/// must not see test containers (cleanup removes every nested container of
-/// its slot).
+/// Any slot works (each test has its own state dir, so its own stores); a
+/// distinctive one makes test images easy to spot in logs.
 pub const TEST_SLOT: usize = 900;
 
 pub fn repo_root() -> PathBuf {
@@ -38,6 +39,7 @@ pub fn run_ok(command: &mut Command) -> String {
 }
 
 /// Timeouts a test case runs with.
+#[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
     pub job: Duration,
     pub plugin_start: Duration,
@@ -49,8 +51,10 @@ pub struct DemoEnv {
     base_config: String,
     pub config_dir: PathBuf,
     pub state_dir: PathBuf,
-    /// (PR number, head SHA) of #129, #130 and #131.
+    /// (PR number, head SHA) of #129, #130, #131 and pushed PRs.
     pub heads: Vec<(u64, CommitSha)>,
+    /// The bare repository standing in for embercsi/ember-csi.
+    pub repo: PathBuf,
 }
 
 impl DemoEnv {
@@ -92,7 +96,24 @@ impl DemoEnv {
             config_dir,
             state_dir,
             heads,
+            repo,
         }
+    }
+
+    /// Commits the demo plugin (main) as changed by `edit` (given the
+    /// checkout) as refs/pull/<pr>/head.
+    pub fn push_pr(&mut self, pr: u64, message: &str, edit: impl FnOnce(&Path)) -> CommitSha {
+        let sha = push_pr(self.dir.path(), &self.repo, pr, message, edit);
+        self.heads.push((pr, sha.clone()));
+        sha
+    }
+
+    /// Where slot `slot`'s image store lives.
+    pub fn slot_store(&self, slot: usize) -> PathBuf {
+        self.state_dir
+            .join("image-store")
+            .join(format!("slot-{slot}"))
+            .join("containers")
     }
 
     pub fn head(&self, pr: u64) -> CommitSha {
@@ -104,22 +125,31 @@ impl DemoEnv {
     }
 
     pub fn job(&self, pr: u64) -> ember_ci::executor::Job {
+        self.job_for("demo", pr, TEST_SLOT)
+    }
+
+    pub fn job_for(&self, backend: &str, pr: u64, slot: usize) -> ember_ci::executor::Job {
         ember_ci::executor::Job {
             id: JobId::generate(),
             request: JobRequest {
                 pr: PrNumber::new(pr).expect("PR number"),
                 sha: self.head(pr),
-                backend: BackendName::new("demo").expect("backend name"),
+                backend: BackendName::new(backend).expect("backend name"),
             },
-            slot: TEST_SLOT,
+            slot,
         }
     }
 
     /// The config dir loaded the way `ember-ci` loads it, with the test's
     /// timeouts as keys (the `config` file is rewritten each call).
     pub fn config(&self, timeouts: Timeouts) -> Arc<Config> {
+        self.config_with(timeouts, "")
+    }
+
+    /// Like [`Self::config`], with `extra_keys` (config-file lines) last.
+    pub fn config_with(&self, timeouts: Timeouts, extra_keys: &str) -> Arc<Config> {
         let with_timeouts = format!(
-            "{}JOB_TIMEOUT={}\nPLUGIN_START_TIMEOUT={}\n",
+            "{}JOB_TIMEOUT={}\nPLUGIN_START_TIMEOUT={}\n{extra_keys}\n",
             self.base_config,
             timeouts.job.as_secs(),
             timeouts.plugin_start.as_secs()
@@ -134,27 +164,45 @@ impl DemoEnv {
 /// Commits a copy of the demo plugin whose container only sleeps, as
 /// refs/pull/131/head, and returns its SHA.
 fn push_never_serving_pr(scratch: &Path, bare: &Path) -> CommitSha {
-    let work = scratch.join("never-serving");
+    push_pr(
+        scratch,
+        bare,
+        NEVER_SERVING_PR,
+        "Plugin that never serves",
+        |work| {
+            let dockerfile = work.join("Dockerfile");
+            let original = std::fs::read_to_string(&dockerfile).expect("demo Dockerfile");
+            let sleeping: String = original
+                .lines()
+                .map(|line| {
+                    if line.starts_with("CMD ") {
+                        r#"CMD ["sleep", "infinity"]"#
+                    } else {
+                        line
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            std::fs::write(&dockerfile, sleeping + "\n").expect("write Dockerfile");
+        },
+    )
+}
+
+fn push_pr(
+    scratch: &Path,
+    bare: &Path,
+    pr: u64,
+    message: &str,
+    edit: impl FnOnce(&Path),
+) -> CommitSha {
+    let work = scratch.join(format!("pr-{pr}"));
     run_ok(
         Command::new("git")
             .args(["clone", "-q", "--branch", "main"])
             .arg(bare)
             .arg(&work),
     );
-    let dockerfile = work.join("Dockerfile");
-    let original = std::fs::read_to_string(&dockerfile).expect("demo Dockerfile");
-    let sleeping: String = original
-        .lines()
-        .map(|line| {
-            if line.starts_with("CMD ") {
-                r#"CMD ["sleep", "infinity"]"#
-            } else {
-                line
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    std::fs::write(&dockerfile, sleeping + "\n").expect("write Dockerfile");
+    edit(&work);
     let git = |args: &[&str]| {
         run_ok(
             Command::new("git")
@@ -164,13 +212,9 @@ fn push_never_serving_pr(scratch: &Path, bare: &Path) -> CommitSha {
                 .args(args),
         )
     };
-    git(&["commit", "-q", "-am", "Plugin that never serves"]);
-    git(&[
-        "push",
-        "-q",
-        "origin",
-        &format!("HEAD:refs/pull/{NEVER_SERVING_PR}/head"),
-    ]);
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", message]);
+    git(&["push", "-q", "origin", &format!("HEAD:refs/pull/{pr}/head")]);
     CommitSha::new(git(&["rev-parse", "HEAD"]).trim()).expect("SHA")
 }
 
@@ -278,14 +322,42 @@ impl StepObserver for RecordingObserver {
     }
 }
 
-/// Asserts that Podman holds no container or volume of `job` and that its
-/// work dir is gone.
+/// Asserts that Podman holds no container, pod or volume of `job` and that
+/// its work dir is gone.
 pub fn assert_nothing_left(env: &DemoEnv, job: &JobId) {
     let filter = format!("label=ember-ci.job={job}");
     let containers = run_ok(Command::new("podman").args(["ps", "-a", "-q", "--filter", &filter]));
     assert_eq!(containers.trim(), "", "containers of job {job} remain");
+    let pods = run_ok(Command::new("podman").args(["pod", "ps", "-q", "--filter", &filter]));
+    assert_eq!(pods.trim(), "", "pods of job {job} remain");
     let volumes = run_ok(Command::new("podman").args(["volume", "ls", "-q", "--filter", &filter]));
     assert_eq!(volumes.trim(), "", "volumes of job {job} remain");
     let work_dir = env.state_dir.join("jobs").join(job.as_str());
     assert!(!work_dir.exists(), "{} remains", work_dir.display());
+}
+
+/// What slot `slot`'s store still holds in nested containers (storage-only
+/// ones of killed builds included), pods and volumes, as its own Podman
+/// sees it from a throwaway sandbox. Empty when nothing is left.
+pub fn nested_leftovers(env: &DemoEnv, slot: usize, sandbox_image: &str) -> String {
+    let store = env.slot_store(slot);
+    let script = "podman ps -a --external --format 'container {{.Names}}'; \
+                  podman pod ps --format 'pod {{.Name}}'; \
+                  podman volume ls --format 'volume {{.Name}}'";
+    run_ok(
+        Command::new("podman")
+            .args([
+                "run",
+                "--rm",
+                "--privileged",
+                "--label",
+                "ember-ci.test=nested-check",
+            ])
+            .arg("-v")
+            .arg(format!("{}:/var/lib/containers", store.display()))
+            .args(["-v", "/var/lib/containers/storage:/var/lib/host-store:ro"])
+            .args([sandbox_image, "bash", "-c", script]),
+    )
+    .trim()
+    .to_string()
 }

@@ -1,0 +1,492 @@
+//! The job sandbox on real Podman: the layer cache across jobs and
+//! restarts, the store's disk budget, CSI_SYSTEM_FILES from a Ceph-style
+//! driver script, vendor extras, two workers at once, and what a job killed
+//! mid-way leaves (and who removes it).
+//!
+//! Needs root Podman with runc and localhost/debian:bookworm
+//! (scripts/setup-host.sh); the extras case needs the Debian mirror.
+
+#[path = "support/executor_env.rs"]
+mod executor_env;
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ember_ci::executor::Executor;
+use ember_ci::model::{JobOutcome, Step};
+use executor_env::{
+    assert_nothing_left, nested_leftovers, run_ok, DemoEnv, RecordingObserver, Timeouts,
+    NEVER_SERVING_PR,
+};
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+
+/// At most two cases at once: each runs privileged sandboxes and nested
+/// builds, and CI has two slow cores.
+static HEAVY_CASES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+const GENEROUS: Timeouts = Timeouts {
+    job: Duration::from_secs(900),
+    plugin_start: Duration::from_secs(120),
+};
+
+/// PRs whose Dockerfile is shaped like Ember-CSI's: a slow dependency step,
+/// then the source. #141 changes only the source.
+const DEPS_PR: u64 = 140;
+const SOURCE_CHANGE_PR: u64 = 141;
+const DEPS_DOCKERFILE: &str = "FROM localhost/debian:bookworm\n\
+RUN echo deps > /deps && sleep 2\n\
+COPY ember-csi-demo /usr/local/bin/ember-csi-demo\n\
+ENV CSI_ENDPOINT=127.0.0.1:50051\n\
+CMD [\"perl\", \"/usr/local/bin/ember-csi-demo\"]\n";
+
+fn push_dependency_prs(env: &mut DemoEnv) {
+    env.push_pr(DEPS_PR, "Dockerfile with a dependency step", |work| {
+        std::fs::write(work.join("Dockerfile"), DEPS_DOCKERFILE).expect("Dockerfile");
+    });
+    env.push_pr(SOURCE_CHANGE_PR, "Change the source only", |work| {
+        std::fs::write(work.join("Dockerfile"), DEPS_DOCKERFILE).expect("Dockerfile");
+        let plugin = work.join("ember-csi-demo");
+        let mut source = std::fs::read_to_string(&plugin).expect("plugin source");
+        source.push_str("# a source-only change (PR 141)\n");
+        std::fs::write(&plugin, source).expect("plugin source");
+    });
+}
+
+async fn executor(config: Arc<ember_ci::config::Config>) -> Executor {
+    Executor::new(config)
+        .await
+        .expect("executor starts its own podman service")
+}
+
+/// Runs PR #129 and checks that the job left nothing behind.
+async fn run_checked(
+    executor: &Executor,
+    env: &DemoEnv,
+    observer: &RecordingObserver,
+) -> JobOutcome {
+    let job = env.job(129);
+    let outcome = executor.run(&job, observer, CancellationToken::new()).await;
+    assert_nothing_left(env, &job.id);
+    outcome
+}
+
+/// The output of the build step that runs `instruction`, up to the next step.
+fn build_step<'a>(build_log: &'a str, instruction: &str) -> &'a str {
+    let start = build_log
+        .find(&format!(": {instruction}"))
+        .unwrap_or_else(|| panic!("no step {instruction:?} in the build log:\n{build_log}"));
+    let rest = &build_log[start..];
+    let end = rest.find("\nSTEP ").map_or(rest.len(), |i| i + 1);
+    &rest[..end]
+}
+
+#[tokio::test]
+async fn source_only_change_reuses_dependency_layers_across_a_restart() {
+    let _heavy = HEAVY_CASES.acquire().await.expect("semaphore");
+    let mut env = DemoEnv::new();
+    push_dependency_prs(&mut env);
+
+    let cold = RecordingObserver::default();
+    let first = executor(env.config(GENEROUS)).await;
+    let job = env.job(DEPS_PR);
+    let outcome = first.run(&job, &cold, CancellationToken::new()).await;
+    assert_eq!(outcome, JobOutcome::Success);
+    assert_nothing_left(&env, &job.id);
+    // A restart of the service: a new executor on the same state dir.
+    drop(first);
+
+    let warm = RecordingObserver::default();
+    let second = executor(env.config(GENEROUS)).await;
+    let job = env.job(SOURCE_CHANGE_PR);
+    let outcome = second.run(&job, &warm, CancellationToken::new()).await;
+    assert_eq!(outcome, JobOutcome::Success);
+    assert_nothing_left(&env, &job.id);
+
+    let (cold_log, warm_log) = (cold.output_of(Step::Build), warm.output_of(Step::Build));
+    let deps = "RUN echo deps > /deps && sleep 2";
+    let source = "COPY ember-csi-demo /usr/local/bin/ember-csi-demo";
+    assert!(
+        !build_step(&cold_log, deps).contains("Using cache"),
+        "the first build of a fresh store cannot be cached:\n{cold_log}"
+    );
+    assert!(
+        build_step(&warm_log, deps).contains("Using cache"),
+        "the dependency step was rebuilt:\n{warm_log}"
+    );
+    assert!(
+        !build_step(&warm_log, source).contains("Using cache"),
+        "the changed source was not copied again:\n{warm_log}"
+    );
+    assert!(warm
+        .output_of(Step::Sanity)
+        .contains("plugin answered: ember-csi-demo OK"));
+    let duration = |observer: &RecordingObserver| {
+        observer
+            .finished(Step::Build)
+            .expect("build finished")
+            .duration
+            .as_secs_f32()
+    };
+    eprintln!(
+        "TIMING build step: cold {:.1}s, warm after a source change {:.1}s",
+        duration(&cold),
+        duration(&warm)
+    );
+}
+
+#[tokio::test]
+async fn store_over_budget_evicts_old_images_first_and_keeps_the_running_jobs() {
+    let _heavy = HEAVY_CASES.acquire().await.expect("semaphore");
+    let mut env = DemoEnv::new();
+    push_dependency_prs(&mut env);
+    let extras = env.config_dir.join("extras.Containerfile");
+    std::fs::write(
+        &extras,
+        "COPY sanity.sh /usr/local/share/vendor-sanity.sh\n",
+    )
+    .expect("extras file");
+
+    // Fill the store: #129 with a vendor layer, then #130, whose build
+    // takes the slot's tag from #129.
+    let with_extras =
+        executor(env.config_with(GENEROUS, "EXTRA_CONTAINERFILE_1=extras.Containerfile")).await;
+    let job = env.job(129);
+    let outcome = with_extras
+        .run(
+            &job,
+            &RecordingObserver::default(),
+            CancellationToken::new(),
+        )
+        .await;
+    assert_eq!(outcome, JobOutcome::Success);
+    drop(with_extras);
+    let plain = executor(env.config(GENEROUS)).await;
+    let job = env.job(130);
+    let outcome = plain
+        .run(
+            &job,
+            &RecordingObserver::default(),
+            CancellationToken::new(),
+        )
+        .await;
+    assert!(matches!(outcome, JobOutcome::Failure { .. }), "{outcome:?}");
+    drop(plain);
+
+    // A budget nothing fits in: everything but the running job's image goes.
+    let tiny = executor(env.config(GENEROUS))
+        .await
+        .with_store_budget_bytes(1);
+    let observer = RecordingObserver::default();
+    let job = env.job(DEPS_PR);
+    let outcome = tiny.run(&job, &observer, CancellationToken::new()).await;
+
+    // The plugin ran from the job's image after the eviction.
+    assert_eq!(outcome, JobOutcome::Success);
+    let build = observer.output_of(Step::Build);
+    let prune = build
+        .find("$ podman image prune --force")
+        .unwrap_or_else(|| panic!("dangling images were not pruned:\n{build}"));
+    let extras_evicted = build
+        .find("evicting least recently used image localhost/ember-csi-job:slot900-extras")
+        .unwrap_or_else(|| panic!("the old vendor layer was not evicted:\n{build}"));
+    assert!(prune < extras_evicted, "dangling images go first:\n{build}");
+    assert!(
+        !build.contains("evicting least recently used image localhost/ember-csi-job:slot900 "),
+        "the running job's image was evicted:\n{build}"
+    );
+    assert!(
+        build.contains("every image left is in use"),
+        "eviction did not stop at the job's own images:\n{build}"
+    );
+    assert_nothing_left(&env, &job.id);
+}
+
+/// Ceph's driver needs /etc/ceph/ceph.conf and a keyring inside the plugin
+/// container: the driver script tars them (CSI_SYSTEM_FILES) and the demo
+/// plugin insists on both, byte for byte ("require_files").
+#[tokio::test]
+async fn ceph_style_system_files_reach_the_plugin_with_their_content() {
+    let _heavy = HEAVY_CASES.acquire().await.expect("semaphore");
+    let env = DemoEnv::new();
+    const CONF: &str = "[global]\nfsid = 6f1a4a3c\nmon_host = 192.0.2.10:6789\n";
+    const KEYRING: &str = "[client.admin]\n\tkey = AQBk8mxmAAAAABAAr2v0YVdZkW1gYd2QmWJrYg==\n";
+    let sha = |text: &str| hex::encode(Sha256::digest(text.as_bytes()));
+    let require = format!(
+        "/etc/ceph/ceph.conf={},/etc/ceph/ceph.client.admin.keyring={}",
+        sha(CONF),
+        sha(KEYRING)
+    );
+    // `$1` picks which files go into the tar and the keyring's content.
+    let script = env.config_dir.join("ceph-driver.sh");
+    let write_script = |tarred: &str, keyring: &str| {
+        std::fs::write(
+            &script,
+            format!(
+                "ceph_files=$(mktemp -d)\n\
+                 mkdir -p \"$ceph_files/etc/ceph\"\n\
+                 printf '%s' '{CONF}' > \"$ceph_files/etc/ceph/ceph.conf\"\n\
+                 printf '%s' '{keyring}' > \"$ceph_files/etc/ceph/ceph.client.admin.keyring\"\n\
+                 tar --create --file \"$ceph_files/system-files.tar\" --directory \"$ceph_files\" {tarred}\n\
+                 CSI_SYSTEM_FILES=\"$ceph_files/system-files.tar\"\n\
+                 DRIVER_CONFIG='{{\"name\": \"ceph\", \"driver\": \"RBD\", \"require_files\": \"{require}\"}}'\n"
+            ),
+        )
+        .expect("driver script");
+    };
+    write_script("etc/ceph", KEYRING);
+    let executor = executor(env.config_with(GENEROUS, "DRIVER_CONFIG_1=ceph-driver.sh")).await;
+    let run = |observer| run_checked(&executor, &env, observer);
+
+    let observer = RecordingObserver::default();
+    assert_eq!(run(&observer).await, JobOutcome::Success);
+    assert!(observer
+        .output_of(Step::DriverConfig)
+        .contains("CSI_SYSTEM_FILES=/tmp/"));
+    let plugin_log = observer.output_of(Step::Cleanup);
+    for file in ["ceph.conf", "ceph.client.admin.keyring"] {
+        let line =
+            format!("required system file /etc/ceph/{file} is present with the expected content");
+        assert!(plugin_log.contains(&line), "{line:?} not in:\n{plugin_log}");
+    }
+    assert!(observer.output_of(Step::Sanity).contains("driver=RBD"));
+
+    write_script("etc/ceph/ceph.conf", KEYRING);
+    let observer = RecordingObserver::default();
+    let outcome = run(&observer).await;
+    let JobOutcome::Failure { step, reason } = &outcome else {
+        panic!("a missing keyring must fail the job, got {outcome:?}");
+    };
+    assert!(reason.starts_with("plugin exited with code"), "{reason}");
+    assert!(observer
+        .output_of(*step)
+        .contains("required system file /etc/ceph/ceph.client.admin.keyring is missing"));
+
+    write_script("etc/ceph", "[client.admin]\n\tkey = a-different-key\n");
+    let observer = RecordingObserver::default();
+    let outcome = run(&observer).await;
+    let JobOutcome::Failure { step, .. } = &outcome else {
+        panic!("a wrong keyring must fail the job, got {outcome:?}");
+    };
+    assert!(observer.output_of(*step).contains(
+        "required system file /etc/ceph/ceph.client.admin.keyring has unexpected content"
+    ));
+}
+
+#[tokio::test]
+async fn extra_package_is_installed_into_the_plugin_image() {
+    let _heavy = HEAVY_CASES.acquire().await.expect("semaphore");
+    let env = DemoEnv::new();
+    let needs_jq =
+        r#"DRIVER_CONFIG_1='{"name": "demo", "driver": "JqDriver", "require_binaries": "jq"}'"#;
+
+    // Without the package the plugin refuses to start: the check can fail.
+    let executor_without = executor(env.config_with(GENEROUS, needs_jq)).await;
+    let observer = RecordingObserver::default();
+    let job = env.job(129);
+    let outcome = executor_without
+        .run(&job, &observer, CancellationToken::new())
+        .await;
+    let JobOutcome::Failure { step, .. } = &outcome else {
+        panic!("the plugin started without jq: {outcome:?}");
+    };
+    assert!(observer
+        .output_of(*step)
+        .contains("required binary jq is not installed"));
+    drop(executor_without);
+
+    let executor =
+        executor(env.config_with(GENEROUS, &format!("{needs_jq}\nEXTRA_PACKAGES_1=jq"))).await;
+    let observer = RecordingObserver::default();
+    let job = env.job(129);
+    let outcome = executor
+        .run(&job, &observer, CancellationToken::new())
+        .await;
+
+    assert_eq!(outcome, JobOutcome::Success);
+    let build = observer.output_of(Step::Build);
+    assert!(
+        build.contains("install -y --no-install-recommends 'jq'"),
+        "{build}"
+    );
+    assert!(
+        observer
+            .output_of(Step::StartPlugin)
+            .contains(" localhost/ember-csi-job:slot900-extras\n"),
+        "the plugin did not run from the extras image"
+    );
+    let plugin_log = observer.output_of(Step::Cleanup);
+    assert!(
+        plugin_log.contains("required binary jq found in /usr/bin"),
+        "{plugin_log}"
+    );
+    assert_nothing_left(&env, &job.id);
+}
+
+/// Both plugins listen on 127.0.0.1:50051, each in its own sandbox. Each
+/// sanity command checks its own plugin, then waits for a file the test
+/// writes once both jobs are in their sanity steps: the two plugins serve
+/// at the same moment, and each suite reached its own.
+#[tokio::test]
+async fn two_workers_run_two_backends_at_once() {
+    let _heavy = HEAVY_CASES.acquire().await.expect("semaphore");
+    let env = DemoEnv::new();
+    let go = env.config_dir.join("both-in-sanity");
+    std::fs::write(
+        env.config_dir.join("await-other-job.sh"),
+        "for _ in $(seq 240); do [ -e /config/both-in-sanity ] && exit 0; sleep 0.5; done
+         echo 'the other job never reached its sanity step'; exit 1
+",
+    )
+    .expect("await script");
+    let sanity = "/config/sanity.sh 127.0.0.1:50051 && bash /config/await-other-job.sh";
+    let keys = format!(
+        "NUM_WORKERS=2\nNUM_DRIVERS=2\nDRIVER_NAME_2=demo2\n\
+         DRIVER_CONFIG_2='{{\"name\": \"demo2\", \"driver\": \"SecondDriver\"}}'\n\
+         SANITY_COMMAND_1=\"{sanity}\"\nSANITY_COMMAND_2=\"{sanity}\""
+    );
+    let executor = Arc::new(executor(env.config_with(GENEROUS, &keys)).await);
+    // A cold sandbox image build would serialise the two starts.
+    executor
+        .ensure_sandbox_image(&RecordingObserver::default())
+        .await
+        .expect("sandbox image");
+    let jobs = [env.job_for("demo", 129, 0), env.job_for("demo2", 129, 1)];
+    let mut tasks = Vec::new();
+    let mut observers = Vec::new();
+    for job in jobs.clone() {
+        let executor = executor.clone();
+        let observer = Arc::new(RecordingObserver::default());
+        observers.push(observer.clone());
+        tasks.push(tokio::spawn(async move {
+            executor
+                .run(&job, observer.as_ref(), CancellationToken::new())
+                .await
+        }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let in_sanity = |o: &RecordingObserver| o.started_steps().contains(&Step::Sanity);
+    let ended = |o: &RecordingObserver| o.started_steps().contains(&Step::Cleanup);
+    while !observers.iter().all(|o| in_sanity(o)) {
+        assert!(
+            Instant::now() < deadline && !observers.iter().any(|o| ended(o)),
+            "the two jobs never were in their sanity steps together"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    std::fs::write(&go, "").expect("go file");
+    for task in tasks {
+        assert_eq!(task.await.expect("job task"), JobOutcome::Success);
+    }
+
+    assert!(observers[0]
+        .output_of(Step::Sanity)
+        .contains("driver=DemoDriver"));
+    assert!(observers[1]
+        .output_of(Step::Sanity)
+        .contains("driver=SecondDriver"));
+    assert!(env.slot_store(0).is_dir() && env.slot_store(1).is_dir());
+    for job in &jobs {
+        assert_nothing_left(&env, &job.id);
+    }
+}
+
+/// A service killed mid-job runs no cleanup: its sandbox stays on the host
+/// and its plugin container in the slot's store. The sweep removes the
+/// first (and not a job still running), the slot's next job the second.
+#[tokio::test]
+async fn killed_job_is_swept_and_the_next_job_of_its_slot_clears_the_store() {
+    let _heavy = HEAVY_CASES.acquire().await.expect("semaphore");
+    let env = DemoEnv::new();
+    let executor = Arc::new(executor(env.config(GENEROUS)).await);
+    let sandbox_image = executor
+        .ensure_sandbox_image(&RecordingObserver::default())
+        .await
+        .expect("sandbox image");
+    let sandbox_of = |job: &ember_ci::model::JobId| {
+        run_ok(Command::new("podman").args([
+            "ps",
+            "-a",
+            "--format",
+            "{{.Names}}",
+            "--filter",
+            &format!("label=ember-ci.job={job}"),
+        ]))
+        .trim()
+        .to_string()
+    };
+
+    // A job that keeps running through the sweep (slot 1).
+    let survivor = env.job_for("demo", NEVER_SERVING_PR, 1);
+    let stop_survivor = CancellationToken::new();
+    let survivor_seen = Arc::new(RecordingObserver::default());
+    let survivor_task = {
+        let (executor, job, observer, cancel) = (
+            executor.clone(),
+            survivor.clone(),
+            survivor_seen.clone(),
+            stop_survivor.clone(),
+        );
+        tokio::spawn(async move { executor.run(&job, observer.as_ref(), cancel).await })
+    };
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !survivor_seen.started_steps().contains(&Step::WaitPlugin) {
+        assert!(
+            Instant::now() < deadline,
+            "the surviving job never started its plugin"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The killed job (slot 0): its future is dropped once its plugin runs.
+    let killed = env.job_for("demo", NEVER_SERVING_PR, 0);
+    let plugin_running = CancellationToken::new();
+    let observer = RecordingObserver::cancelling_at(Step::WaitPlugin, plugin_running.clone());
+    tokio::select! {
+        outcome = executor.run(&killed, &observer, CancellationToken::new()) => {
+            panic!("the job ended before its plugin started: {outcome:?}")
+        }
+        () = plugin_running.cancelled() => {}
+    }
+    assert_eq!(
+        sandbox_of(&killed.id),
+        format!("ember-ci-job-{}", killed.id)
+    );
+    assert!(env.state_dir.join("jobs").join(killed.id.as_str()).is_dir());
+
+    let removed = executor.sweep_leftovers().await.expect("sweep");
+
+    assert_eq!(removed, 2, "the killed job's sandbox and work dir");
+    assert_nothing_left(&env, &killed.id);
+    assert_eq!(
+        sandbox_of(&survivor.id),
+        format!("ember-ci-job-{}", survivor.id),
+        "the sweep removed a running job's sandbox"
+    );
+    stop_survivor.cancel();
+    let outcome = survivor_task.await.expect("survivor task");
+    assert!(
+        matches!(outcome, JobOutcome::Cancelled { .. }),
+        "{outcome:?}"
+    );
+    assert_nothing_left(&env, &survivor.id);
+
+    let nested = nested_leftovers(&env, 0, &sandbox_image);
+    assert!(
+        nested.contains(&format!("container ember-csi-{}", killed.id)),
+        "the killed job's plugin should still be in the slot's store: {nested:?}"
+    );
+    let next = env.job_for("demo", 129, 0);
+    let outcome = executor
+        .run(
+            &next,
+            &RecordingObserver::default(),
+            CancellationToken::new(),
+        )
+        .await;
+    assert_eq!(outcome, JobOutcome::Success);
+    assert_nothing_left(&env, &next.id);
+    assert_eq!(nested_leftovers(&env, 0, &sandbox_image), "");
+    assert_eq!(nested_leftovers(&env, 1, &sandbox_image), "");
+}
