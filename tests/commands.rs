@@ -452,9 +452,7 @@ async fn push_while_a_job_runs_supersedes_it() {
     ci.pull_request_opened(129, &old, MEMBER, "MEMBER").await;
     let old_job = ci
         .wait_for_job("running the old head's pre-run", |job| {
-            job["request"]["sha"] == old.as_str()
-                && job["state"] == "running"
-                && job["step"] == "pre-run"
+            job["sha"] == old.as_str() && job["state"] == "running" && job["step"] == "pre-run"
         })
         .await;
     let old_job_id = old_job["id"].as_str().expect("job id").to_string();
