@@ -8,11 +8,13 @@ use std::process::Command;
 
 use ci_env::{ember_ci_bin, DemoRepo};
 
-fn run_pr(config: &std::path::Path, pr: &str) -> (i32, String) {
+/// `ember-ci run --config DIR --pr N [extra...]`: (exit code, stdout and stderr).
+fn run_pr(config: &std::path::Path, pr: &str, extra: &[&str]) -> (i32, String) {
     let output = Command::new(ember_ci_bin())
         .args(["run", "--config"])
         .arg(config)
         .args(["--pr", pr])
+        .args(extra)
         .output()
         .expect("running ember-ci run");
     let text = format!(
@@ -36,7 +38,7 @@ fn run_succeeds_on_the_demo_and_exits_1_on_the_broken_pr() {
         "GH_TOKEN=\"\"",
     );
 
-    let (code, output) = run_pr(&config, "129");
+    let (code, output) = run_pr(&config, "129", &[]);
     assert_eq!(code, 0, "{output}");
     for expected in [
         "-- fetch",
@@ -64,7 +66,7 @@ fn run_succeeds_on_the_demo_and_exits_1_on_the_broken_pr() {
     // The driver config's password is masked in what is printed.
     assert!(!output.contains("demo-array-password"), "{output}");
 
-    let (code, output) = run_pr(&config, "130");
+    let (code, output) = run_pr(&config, "130", &[]);
     assert_eq!(code, 1, "{output}");
     assert!(output.contains("plugin exited"), "{output}");
     assert!(output.contains("3rdparty/demo failure"), "{output}");
@@ -81,16 +83,10 @@ fn run_names_the_backends_when_asked_for_an_unknown_one() {
         &dir.path().join("state"),
         "GH_TOKEN=\"\"",
     );
-    let output = Command::new(ember_ci_bin())
-        .args(["run", "--config"])
-        .arg(&config)
-        .args(["--pr", "129", "--backend", "nope"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (code, output) = run_pr(&config, "129", &["--backend", "nope"]);
+    assert_eq!(code, 2, "{output}");
     assert!(
-        stderr.contains("no backend named \"nope\"") && stderr.contains("demo"),
-        "{stderr}"
+        output.contains("no backend named \"nope\"") && output.contains("demo"),
+        "{output}"
     );
 }
