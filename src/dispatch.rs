@@ -40,6 +40,7 @@ impl Dispatcher {
         while let Some(delivery) = deliveries.recv().await {
             let span = info_span!("delivery", id = %delivery.id);
             let _entered = span.enter();
+            let delivery_id = delivery.id.clone();
             match delivery.event {
                 Event::PullRequest(pr) => self.on_pull_request(&pr),
                 Event::IssueComment(comment) => {
@@ -49,6 +50,13 @@ impl Dispatcher {
                     );
                 }
                 Event::Ping { .. } | Event::Other { .. } => {}
+            }
+            // Its work is queued now (a comment command: handed to its
+            // task), so a restart must not dispatch it again.
+            if let Some(journal) = self.scheduler.journal() {
+                if let Err(err) = journal.mark_dispatched(&delivery_id) {
+                    warn!(error = %err, "cannot mark the delivery dispatched; a restart will dispatch it again");
+                }
             }
         }
         debug!("delivery channel closed; dispatcher stopping");

@@ -175,6 +175,48 @@ impl Executor {
         Ok(removed)
     }
 
+    /// At start-up after a crash: removes the containers, volumes and work
+    /// dirs of the given jobs (the ones the journal says were running), and
+    /// nothing else, so other ember-ci instances or tests sharing this
+    /// host's Podman keep theirs. Returns how many things were removed.
+    pub async fn sweep_jobs(&self, ids: &[JobId]) -> Result<usize, ExecutorError> {
+        let mut removed = 0;
+        for id in ids {
+            for container in self
+                .podman
+                .containers_labelled(JOB_LABEL, Some(id.as_str()))
+                .await?
+            {
+                if self.podman.remove_container(&container).await? {
+                    tracing::info!(%container, job = %id, "removed a leftover job container");
+                    removed += 1;
+                }
+            }
+            for volume in self
+                .podman
+                .volumes_labelled(JOB_LABEL, Some(id.as_str()))
+                .await?
+            {
+                if self.podman.remove_volume(&volume).await? {
+                    tracing::info!(%volume, job = %id, "removed a leftover job volume");
+                    removed += 1;
+                }
+            }
+            let work_dir = self.jobs_dir().join(id.as_str());
+            match tokio::fs::remove_dir_all(&work_dir).await {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(ExecutorError::Io {
+                        context: format!("sweeping {}", work_dir.display()),
+                        source,
+                    })
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     /// Makes sure the sandbox image exists (building it when needed) and
     /// returns its reference; the build output goes to the Sandbox step.
     pub async fn ensure_sandbox_image(

@@ -37,17 +37,34 @@ impl DemoRepo {
             .arg(&path)
             .output()
             .expect("running scripts/make-demo-repo.sh");
-        assert!(output.status.success(), "make-demo-repo.sh failed: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "make-demo-repo.sh failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         let refs: BTreeMap<String, String> = String::from_utf8_lossy(&output.stdout)
             .lines()
-            .filter_map(|l| l.split_once(' ').map(|(pr, sha)| (pr.to_string(), sha.to_string())))
+            .filter_map(|l| {
+                l.split_once(' ')
+                    .map(|(pr, sha)| (pr.to_string(), sha.to_string()))
+            })
             .collect();
-        DemoRepo { path, ok_sha: refs["129"].clone(), broken_sha: refs["130"].clone() }
+        DemoRepo {
+            path,
+            ok_sha: refs["129"].clone(),
+            broken_sha: refs["130"].clone(),
+        }
     }
 
     /// Commits `files` on top of `base_sha` and points `refs/pull/<pr>/head`
     /// at it; returns the new SHA.
-    pub fn push_pull_request(&self, pr: u64, base_sha: &str, files: &[(&str, &str)], message: &str) -> String {
+    pub fn push_pull_request(
+        &self,
+        pr: u64,
+        base_sha: &str,
+        files: &[(&str, &str)],
+        message: &str,
+    ) -> String {
         let work = tempfile::tempdir().expect("temp dir");
         let git = |args: &[&str]| {
             let out = Command::new("git")
@@ -57,11 +74,20 @@ impl DemoRepo {
                 .args(args)
                 .output()
                 .expect("running git");
-            assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "git {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             String::from_utf8_lossy(&out.stdout).trim().to_string()
         };
         git(&["init", "-q"]);
-        git(&["fetch", "-q", self.path.to_str().expect("utf-8 path"), base_sha]);
+        git(&[
+            "fetch",
+            "-q",
+            self.path.to_str().expect("utf-8 path"),
+            base_sha,
+        ]);
         git(&["checkout", "-q", "FETCH_HEAD"]);
         for (name, content) in files {
             std::fs::write(work.path().join(name), content).expect("writing file");
@@ -69,7 +95,13 @@ impl DemoRepo {
         git(&["add", "-A"]);
         git(&["commit", "-q", "-m", message]);
         let sha = git(&["rev-parse", "HEAD"]);
-        git(&["push", "-q", "-f", self.path.to_str().expect("utf-8 path"), &format!("HEAD:refs/pull/{pr}/head")]);
+        git(&[
+            "push",
+            "-q",
+            "-f",
+            self.path.to_str().expect("utf-8 path"),
+            &format!("HEAD:refs/pull/{pr}/head"),
+        ]);
         sha
     }
 }
@@ -77,7 +109,13 @@ impl DemoRepo {
 /// Writes a config dir based on examples/demo, pointed at the local repo,
 /// the local GitHub API and a private state dir. `extra` lines are appended
 /// (later assignments win, as in bash).
-pub fn write_config(dir: &Path, repo: &DemoRepo, github_url: &str, state_dir: &Path, extra: &str) -> PathBuf {
+pub fn write_config(
+    dir: &Path,
+    repo: &DemoRepo,
+    github_url: &str,
+    state_dir: &Path,
+    extra: &str,
+) -> PathBuf {
     let config_dir = dir.join("config");
     std::fs::create_dir_all(&config_dir).expect("creating config dir");
     let demo = project_dir().join("examples/demo");
@@ -97,12 +135,19 @@ pub fn write_config(dir: &Path, repo: &DemoRepo, github_url: &str, state_dir: &P
 /// `dir`; returns the file's path.
 pub fn delivery_for(fixture: &str, head_sha: &str, dir: &Path) -> PathBuf {
     let path = Path::new("/work/shared/fixtures/github").join(fixture);
-    let path = if path.exists() { path } else { project_dir().join("tests/data").join(fixture) };
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let path = if path.exists() {
+        path
+    } else {
+        project_dir().join("tests/data").join(fixture)
+    };
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     let mut delivery: serde_json::Value = serde_json::from_str(&text).expect("fixture is JSON");
-    delivery["body"]["pull_request"]["head"]["sha"] = serde_json::Value::String(head_sha.to_string());
+    delivery["body"]["pull_request"]["head"]["sha"] =
+        serde_json::Value::String(head_sha.to_string());
     let out = dir.join(format!("{head_sha}-{fixture}"));
-    std::fs::write(&out, serde_json::to_vec(&delivery).expect("serialising")).expect("writing delivery");
+    std::fs::write(&out, serde_json::to_vec(&delivery).expect("serialising"))
+        .expect("writing delivery");
     out
 }
 
@@ -114,7 +159,10 @@ pub fn send(url: &str, file: &Path, secret: &str) -> (i32, String) {
         .args(["--secret", secret])
         .output()
         .expect("running ember-ci send");
-    (output.status.code().unwrap_or(-1), String::from_utf8_lossy(&output.stdout).into_owned())
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
 }
 
 /// `ember-ci serve` as a child process; sent SIGTERM and reaped on drop.
@@ -126,12 +174,17 @@ pub struct Service {
 
 impl Service {
     pub fn start(config_dir: &Path, log_dir: &Path) -> Service {
+        Self::start_logging(config_dir, log_dir, "info,ember_ci=debug")
+    }
+
+    /// Starts with RUST_LOG set to `filter`.
+    pub fn start_logging(config_dir: &Path, log_dir: &Path, filter: &str) -> Service {
         let stderr_log = log_dir.join("serve.log");
         let stderr = std::fs::File::create(&stderr_log).expect("creating serve.log");
         let mut child = Command::new(ember_ci_bin())
             .args(["serve", "--config"])
             .arg(config_dir)
-            .env("RUST_LOG", "info,ember_ci=debug")
+            .env("RUST_LOG", filter)
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
@@ -149,10 +202,17 @@ impl Service {
             Ok(url) => url,
             Err(_) => {
                 let _ = child.kill();
-                panic!("ember-ci serve did not start; its log:\n{}", std::fs::read_to_string(&stderr_log).unwrap_or_default());
+                panic!(
+                    "ember-ci serve did not start; its log:\n{}",
+                    std::fs::read_to_string(&stderr_log).unwrap_or_default()
+                );
             }
         };
-        Service { child, url, stderr_log }
+        Service {
+            child,
+            url,
+            stderr_log,
+        }
     }
 
     pub fn hook_url(&self) -> String {
@@ -163,9 +223,33 @@ impl Service {
         std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGTERM, then wait (bounded); returns the exit code.
     pub fn stop(&mut self, limit: Duration) -> Option<i32> {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        self.terminate();
+        self.wait_exit(limit)
+    }
+
+    /// Sends SIGTERM and returns at once.
+    pub fn terminate(&self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+    }
+
+    /// SIGKILL, as a crash would end it; returns once it is reaped. The
+    /// processes it started are left running, as after a real crash.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits (bounded) for the process to exit; returns its exit code, or
+    /// None when it had to be killed.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -189,16 +273,41 @@ impl Drop for Service {
 
 /// Names of containers (running or not) whose labels match `label=value`.
 pub fn containers_with_label(label: &str) -> Vec<String> {
-    podman_lines(&["ps", "-a", "--filter", &format!("label={label}"), "--format", "{{.Names}}"])
+    podman_lines(&[
+        "ps",
+        "-a",
+        "--filter",
+        &format!("label={label}"),
+        "--format",
+        "{{.Names}}",
+    ])
 }
 
 /// Names of volumes whose labels match `label=value`.
 pub fn volumes_with_label(label: &str) -> Vec<String> {
-    podman_lines(&["volume", "ls", "--filter", &format!("label={label}"), "--format", "{{.Name}}"])
+    podman_lines(&[
+        "volume",
+        "ls",
+        "--filter",
+        &format!("label={label}"),
+        "--format",
+        "{{.Name}}",
+    ])
 }
 
 fn podman_lines(args: &[&str]) -> Vec<String> {
-    let output = Command::new("podman").args(args).output().expect("running podman");
-    assert!(output.status.success(), "podman {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8_lossy(&output.stdout).lines().map(str::to_string).filter(|l| !l.is_empty()).collect()
+    let output = Command::new("podman")
+        .args(args)
+        .output()
+        .expect("running podman");
+    assert!(
+        output.status.success(),
+        "podman {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_string)
+        .filter(|l| !l.is_empty())
+        .collect()
 }
