@@ -36,4 +36,6 @@ echo "[test] cargo clippy -D warnings"
 cargo clippy --all-targets --quiet -- -D warnings
 echo "[test] cargo test"
 cargo test --all-targets --quiet
+echo "[test] fuzz targets, bounded time"
+bash scripts/fuzz.sh
 echo "[test] all checks passed in $(( $(date +%s) - start )) s"

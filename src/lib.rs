@@ -13,6 +13,8 @@
 //! - [`relay`]: the smee client and the API poller, for hosts with no open port.
 //! - [`dispatch`]: deliveries -> job requests (one per backend).
 //! - [`scheduler`]: queue, NUM_WORKERS slots, statuses at start and end.
+//! - [`journal`]: deliveries, job state changes and unsent statuses on disk,
+//!   so a restart loses nothing and leaves nothing pending.
 //! - [`executor`]: one job's steps in a sandbox; `executor::podman` is the
 //!   only podman-api user.
 //! - [`github`]: the only module that imports octocrab.
@@ -23,6 +25,7 @@ pub mod config;
 pub mod dispatch;
 pub mod executor;
 pub mod github;
+pub mod journal;
 pub mod logs;
 pub mod model;
 pub mod policy;

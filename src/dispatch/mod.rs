@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use tokio::sync::mpsc;
-use tracing::{debug, info, info_span, Instrument};
+use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::config::{BackendConfig, Config};
 use crate::github::{CommitStatus, GitHub, RetryPolicy};
@@ -66,6 +66,7 @@ impl Dispatcher {
     pub async fn run(self, mut deliveries: mpsc::Receiver<Delivery>) {
         while let Some(delivery) = deliveries.recv().await {
             let span = info_span!("delivery", id = %delivery.id);
+            let delivery_id = delivery.id.clone();
             match delivery.event {
                 Event::PullRequest(pr) => {
                     span.in_scope(|| self.on_pull_request(&pr, delivery.received_at))
@@ -78,6 +79,13 @@ impl Dispatcher {
                     );
                 }
                 Event::Ping { .. } | Event::Other { .. } => {}
+            }
+            // Its work is queued now (a comment command: handed to its
+            // task), so a restart must not dispatch it again.
+            if let Some(journal) = self.scheduler.journal() {
+                if let Err(err) = journal.mark_dispatched(&delivery_id) {
+                    warn!(delivery = %delivery_id, error = %err, "cannot mark the delivery dispatched; a restart will dispatch it again");
+                }
             }
         }
         debug!("delivery channel closed; dispatcher stopping");

@@ -4,9 +4,14 @@
 //!
 //! The scheduler never talks to GitHub directly: statuses go through the
 //! [`StatusOutbox`], so a slow GitHub never holds a worker slot.
+//!
+//! Started with a [`Journal`], every job state change is written to disk
+//! together with the status announcing it, and start-up resumes what the
+//! previous run left live (see `recovery`).
 
 mod board;
 mod outbox;
+mod recovery;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -20,9 +25,11 @@ use tracing::{info, info_span, warn, Instrument};
 
 pub use board::{result_label, FinishedTotals, JobBoard, JobState, JobView, StepTracker};
 pub use outbox::StatusOutbox;
+pub use recovery::{Recovery, GIVEN_UP_REASON, MAX_ATTEMPTS, REQUEUED_DESCRIPTION};
 
 use crate::executor::{Executor, Job, StepObserver};
 use crate::github::CommitStatus;
+use crate::journal::{JobChange, Journal, JournalError};
 use crate::logs::LogStore;
 use crate::model::{BackendName, CommitSha, JobId, JobOutcome, JobRequest, PrNumber, StatusState};
 
@@ -88,6 +95,17 @@ struct Queue {
 /// Finished (SHA, backend) pairs remembered for dedup.
 const FINISHED_REMEMBERED: usize = 10_000;
 
+impl Queue {
+    fn with_slots(workers: usize) -> Self {
+        Queue {
+            // Pop from the end: slot 0 is used first, so a single-worker
+            // setup always builds in the same image-store volume.
+            free_slots: (0..workers.max(1)).rev().collect(),
+            ..Queue::default()
+        }
+    }
+}
+
 struct Shared {
     queue: Mutex<Queue>,
     wake: Notify,
@@ -95,6 +113,8 @@ struct Shared {
     outbox: StatusOutbox,
     logs: LogStore,
     board: JobBoard,
+    /// Where job changes are recorded; None keeps them in memory only.
+    journal: Option<Journal>,
 }
 
 /// Handle to the scheduler; cheap to clone.
@@ -112,12 +132,34 @@ impl Scheduler {
         logs: LogStore,
         workers: usize,
     ) -> (Self, tokio::task::JoinHandle<()>) {
-        let queue = Queue {
-            // Pop from the end: slot 0 is used first, so a single-worker
-            // setup always builds in the same image-store volume.
-            free_slots: (0..workers.max(1)).rev().collect(),
-            ..Queue::default()
-        };
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue::with_slots(workers)),
+            wake: Notify::new(),
+            runner,
+            outbox,
+            logs,
+            board: JobBoard::default(),
+            journal: None,
+        });
+        let task = tokio::spawn(dispatch_loop(shared.clone()));
+        (Self { shared }, task)
+    }
+
+    /// Starts like [`Scheduler::start`], recording every job change in
+    /// `journal` (give the outbox the same journal, so a change and its
+    /// status are kept together). Before the first job starts, it resumes
+    /// what the journal says the previous run left live; see
+    /// [`Recovery`].
+    pub fn start_journaled(
+        runner: Arc<dyn JobRunner>,
+        outbox: StatusOutbox,
+        logs: LogStore,
+        workers: usize,
+        journal: Journal,
+    ) -> Result<(Self, tokio::task::JoinHandle<()>, Recovery), JournalError> {
+        let mut queue = Queue::with_slots(workers);
+        queue.finished = journal.recent_results(FINISHED_REMEMBERED)?.into();
+        let live = journal.live_jobs()?;
         let shared = Arc::new(Shared {
             queue: Mutex::new(queue),
             wake: Notify::new(),
@@ -125,9 +167,17 @@ impl Scheduler {
             outbox,
             logs,
             board: JobBoard::default(),
+            journal: Some(journal),
         });
-        let task = tokio::spawn(dispatch_loop(shared.clone()));
-        (Self { shared }, task)
+        let scheduler = Self { shared };
+        let recovery = scheduler.recover(live);
+        let task = tokio::spawn(dispatch_loop(scheduler.shared.clone()));
+        Ok((scheduler, task, recovery))
+    }
+
+    /// The journal job changes are recorded in, if any.
+    pub fn journal(&self) -> Option<&Journal> {
+        self.shared.journal.as_ref()
     }
 
     pub fn board(&self) -> &JobBoard {
@@ -173,7 +223,13 @@ impl Scheduler {
             });
         }
         info!(job = %id, %request, "job queued");
-        self.post(&id, &request, StatusState::Pending, "queued".to_string());
+        self.record(
+            &id,
+            &request,
+            JobChange::Queued(&request),
+            StatusState::Pending,
+            "queued".to_string(),
+        );
         self.shared.wake.notify_one();
         Enqueued::Queued(id)
     }
@@ -243,9 +299,10 @@ impl Scheduler {
                 reason: reason.to_string(),
             };
             self.shared.board.finished(&job.id, &outcome);
-            self.post(
+            self.record(
                 &job.id,
                 &job.request,
+                JobChange::Finished(&outcome),
                 outcome.status_state(),
                 outcome.description(),
             );
@@ -268,9 +325,10 @@ impl Scheduler {
                 reason: "ember-ci stopped before the job ran; comment `recheck` to run it".into(),
             };
             self.shared.board.finished(&job.id, &outcome);
-            self.post(
+            self.record(
                 &job.id,
                 &job.request,
+                JobChange::Finished(&outcome),
                 outcome.status_state(),
                 outcome.description(),
             );
@@ -295,8 +353,15 @@ impl Scheduler {
         }
     }
 
-    fn post(&self, id: &JobId, request: &JobRequest, state: StatusState, description: String) {
-        post_status(&self.shared, id, request, state, description);
+    fn record(
+        &self,
+        id: &JobId,
+        request: &JobRequest,
+        change: JobChange<'_>,
+        state: StatusState,
+        description: String,
+    ) {
+        record_status(&self.shared, id, request, change, state, description);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
@@ -307,19 +372,29 @@ impl Scheduler {
     }
 }
 
-fn post_status(
+/// Records a job's state change and posts the status announcing it, linked
+/// to the job's local logs; with a journal both are written in one
+/// transaction first.
+fn record_status(
     shared: &Shared,
     id: &JobId,
     request: &JobRequest,
+    change: JobChange<'_>,
     state: StatusState,
     description: String,
 ) {
-    post_status_to(shared, request, state, description, shared.logs.job_url(id));
+    let target_url = shared.logs.job_url(id);
+    record_status_to(shared, id, request, change, state, description, target_url);
 }
 
-fn post_status_to(
+/// [`record_status`] with an explicit Details link (a job's published logs).
+/// A journal that fails must not stop the job: the status is then posted
+/// from memory.
+fn record_status_to(
     shared: &Shared,
+    id: &JobId,
     request: &JobRequest,
+    change: JobChange<'_>,
     state: StatusState,
     description: String,
     target_url: Option<String>,
@@ -330,6 +405,19 @@ fn post_status_to(
         description,
         target_url,
     };
+    if let Some(journal) = &shared.journal {
+        match journal.record_job(id, change, &status) {
+            Ok(status_id) => {
+                shared
+                    .outbox
+                    .send_journaled(status_id, &request.sha, status);
+                return;
+            }
+            Err(err) => {
+                tracing::error!(job = %id, error = %err, "cannot journal a job change; a restart now will not know of it")
+            }
+        }
+    }
     shared.outbox.send(&request.sha, status);
 }
 
@@ -384,10 +472,11 @@ async fn run_job(
     let outcome = async {
         info!(slot, "job started");
         shared.board.started(&id);
-        post_status(
+        record_status(
             &shared,
             &id,
             &request,
+            JobChange::Started,
             StatusState::Pending,
             "running: build and CSI sanity".into(),
         );
@@ -426,9 +515,11 @@ async fn run_job(
         };
         info!(result = %outcome.status_state(), %description, "job finished");
         shared.board.finished(&id, &outcome);
-        post_status_to(
+        record_status_to(
             &shared,
+            &id,
             &request,
+            JobChange::Finished(&outcome),
             outcome.status_state(),
             description,
             target_url,

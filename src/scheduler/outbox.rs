@@ -2,6 +2,10 @@
 //! were queued, retrying while GitHub is unreachable. Jobs hand statuses over
 //! and go on, so reporting never blocks the queue, and statuses for one SHA
 //! can never overtake each other (a late "pending" hiding a final result).
+//!
+//! With a journal, every status is written to disk before it is queued and
+//! removed once GitHub took it (or refused it for good): statuses GitHub did
+//! not get before a stop or crash are posted, still in order, on next start.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,17 +13,26 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
-use crate::github::{CommitStatus, Reporter};
+use crate::github::{CommitStatus, Reporter, RetryPolicy};
+use crate::journal::{Journal, JournalError, StatusId};
 use crate::model::CommitSha;
 
-/// Backoff between attempts while GitHub fails; a final status is never dropped
-/// for a retryable error.
-const FIRST_RETRY_DELAY: Duration = Duration::from_secs(1);
-const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
+/// Backoff between attempts while GitHub fails: the policy's doubling delays
+/// and its honouring of rate-limit hints, without its attempt limit, since a
+/// final status is never dropped for a retryable error.
+fn backoff() -> RetryPolicy {
+    RetryPolicy {
+        attempts: u32::MAX,
+        first_delay: Duration::from_secs(1),
+        max_delay: Duration::from_secs(60),
+    }
+}
 
 struct Outgoing {
     sha: CommitSha,
     status: CommitStatus,
+    /// Its journal row, removed once the status is posted.
+    journal_id: Option<StatusId>,
 }
 
 /// Hands statuses to the outbox task. Cloneable; dropping every clone ends the
@@ -30,35 +43,99 @@ pub struct StatusOutbox {
     /// Number of statuses queued and not yet posted (or given up on).
     backlog: watch::Receiver<usize>,
     backlog_tx: Arc<watch::Sender<usize>>,
+    journal: Option<Journal>,
 }
 
 impl StatusOutbox {
-    /// Starts the posting task.
+    /// Starts the posting task, keeping statuses in memory only.
     pub fn start(reporter: Arc<Reporter>) -> (Self, tokio::task::JoinHandle<()>) {
+        Self::start_with(reporter, None)
+    }
+
+    /// Starts the posting task with statuses kept in `journal`; those a
+    /// previous run left unsent are queued first. Returns how many those were.
+    pub fn start_journaled(
+        reporter: Arc<Reporter>,
+        journal: Journal,
+    ) -> Result<(Self, tokio::task::JoinHandle<()>, usize), JournalError> {
+        let unsent = journal.unsent_statuses()?;
+        let (outbox, task) = Self::start_with(reporter, Some(journal));
+        let resumed = unsent.len();
+        for stored in unsent {
+            outbox.enqueue(Outgoing {
+                sha: stored.sha,
+                status: stored.status,
+                journal_id: Some(stored.id),
+            });
+        }
+        Ok((outbox, task, resumed))
+    }
+
+    fn start_with(
+        reporter: Arc<Reporter>,
+        journal: Option<Journal>,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
         let (sender, receiver) = mpsc::unbounded_channel();
         let (backlog_tx, backlog) = watch::channel(0usize);
         let backlog_tx = Arc::new(backlog_tx);
-        let task = tokio::spawn(post_in_order(reporter, receiver, backlog_tx.clone()));
+        let task = tokio::spawn(post_in_order(
+            reporter,
+            receiver,
+            backlog_tx.clone(),
+            journal.clone(),
+        ));
         (
             Self {
                 sender,
                 backlog,
                 backlog_tx,
+                journal,
             },
             task,
         )
     }
 
-    /// Queues a status; returns at once.
+    /// The journal statuses are kept in, if any.
+    pub fn journal(&self) -> Option<&Journal> {
+        self.journal.as_ref()
+    }
+
+    /// Queues a status; returns at once. With a journal, the status is on
+    /// disk when this returns (if the disk write fails, it is still posted
+    /// from memory).
     pub fn send(&self, sha: &CommitSha, status: CommitStatus) {
-        self.backlog_tx.send_modify(|n| *n += 1);
-        let outgoing = Outgoing {
+        let journal_id = self
+            .journal
+            .as_ref()
+            .and_then(|journal| match journal.queue_status(sha, &status) {
+                Ok(id) => Some(id),
+                Err(err) => {
+                    error!(sha = %sha.short(), error = %err, "cannot journal a status; posting it from memory only");
+                    None
+                }
+            });
+        self.enqueue(Outgoing {
             sha: sha.clone(),
             status,
-        };
-        if self.sender.send(outgoing).is_err() {
+            journal_id,
+        });
+    }
+
+    /// Queues a status its caller already wrote to the journal (together
+    /// with the job change it announces).
+    pub(crate) fn send_journaled(&self, id: StatusId, sha: &CommitSha, status: CommitStatus) {
+        self.enqueue(Outgoing {
+            sha: sha.clone(),
+            status,
+            journal_id: Some(id),
+        });
+    }
+
+    fn enqueue(&self, outgoing: Outgoing) {
+        self.backlog_tx.send_modify(|n| *n += 1);
+        if let Err(mpsc::error::SendError(lost)) = self.sender.send(outgoing) {
             self.backlog_tx.send_modify(|n| *n -= 1);
-            error!(sha = %sha, "status outbox is closed; status not posted");
+            error!(sha = %lost.sha, "status outbox is closed; status not posted");
         }
     }
 
@@ -84,15 +161,30 @@ async fn post_in_order(
     reporter: Arc<Reporter>,
     mut receiver: mpsc::UnboundedReceiver<Outgoing>,
     backlog: Arc<watch::Sender<usize>>,
+    journal: Option<Journal>,
 ) {
-    while let Some(Outgoing { sha, status }) = receiver.recv().await {
+    while let Some(Outgoing {
+        sha,
+        status,
+        journal_id,
+    }) = receiver.recv().await
+    {
         post_until_accepted(&reporter, &sha, &status).await;
+        if let (Some(journal), Some(id)) = (&journal, journal_id) {
+            if let Err(err) = journal.status_done(id) {
+                // The status was posted; the row only means it is posted
+                // once more after a restart (possibly after a newer one, if
+                // the disk recovers in between; a failing disk is logged).
+                warn!(sha = %sha.short(), error = %err, "cannot remove a posted status from the journal");
+            }
+        }
         backlog.send_modify(|n| *n = n.saturating_sub(1));
     }
 }
 
 async fn post_until_accepted(reporter: &Reporter, sha: &CommitSha, status: &CommitStatus) {
-    let mut delay = FIRST_RETRY_DELAY;
+    let policy = backoff();
+    let mut failures = 0;
     loop {
         match reporter.report(sha, status).await {
             Ok(()) => {
@@ -100,10 +192,10 @@ async fn post_until_accepted(reporter: &Reporter, sha: &CommitSha, status: &Comm
                 return;
             }
             Err(err) if err.is_retryable() => {
-                let wait = err.retry_after().unwrap_or(delay).min(MAX_RETRY_DELAY);
+                failures += 1;
+                let wait = policy.delay_after(failures, &err);
                 warn!(sha = %sha.short(), context = %status.context, error = %err, retry_in_secs = wait.as_secs(), "posting status failed; will retry");
                 tokio::time::sleep(wait).await;
-                delay = (delay * 2).min(MAX_RETRY_DELAY);
             }
             Err(err) => {
                 error!(sha = %sha.short(), context = %status.context, error = %err, "GitHub refused the status; giving up on it");

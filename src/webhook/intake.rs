@@ -5,9 +5,13 @@
 //! over the raw bytes before anything parses them, and nothing reaches the
 //! channel unless it is signed, parsed, about the watched repository and new.
 //! Transport-free, so the HTTP endpoint and the smee relay share it.
+//!
+//! With a journal, a delivery is on disk before it is acknowledged: a 202
+//! means it survives a crash. While the service drains for a stop, every
+//! delivery is answered 503 so GitHub (or the relay) can send it again later.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::SystemTime;
 
@@ -18,6 +22,7 @@ use super::seen::SeenDeliveries;
 use super::signature;
 use super::{Delivery, DeliveryHeaders};
 use crate::config::Secret;
+use crate::journal::{DeliveryRecord, Journal};
 use crate::model::RepoName;
 
 /// How many forwarded delivery ids are remembered for de-duplication.
@@ -83,12 +88,25 @@ impl IntakeStats {
 pub struct Intake {
     secret: Secret,
     repo: RepoName,
-    sink: mpsc::Sender<Delivery>,
-    /// Ids of forwarded deliveries. A std mutex: it is held only for a
-    /// lookup and a non-blocking send, never across an await.
-    forwarded: Mutex<SeenDeliveries>,
+    /// Ids of forwarded deliveries and the channel they go to. A std mutex:
+    /// it is held only for a lookup, a journal write and a non-blocking
+    /// send, never across an await.
+    forwarded: Mutex<Forwarding>,
+    /// Set once the service stops taking deliveries.
+    is_draining: AtomicBool,
+    journal: Option<Journal>,
     stats: IntakeStats,
 }
+
+struct Forwarding {
+    seen: SeenDeliveries,
+    /// None once draining: the dispatcher sees the channel close when the
+    /// deliveries already in it are done.
+    sink: Option<mpsc::Sender<Delivery>>,
+}
+
+/// The reply to every delivery while the service stops.
+const DRAINING_MESSAGE: &str = "not accepting deliveries: shutting down";
 
 impl fmt::Debug for Intake {
     // Not derived: the remembered ids would flood any Debug output.
@@ -106,10 +124,40 @@ impl Intake {
         Self {
             secret,
             repo,
-            sink,
-            forwarded: Mutex::new(SeenDeliveries::new(REMEMBERED_DELIVERIES)),
+            forwarded: Mutex::new(Forwarding {
+                seen: SeenDeliveries::new(REMEMBERED_DELIVERIES),
+                sink: Some(sink),
+            }),
+            is_draining: AtomicBool::new(false),
+            journal: None,
             stats: IntakeStats::default(),
         }
+    }
+
+    /// Records every forwarded delivery in `journal` before acknowledging
+    /// it, and recognises redeliveries of ids the journal remembers.
+    pub fn with_journal(mut self, journal: Journal) -> Self {
+        self.journal = Some(journal);
+        self
+    }
+
+    /// Stops taking deliveries: from now on every one is answered 503, and
+    /// the channel closes once nothing more can be sent on it. Deliveries
+    /// already acknowledged are unaffected.
+    pub fn start_draining(&self) {
+        self.is_draining.store(true, Ordering::SeqCst);
+        self.lock_forwarding().sink = None;
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.is_draining.load(Ordering::SeqCst)
+    }
+
+    fn lock_forwarding(&self) -> std::sync::MutexGuard<'_, Forwarding> {
+        // A panic elsewhere while holding the lock leaves the set intact.
+        self.forwarded
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn stats(&self) -> &IntakeStats {
@@ -133,6 +181,9 @@ impl Intake {
     }
 
     fn process(&self, headers: &DeliveryHeaders, body: &[u8]) -> Outcome {
+        if self.is_draining() {
+            return Outcome::rejected(503, DRAINING_MESSAGE);
+        }
         if self.secret.is_empty() {
             // An empty HMAC key is still a key anyone can sign with.
             return Outcome::rejected(
@@ -169,39 +220,74 @@ impl Intake {
             // still lets logs follow the delivery.
             None => format!("local-{}", uuid::Uuid::new_v4().simple()),
         };
-        self.forward(id, event, summary)
+        let wanted = Wanted {
+            id,
+            event_name,
+            body,
+            event,
+            summary,
+        };
+        self.forward(wanted)
     }
 
-    /// Sends a wanted delivery on unless it was sent before. Check, send and
-    /// remember happen under one lock so two concurrent redeliveries of the
-    /// same id cannot both get through.
-    fn forward(&self, id: String, event: Event, summary: String) -> Outcome {
-        // A panic elsewhere while holding the lock leaves the set intact.
-        let mut forwarded = self
-            .forwarded
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if forwarded.contains(&id) {
-            return Outcome::Duplicate(id);
+    /// Sends a wanted delivery on unless it was sent before. Check, journal,
+    /// send and remember happen under one lock so two concurrent
+    /// redeliveries of the same id cannot both get through. A place in the
+    /// channel is reserved before the journal write: a delivery on disk is
+    /// always also on its way (or, after a crash, re-dispatched at start).
+    fn forward(&self, wanted: Wanted<'_>) -> Outcome {
+        let mut guard = self.lock_forwarding();
+        let forwarding = &mut *guard;
+        if forwarding.seen.contains(&wanted.id) {
+            return Outcome::Duplicate(wanted.id);
         }
-        let delivery = Delivery {
-            id: id.clone(),
-            event,
-            received_at: SystemTime::now(),
+        let Some(sink) = &forwarding.sink else {
+            return Outcome::rejected(503, DRAINING_MESSAGE);
         };
-        match self.sink.try_send(delivery) {
-            Ok(()) => {
-                forwarded.remember(&id);
-                Outcome::Accepted { summary }
+        let permit = match sink.try_reserve() {
+            Ok(permit) => permit,
+            Err(TrySendError::Full(())) => {
+                return Outcome::rejected(503, "not accepting deliveries: queue full")
             }
-            Err(TrySendError::Full(_)) => {
-                Outcome::rejected(503, "not accepting deliveries: queue full")
+            Err(TrySendError::Closed(())) => return Outcome::rejected(503, DRAINING_MESSAGE),
+        };
+        let received_at = SystemTime::now();
+        if let Some(journal) = &self.journal {
+            match journal.record_delivery(&wanted.id, wanted.event_name, received_at, wanted.body) {
+                Ok(DeliveryRecord::New) => {}
+                Ok(DeliveryRecord::AlreadyRecorded) => {
+                    forwarding.seen.remember(&wanted.id);
+                    return Outcome::Duplicate(wanted.id);
+                }
+                Err(error) => {
+                    tracing::error!(%error, "cannot journal the delivery");
+                    return Outcome::rejected(
+                        503,
+                        "cannot record the delivery on disk; send it again later",
+                    );
+                }
             }
-            Err(TrySendError::Closed(_)) => {
-                Outcome::rejected(503, "not accepting deliveries: shutting down")
-            }
+        }
+        permit.send(Delivery {
+            id: wanted.id.clone(),
+            event: wanted.event,
+            received_at,
+        });
+        forwarding.seen.remember(&wanted.id);
+        Outcome::Accepted {
+            summary: wanted.summary,
         }
     }
+}
+
+/// A checked delivery the intake wants to forward.
+struct Wanted<'a> {
+    id: String,
+    event_name: &'a str,
+    /// The verified raw body, journaled for re-dispatch after a crash.
+    body: &'a [u8],
+    event: Event,
+    summary: String,
 }
 
 /// What became of one delivery.
@@ -428,6 +514,95 @@ mod tests {
                 duplicates: 0,
                 rejected: 2
             }
+        );
+    }
+
+    fn pr_opened_body() -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "action": "opened",
+            "repository": {"full_name": "embercsi/ember-csi"},
+            "pull_request": {"number": 129, "title": "t", "html_url": "u",
+                "author_association": "MEMBER", "user": {"login": "Akrog"},
+                "head": {"sha": "4155f91779c72125baee651f628640274794ca37"}}
+        }))
+        .expect("JSON serialises")
+    }
+
+    fn pr_headers(body: &[u8], id: &str) -> DeliveryHeaders {
+        DeliveryHeaders {
+            event: Some("pull_request".into()),
+            ..signed_headers(body, id)
+        }
+    }
+
+    #[tokio::test]
+    async fn accepted_deliveries_are_journaled_and_known_after_a_restart() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let journal = Journal::open(dir.path()).expect("journal");
+        let body = pr_opened_body();
+        let (sink, _deliveries) = mpsc::channel(4);
+        let intake = Intake::new(Secret::new(SECRET), repo("embercsi/ember-csi"), sink)
+            .with_journal(journal.clone());
+        assert_eq!(
+            intake.handle(&pr_headers(&body, "a"), &body).await.status,
+            202
+        );
+        let stored = journal.undispatched_deliveries().expect("list");
+        assert_eq!(stored.len(), 1);
+        assert_eq!(
+            (stored[0].id.as_str(), stored[0].body.as_slice()),
+            ("a", body.as_slice())
+        );
+
+        // A new intake (a restarted service) still knows the id.
+        let (sink, _deliveries) = mpsc::channel(4);
+        let restarted = Intake::new(Secret::new(SECRET), repo("embercsi/ember-csi"), sink)
+            .with_journal(journal.clone());
+        let again = restarted.handle(&pr_headers(&body, "a"), &body).await;
+        assert_eq!(again.status, 200, "{again:?}");
+        assert!(again.message.starts_with("duplicate"), "{again:?}");
+        assert_eq!(journal.delivery_count().expect("count"), 1);
+    }
+
+    #[tokio::test]
+    async fn a_delivery_refused_for_a_full_queue_is_not_journaled() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let journal = Journal::open(dir.path()).expect("journal");
+        let body = pr_opened_body();
+        let (sink, _deliveries) = mpsc::channel(1);
+        let intake = Intake::new(Secret::new(SECRET), repo("embercsi/ember-csi"), sink)
+            .with_journal(journal.clone());
+        assert_eq!(
+            intake.handle(&pr_headers(&body, "a"), &body).await.status,
+            202
+        );
+        assert_eq!(
+            intake.handle(&pr_headers(&body, "b"), &body).await.status,
+            503
+        );
+        assert!(journal.has_delivery("a").expect("lookup"));
+        assert!(!journal.has_delivery("b").expect("lookup"));
+    }
+
+    #[tokio::test]
+    async fn draining_answers_503_and_closes_the_channel_after_its_backlog() {
+        let body = pr_opened_body();
+        let (sink, mut deliveries) = mpsc::channel(4);
+        let intake = Intake::new(Secret::new(SECRET), repo("embercsi/ember-csi"), sink);
+        assert_eq!(
+            intake.handle(&pr_headers(&body, "a"), &body).await.status,
+            202
+        );
+        intake.start_draining();
+        let refused = intake.handle(&pr_headers(&body, "b"), &body).await;
+        assert_eq!(
+            (refused.status, refused.message.as_str()),
+            (503, DRAINING_MESSAGE)
+        );
+        assert_eq!(deliveries.recv().await.map(|d| d.id), Some("a".to_string()));
+        assert!(
+            deliveries.recv().await.is_none(),
+            "channel closes once drained"
         );
     }
 }

@@ -174,12 +174,17 @@ pub struct Service {
 
 impl Service {
     pub fn start(config_dir: &Path, log_dir: &Path) -> Service {
+        Self::start_logging(config_dir, log_dir, "info,ember_ci=debug")
+    }
+
+    /// Starts with RUST_LOG set to `filter`.
+    pub fn start_logging(config_dir: &Path, log_dir: &Path, filter: &str) -> Service {
         let stderr_log = log_dir.join("serve.log");
         let stderr = std::fs::File::create(&stderr_log).expect("creating serve.log");
         let mut child = Command::new(ember_ci_bin())
             .args(["serve", "--config"])
             .arg(config_dir)
-            .env("RUST_LOG", "info,ember_ci=debug")
+            .env("RUST_LOG", filter)
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
@@ -218,11 +223,33 @@ impl Service {
         std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGTERM, then wait (bounded); returns the exit code.
     pub fn stop(&mut self, limit: Duration) -> Option<i32> {
+        self.terminate();
+        self.wait_exit(limit)
+    }
+
+    /// Sends SIGTERM and returns at once.
+    pub fn terminate(&self) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
+    }
+
+    /// SIGKILL, as a crash would end it; returns once it is reaped. The
+    /// processes it started are left running, as after a real crash.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits (bounded) for the process to exit; returns its exit code, or
+    /// None when it had to be killed.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
