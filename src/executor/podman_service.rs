@@ -60,15 +60,26 @@ impl PodmanService {
             .append(true)
             .open(&log_path)
             .map_err(spawn_error)?;
-        let mut child = Command::new("podman")
+        let mut command = Command::new("podman");
+        command
             .args(["system", "service", "--time=0"])
             .arg(format!("unix://{}", socket.display()))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(spawn_error)?;
+            .kill_on_drop(true);
+        // kill_on_drop does not run when ember-ci itself is SIGKILLed: ask
+        // the kernel to end the service with us.
+        // SAFETY: prctl is async-signal-safe and touches only this process.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = command.spawn().map_err(spawn_error)?;
 
         let client = PodmanClient::unix(socket);
         let deadline = tokio::time::Instant::now() + ready_timeout;
