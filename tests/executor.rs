@@ -14,45 +14,32 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ember_ci::config::DriverConfig;
-use ember_ci::executor::Executor;
 use ember_ci::model::{JobOutcome, Step};
 use executor_env::{
-    assert_nothing_left, run_ok, DemoEnv, RecordingObserver, Timeouts, NEVER_SERVING_PR,
+    assert_nothing_left, run_job, run_job_observed, run_ok, start_executor, DemoEnv,
+    RecordingObserver, Timeouts, GENEROUS, NEVER_SERVING_PR,
 };
 use tokio_util::sync::CancellationToken;
 
 /// Jobs are heavy (a privileged sandbox, nested builds); see the module docs.
 static ONE_JOB_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-const GENEROUS: Timeouts = Timeouts {
-    job: Duration::from_secs(900),
-    plugin_start: Duration::from_secs(120),
-};
-
-async fn executor(env: &DemoEnv, timeouts: Timeouts) -> Executor {
-    Executor::new(env.config(timeouts))
-        .await
-        .expect("executor starts its own podman service")
-}
-
 #[tokio::test]
 async fn passing_pr_succeeds_and_second_run_reuses_the_layer_cache() {
     let _serial = ONE_JOB_AT_A_TIME.lock().await;
     let env = DemoEnv::new();
-    let executor = executor(&env, GENEROUS).await;
+    let executor = start_executor(env.config(GENEROUS)).await;
 
-    let first = RecordingObserver::default();
-    let job = env.job(129);
     let started = Instant::now();
-    let outcome = executor.run(&job, &first, CancellationToken::new()).await;
+    let first = run_job(&executor, env.job(129)).await;
     eprintln!(
         "TIMING first #129 job: {:.1}s",
         started.elapsed().as_secs_f32()
     );
-    assert_eq!(outcome, JobOutcome::Success);
-    first.assert_steps_paired();
+    assert_eq!(first.outcome, JobOutcome::Success);
+    first.observer.assert_steps_paired();
     assert_eq!(
-        first.started_steps(),
+        first.observer.started_steps(),
         [
             Step::Fetch,
             Step::Sandbox,
@@ -75,46 +62,40 @@ async fn passing_pr_succeeds_and_second_run_reuses_the_layer_cache() {
         "{sanity}"
     );
     assert!(sanity.contains("PASS"), "{sanity}");
-    assert!(first.output_of(Step::PostRun).contains("post-run result=0"));
+    first.assert_post_run_result(0);
     // The plugin's own log is kept, and the backend password never shows in a command line.
     let cleanup = first.output_of(Step::Cleanup);
     assert!(cleanup.contains("serving driver DemoDriver"), "{cleanup}");
     assert!(!first
         .output_of(Step::StartPlugin)
         .contains("demo-array-password"));
-    assert_nothing_left(&env, &job.id);
+    assert_nothing_left(&env, &first.job.id);
 
-    let second = RecordingObserver::default();
-    let job = env.job(129);
     let started = Instant::now();
-    let outcome = executor.run(&job, &second, CancellationToken::new()).await;
+    let second = run_job(&executor, env.job(129)).await;
     eprintln!(
         "TIMING warm #129 job: {:.1}s",
         started.elapsed().as_secs_f32()
     );
-    assert_eq!(outcome, JobOutcome::Success);
+    assert_eq!(second.outcome, JobOutcome::Success);
     let build = second.output_of(Step::Build);
     assert!(
         build.contains("Using cache"),
         "second build did not reuse layers:\n{build}"
     );
-    assert_nothing_left(&env, &job.id);
+    assert_nothing_left(&env, &second.job.id);
 }
 
 #[tokio::test]
 async fn broken_pr_fails_naming_the_plugin_exit() {
     let _serial = ONE_JOB_AT_A_TIME.lock().await;
     let env = DemoEnv::new();
-    let executor = executor(&env, GENEROUS).await;
-    let observer = RecordingObserver::default();
-    let job = env.job(130);
+    let executor = start_executor(env.config(GENEROUS)).await;
 
-    let outcome = executor
-        .run(&job, &observer, CancellationToken::new())
-        .await;
+    let run = run_job(&executor, env.job(130)).await;
 
-    let JobOutcome::Failure { step, reason } = &outcome else {
-        panic!("expected a failure, got {outcome:?}");
+    let JobOutcome::Failure { step, reason } = &run.outcome else {
+        panic!("expected a failure, got {:?}", run.outcome);
     };
     assert!(
         matches!(step, Step::WaitPlugin | Step::StartPlugin),
@@ -122,17 +103,14 @@ async fn broken_pr_fails_naming_the_plugin_exit() {
     );
     assert!(reason.starts_with("plugin exited with code"), "{reason}");
     // The plugin's dying words are in the log.
-    assert!(observer.output_of(*step).contains("broken on purpose"));
-    assert!(observer
-        .output_of(Step::PostRun)
-        .contains("post-run result=1"));
+    assert!(run.output_of(*step).contains("broken on purpose"));
+    run.assert_post_run_result(1);
     assert_eq!(
-        observer.finished(Step::Sanity),
+        run.observer.finished(Step::Sanity),
         None,
         "sanity ran after a failed start"
     );
-    observer.assert_steps_paired();
-    assert_nothing_left(&env, &job.id);
+    run.assert_ended_cleanly(&env);
 }
 
 #[tokio::test]
@@ -140,29 +118,23 @@ async fn never_serving_plugin_is_an_error_within_the_start_timeout() {
     let _serial = ONE_JOB_AT_A_TIME.lock().await;
     let env = DemoEnv::new();
     let plugin_start = Duration::from_secs(5);
-    let executor = executor(
-        &env,
-        Timeouts {
-            job: Duration::from_secs(900),
-            plugin_start,
-        },
-    )
+    let executor = start_executor(env.config(Timeouts {
+        job: Duration::from_secs(900),
+        plugin_start,
+    }))
     .await;
-    let observer = RecordingObserver::default();
-    let job = env.job(NEVER_SERVING_PR);
 
-    let outcome = executor
-        .run(&job, &observer, CancellationToken::new())
-        .await;
+    let run = run_job(&executor, env.job(NEVER_SERVING_PR)).await;
 
     assert_eq!(
-        outcome,
+        run.outcome,
         JobOutcome::Error {
             step: Step::WaitPlugin,
             reason: "plugin start timed out: not serving after 5s (PLUGIN_START_TIMEOUT)".into()
         }
     );
-    let waited = observer
+    let waited = run
+        .observer
         .finished(Step::WaitPlugin)
         .expect("wait-plugin finished")
         .duration;
@@ -170,108 +142,92 @@ async fn never_serving_plugin_is_an_error_within_the_start_timeout() {
         waited >= plugin_start && waited < plugin_start + Duration::from_secs(60),
         "waited {waited:?}"
     );
-    assert!(observer
-        .output_of(Step::PostRun)
-        .contains("post-run result=2"));
-    observer.assert_steps_paired();
-    assert_nothing_left(&env, &job.id);
+    run.assert_post_run_result(2);
+    run.assert_ended_cleanly(&env);
 }
 
 #[tokio::test]
 async fn job_timeout_abandons_the_step_and_still_runs_post_run_and_cleanup() {
     let _serial = ONE_JOB_AT_A_TIME.lock().await;
     let env = DemoEnv::new();
-    let executor = executor(
-        &env,
-        Timeouts {
-            job: Duration::from_secs(8),
-            plugin_start: Duration::from_secs(600),
-        },
-    )
+    let executor = start_executor(env.config(Timeouts {
+        job: Duration::from_secs(8),
+        plugin_start: Duration::from_secs(600),
+    }))
     .await;
     // A cold sandbox image build must not eat the job's 8 seconds.
     executor
         .ensure_sandbox_image(&RecordingObserver::default())
         .await
         .expect("sandbox image");
-    let observer = RecordingObserver::default();
-    let job = env.job(NEVER_SERVING_PR);
 
     let started = Instant::now();
-    let outcome = executor
-        .run(&job, &observer, CancellationToken::new())
-        .await;
+    let run = run_job(&executor, env.job(NEVER_SERVING_PR)).await;
 
-    let JobOutcome::Error { step, reason } = &outcome else {
-        panic!("expected an error, got {outcome:?}");
+    let JobOutcome::Error { step, reason } = &run.outcome else {
+        panic!("expected an error, got {:?}", run.outcome);
     };
     assert_eq!(reason, "job timed out after 8s (JOB_TIMEOUT)");
-    assert!(outcome.description().contains("timed out"));
-    let abandoned = observer.finished(*step).expect("abandoned step reported");
+    assert!(run.outcome.description().contains("timed out"));
+    let abandoned = run
+        .observer
+        .finished(*step)
+        .expect("abandoned step reported");
     assert_eq!(
         abandoned.note.as_deref(),
         Some("abandoned: the job timed out")
     );
-    assert!(observer
-        .output_of(Step::PostRun)
-        .contains("post-run result=2"));
+    run.assert_post_run_result(2);
     assert!(
         started.elapsed() < Duration::from_secs(120),
         "took {:?}",
         started.elapsed()
     );
-    observer.assert_steps_paired();
-    assert_nothing_left(&env, &job.id);
+    run.assert_ended_cleanly(&env);
 }
 
 #[tokio::test]
 async fn cancelled_job_runs_post_run_and_cleanup() {
     let _serial = ONE_JOB_AT_A_TIME.lock().await;
     let env = DemoEnv::new();
-    let executor = executor(&env, GENEROUS).await;
+    let executor = start_executor(env.config(GENEROUS)).await;
     let cancel = CancellationToken::new();
     let observer = RecordingObserver::cancelling_at(Step::WaitPlugin, cancel.clone());
-    let job = env.job(NEVER_SERVING_PR);
 
-    let outcome = executor.run(&job, &observer, cancel).await;
+    let run = run_job_observed(&executor, env.job(NEVER_SERVING_PR), observer, cancel).await;
 
     assert_eq!(
-        outcome,
+        run.outcome,
         JobOutcome::Cancelled {
             reason: "cancelled".into()
         }
     );
-    let abandoned = observer
+    let abandoned = run
+        .observer
         .finished(Step::WaitPlugin)
         .expect("wait-plugin reported");
     assert_eq!(
         abandoned.note.as_deref(),
         Some("abandoned: the job was cancelled")
     );
-    assert_eq!(observer.finished(Step::Sanity), None);
-    assert!(observer
-        .output_of(Step::PostRun)
-        .contains("post-run result=2"));
-    observer.assert_steps_paired();
-    assert_nothing_left(&env, &job.id);
+    assert_eq!(run.observer.finished(Step::Sanity), None);
+    run.assert_post_run_result(2);
+    run.assert_ended_cleanly(&env);
 }
 
 #[tokio::test]
 async fn commit_missing_from_the_pr_ref_is_an_error_at_fetch() {
     let _serial = ONE_JOB_AT_A_TIME.lock().await;
     let env = DemoEnv::new();
-    let executor = executor(&env, GENEROUS).await;
-    let observer = RecordingObserver::default();
+    let executor = start_executor(env.config(GENEROUS)).await;
     // #130's head is a descendant of #129's, so fetching #129 cannot bring it.
     let mut job = env.job(129);
     job.request.sha = env.head(130);
 
-    let outcome = executor
-        .run(&job, &observer, CancellationToken::new())
-        .await;
+    let run = run_job(&executor, job).await;
 
     assert_eq!(
-        outcome,
+        run.outcome,
         JobOutcome::Error {
             step: Step::Fetch,
             reason: format!(
@@ -280,13 +236,15 @@ async fn commit_missing_from_the_pr_ref_is_an_error_at_fetch() {
             ),
         }
     );
-    let post_run = observer.finished(Step::PostRun).expect("post-run reported");
+    let post_run = run
+        .observer
+        .finished(Step::PostRun)
+        .expect("post-run reported");
     assert_eq!(
         post_run.note.as_deref(),
         Some("skipped: the job ended before its sandbox started")
     );
-    observer.assert_steps_paired();
-    assert_nothing_left(&env, &job.id);
+    run.assert_ended_cleanly(&env);
 }
 
 /// The sweep runs against a Podman of its own (separate storage root), so
@@ -328,9 +286,7 @@ async fn sweep_removes_this_instances_job_leftovers_only() {
     }
     let mut config = (*env.config(GENEROUS)).clone();
     config.podman_socket = Some(socket.clone());
-    let executor = Executor::new(Arc::new(config))
-        .await
-        .expect("executor on the given socket");
+    let executor = start_executor(Arc::new(config)).await;
     let ours = format!("ember-ci.instance={}", executor.instance_id());
     let theirs = "ember-ci.instance=another-instance";
     for (name, instance) in [("our-leftover", ours.as_str()), ("their-job", theirs)] {
@@ -397,69 +353,51 @@ async fn driver_config_script_feeds_the_plugin_and_its_system_files() {
     .expect("driver script");
     let mut config = (*env.config(GENEROUS)).clone();
     config.backends[0].driver_config = DriverConfig::Script(script.clone());
-    let executor = Executor::new(Arc::new(config)).await.expect("executor");
-    let observer = RecordingObserver::default();
-    let job = env.job(129);
+    let executor = start_executor(Arc::new(config)).await;
 
-    let outcome = executor
-        .run(&job, &observer, CancellationToken::new())
-        .await;
+    let run = run_job(&executor, env.job(129)).await;
 
-    assert_eq!(outcome, JobOutcome::Success);
-    assert!(observer
+    assert_eq!(run.outcome, JobOutcome::Success);
+    assert!(run
         .output_of(Step::DriverConfig)
         .contains("resolving the backend for PR 129"));
-    assert!(observer
+    assert!(run
         .output_of(Step::Sanity)
         .contains("driver=ScriptedDriver"));
-    let plugin_log = observer.output_of(Step::Cleanup);
+    let plugin_log = run.output_of(Step::Cleanup);
     assert!(
         plugin_log.contains("unpacked system files from /config/files.tar"),
         "{plugin_log}"
     );
-    assert_nothing_left(&env, &job.id);
+    assert_nothing_left(&env, &run.job.id);
 
     std::fs::write(&script, "echo 'forgot to set it'\n").expect("broken driver script");
-    let observer = RecordingObserver::default();
-    let job = env.job(129);
-    let outcome = executor
-        .run(&job, &observer, CancellationToken::new())
-        .await;
+    let run = run_job(&executor, env.job(129)).await;
     assert_eq!(
-        outcome,
+        run.outcome,
         JobOutcome::Error {
             step: Step::DriverConfig,
             reason: "driver config script driver.sh failed (exit 3)".into()
         }
     );
-    assert!(observer
+    assert!(run
         .output_of(Step::DriverConfig)
         .contains("did not set DRIVER_CONFIG"));
-    assert_nothing_left(&env, &job.id);
+    assert_nothing_left(&env, &run.job.id);
 }
 
 #[tokio::test]
 async fn vendor_extras_layer_is_built_on_the_pr_image() {
     let _serial = ONE_JOB_AT_A_TIME.lock().await;
     let env = DemoEnv::new();
-    let extras = env.config_dir.join("extras.Containerfile");
-    std::fs::write(
-        &extras,
-        "COPY sanity.sh /usr/local/share/vendor-sanity.sh\n",
-    )
-    .expect("extras file");
     let mut config = (*env.config(GENEROUS)).clone();
-    config.backends[0].extra_containerfile = Some(extras);
-    let executor = Executor::new(Arc::new(config)).await.expect("executor");
-    let observer = RecordingObserver::default();
-    let job = env.job(129);
+    config.backends[0].extra_containerfile = Some(env.write_extras_containerfile());
+    let executor = start_executor(Arc::new(config)).await;
 
-    let outcome = executor
-        .run(&job, &observer, CancellationToken::new())
-        .await;
+    let run = run_job(&executor, env.job(129)).await;
 
-    assert_eq!(outcome, JobOutcome::Success);
-    let build = observer.output_of(Step::Build);
+    assert_eq!(run.outcome, JobOutcome::Success);
+    let build = run.output_of(Step::Build);
     assert!(
         build.contains("FROM localhost/ember-csi-job:slot900"),
         "{build}"
@@ -468,10 +406,10 @@ async fn vendor_extras_layer_is_built_on_the_pr_image() {
         build.contains("COPY sanity.sh /usr/local/share/vendor-sanity.sh"),
         "{build}"
     );
-    let start = observer.output_of(Step::StartPlugin);
+    let start = run.output_of(Step::StartPlugin);
     assert!(
         start.contains(" localhost/ember-csi-job:slot900-extras\n"),
         "{start}"
     );
-    assert_nothing_left(&env, &job.id);
+    assert_nothing_left(&env, &run.job.id);
 }

@@ -32,7 +32,7 @@ use ember_ci::model::{
     BackendName, CommitSha, JobId, JobOutcome, JobRequest, PrNumber, RepoName, Step,
 };
 use ember_ci::scheduler::{Enqueued, JobRunner, Scheduler, StatusOutbox};
-use executor_env::{run_ok, DemoEnv, Timeouts};
+use executor_env::{replace_dockerfile_cmd, run_ok, start_executor, DemoEnv, GENEROUS};
 use fake_github::FakeGitHub;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use tokio_util::sync::CancellationToken;
@@ -204,18 +204,19 @@ impl JobRunner for OwnSlotExecutor {
 
 /// Pushes refs/pull/132/head: the demo plugin started through a script that
 /// prints every value of its backend config plain, base64 and URL-encoded.
-fn push_leaky_pr(env: &DemoEnv) -> CommitSha {
-    let bare = env.dir.path().join("ember-csi.git");
-    let work = env.dir.path().join("leaky");
-    run_ok(
-        Command::new("git")
-            .args(["clone", "-q", "--branch", "main"])
-            .arg(&bare)
-            .arg(&work),
-    );
-    std::fs::write(
-        work.join("leak.sh"),
-        r#"#!/bin/bash
+fn push_leaky_pr(env: &mut DemoEnv) -> CommitSha {
+    env.push_pr(LEAKY_PR, "Plugin that prints its secrets", |work| {
+        std::fs::write(work.join("leak.sh"), LEAK_SCRIPT).expect("write leak.sh");
+        replace_dockerfile_cmd(
+            work,
+            "COPY leak.sh /usr/local/bin/leak.sh\nCMD [\"bash\", \"/usr/local/bin/leak.sh\"]",
+        );
+    })
+}
+
+/// Prints the password, API token and label of the backend config, each
+/// plain, base64 and URL-encoded, then starts the demo plugin.
+const LEAK_SCRIPT: &str = r#"#!/bin/bash
 value() { printf %s "$X_CSI_BACKEND_CONFIG" | sed -n "s/.*\"$1\": *\"\([^\"]*\)\".*/\1/p"; }
 urlencode() {
   local s=$1 out= c i
@@ -232,42 +233,7 @@ for key in password api_token array_label; do
   echo "leak $key url: $(urlencode "$v")"
 done
 exec perl /usr/local/bin/ember-csi-demo
-"#,
-    )
-    .expect("write leak.sh");
-    let dockerfile = std::fs::read_to_string(work.join("Dockerfile")).expect("Dockerfile");
-    let leaky: String = dockerfile
-        .lines()
-        .map(|line| {
-            if line.starts_with("CMD ") {
-                "COPY leak.sh /usr/local/bin/leak.sh\nCMD [\"bash\", \"/usr/local/bin/leak.sh\"]"
-                    .to_string()
-            } else {
-                line.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    std::fs::write(work.join("Dockerfile"), leaky + "\n").expect("write Dockerfile");
-    let git = |args: &[&str]| {
-        run_ok(
-            Command::new("git")
-                .arg("-C")
-                .arg(&work)
-                .args(["-c", "user.name=test", "-c", "user.email=test@localhost"])
-                .args(args),
-        )
-    };
-    git(&["add", "-A"]);
-    git(&["commit", "-q", "-m", "Plugin that prints its secrets"]);
-    git(&[
-        "push",
-        "-q",
-        "origin",
-        &format!("HEAD:refs/pull/{LEAKY_PR}/head"),
-    ]);
-    CommitSha::new(git(&["rev-parse", "HEAD"]).trim()).expect("SHA")
-}
+"#;
 
 fn request(pr: u64, sha: &CommitSha) -> JobRequest {
     JobRequest {
@@ -279,8 +245,8 @@ fn request(pr: u64, sha: &CommitSha) -> JobRequest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_jobs_publish_masked_logs_with_working_links_to_the_branch() {
-    let env = DemoEnv::new();
-    let leaky_sha = push_leaky_pr(&env);
+    let mut env = DemoEnv::new();
+    let leaky_sha = push_leaky_pr(&mut env);
     let github = FakeGitHub::start().await;
     let logs_repo = bare_repo(env.dir.path(), "logs.git");
     std::fs::write(
@@ -291,10 +257,7 @@ async fn demo_jobs_publish_masked_logs_with_working_links_to_the_branch() {
         ),
     )
     .expect("write driver-config.sh");
-    env.config(Timeouts {
-        job: Duration::from_secs(900),
-        plugin_start: Duration::from_secs(120),
-    });
+    env.config(GENEROUS);
     let config_file = env.config_dir.join("config");
     let mut text = std::fs::read_to_string(&config_file).expect("config");
     text.push_str(&format!(
@@ -316,9 +279,7 @@ async fn demo_jobs_publish_masked_logs_with_working_links_to_the_branch() {
     let reporter = Arc::new(Reporter::from_config(&config).expect("reporter"));
     let (outbox, _outbox_task) = StatusOutbox::start(reporter);
     let logs = LogStore::for_config(&config, Some(LOCAL_URL.into()));
-    let executor = Executor::new(config.clone())
-        .await
-        .expect("executor starts its own podman service");
+    let executor = start_executor(config.clone()).await;
     let (scheduler, scheduler_task) =
         Scheduler::start(Arc::new(OwnSlotExecutor(executor)), outbox, logs.clone(), 1);
     let jobs = [

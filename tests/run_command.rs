@@ -4,12 +4,27 @@
 #[path = "support/ci_env.rs"]
 mod ci_env;
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use ci_env::{ember_ci_bin, DemoRepo};
 
+/// The demo repository and a config dir for it in `dir`, with no GitHub
+/// account: an empty token prints statuses instead of posting them.
+fn demo_config_without_github(dir: &Path) -> (DemoRepo, PathBuf) {
+    let repo = DemoRepo::create(dir);
+    let config = ci_env::write_config(
+        dir,
+        &repo,
+        "http://127.0.0.1:9",
+        &dir.join("state"),
+        "GH_TOKEN=\"\"",
+    );
+    (repo, config)
+}
+
 /// `ember-ci run --config DIR --pr N [extra...]`: (exit code, stdout and stderr).
-fn run_pr(config: &std::path::Path, pr: &str, extra: &[&str]) -> (i32, String) {
+fn run_pr(config: &Path, pr: &str, extra: &[&str]) -> (i32, String) {
     let output = Command::new(ember_ci_bin())
         .args(["run", "--config"])
         .arg(config)
@@ -28,15 +43,7 @@ fn run_pr(config: &std::path::Path, pr: &str, extra: &[&str]) -> (i32, String) {
 #[test]
 fn run_succeeds_on_the_demo_and_exits_1_on_the_broken_pr() {
     let dir = tempfile::tempdir().unwrap();
-    let repo = DemoRepo::create(dir.path());
-    // No GitHub account: an empty token prints statuses instead of posting.
-    let config = ci_env::write_config(
-        dir.path(),
-        &repo,
-        "http://127.0.0.1:9",
-        &dir.path().join("state"),
-        "GH_TOKEN=\"\"",
-    );
+    let (repo, config) = demo_config_without_github(dir.path());
 
     let (code, output) = run_pr(&config, "129", &[]);
     assert_eq!(code, 0, "{output}");
@@ -75,14 +82,7 @@ fn run_succeeds_on_the_demo_and_exits_1_on_the_broken_pr() {
 #[test]
 fn run_names_the_backends_when_asked_for_an_unknown_one() {
     let dir = tempfile::tempdir().unwrap();
-    let repo = DemoRepo::create(dir.path());
-    let config = ci_env::write_config(
-        dir.path(),
-        &repo,
-        "http://127.0.0.1:9",
-        &dir.path().join("state"),
-        "GH_TOKEN=\"\"",
-    );
+    let (_repo, config) = demo_config_without_github(dir.path());
     let (code, output) = run_pr(&config, "129", &["--backend", "nope"]);
     assert_eq!(code, 2, "{output}");
     assert!(

@@ -13,11 +13,10 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ember_ci::executor::Executor;
 use ember_ci::model::{JobOutcome, Step};
 use executor_env::{
-    assert_nothing_left, nested_leftovers, run_ok, DemoEnv, RecordingObserver, Timeouts,
-    NEVER_SERVING_PR,
+    assert_nothing_left, nested_leftovers, run_job, run_ok, start_executor, DemoEnv, JobRun,
+    RecordingObserver, GENEROUS, NEVER_SERVING_PR,
 };
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
@@ -25,11 +24,6 @@ use tokio_util::sync::CancellationToken;
 /// At most two cases at once: each runs privileged sandboxes and nested
 /// builds, and CI has two slow cores.
 static HEAVY_CASES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
-
-const GENEROUS: Timeouts = Timeouts {
-    job: Duration::from_secs(900),
-    plugin_start: Duration::from_secs(120),
-};
 
 /// PRs whose Dockerfile is shaped like Ember-CSI's: a slow dependency step,
 /// then the source. #141 changes only the source.
@@ -54,24 +48,6 @@ fn push_dependency_prs(env: &mut DemoEnv) {
     });
 }
 
-async fn executor(config: Arc<ember_ci::config::Config>) -> Executor {
-    Executor::new(config)
-        .await
-        .expect("executor starts its own podman service")
-}
-
-/// Runs PR #129 and checks that the job left nothing behind.
-async fn run_checked(
-    executor: &Executor,
-    env: &DemoEnv,
-    observer: &RecordingObserver,
-) -> JobOutcome {
-    let job = env.job(129);
-    let outcome = executor.run(&job, observer, CancellationToken::new()).await;
-    assert_nothing_left(env, &job.id);
-    outcome
-}
-
 /// The output of the build step that runs `instruction`, up to the next step.
 fn build_step<'a>(build_log: &'a str, instruction: &str) -> &'a str {
     let start = build_log
@@ -88,21 +64,17 @@ async fn source_only_change_reuses_dependency_layers_across_a_restart() {
     let mut env = DemoEnv::new();
     push_dependency_prs(&mut env);
 
-    let cold = RecordingObserver::default();
-    let first = executor(env.config(GENEROUS)).await;
-    let job = env.job(DEPS_PR);
-    let outcome = first.run(&job, &cold, CancellationToken::new()).await;
-    assert_eq!(outcome, JobOutcome::Success);
-    assert_nothing_left(&env, &job.id);
+    let first = start_executor(env.config(GENEROUS)).await;
+    let cold = run_job(&first, env.job(DEPS_PR)).await;
+    assert_eq!(cold.outcome, JobOutcome::Success);
+    assert_nothing_left(&env, &cold.job.id);
     // A restart of the service: a new executor on the same state dir.
     drop(first);
 
-    let warm = RecordingObserver::default();
-    let second = executor(env.config(GENEROUS)).await;
-    let job = env.job(SOURCE_CHANGE_PR);
-    let outcome = second.run(&job, &warm, CancellationToken::new()).await;
-    assert_eq!(outcome, JobOutcome::Success);
-    assert_nothing_left(&env, &job.id);
+    let second = start_executor(env.config(GENEROUS)).await;
+    let warm = run_job(&second, env.job(SOURCE_CHANGE_PR)).await;
+    assert_eq!(warm.outcome, JobOutcome::Success);
+    assert_nothing_left(&env, &warm.job.id);
 
     let (cold_log, warm_log) = (cold.output_of(Step::Build), warm.output_of(Step::Build));
     let deps = "RUN echo deps > /deps && sleep 2";
@@ -122,8 +94,8 @@ async fn source_only_change_reuses_dependency_layers_across_a_restart() {
     assert!(warm
         .output_of(Step::Sanity)
         .contains("plugin answered: ember-csi-demo OK"));
-    let duration = |observer: &RecordingObserver| {
-        observer
+    let duration = |run: &JobRun| {
+        run.observer
             .finished(Step::Build)
             .expect("build finished")
             .duration
@@ -141,50 +113,30 @@ async fn store_over_budget_evicts_old_images_first_and_keeps_the_running_jobs() 
     let _heavy = HEAVY_CASES.acquire().await.expect("semaphore");
     let mut env = DemoEnv::new();
     push_dependency_prs(&mut env);
-    let extras = env.config_dir.join("extras.Containerfile");
-    std::fs::write(
-        &extras,
-        "COPY sanity.sh /usr/local/share/vendor-sanity.sh\n",
-    )
-    .expect("extras file");
+    env.write_extras_containerfile();
 
     // Fill the store: #129 with a vendor layer, then #130, whose build
     // takes the slot's tag from #129.
     let with_extras =
-        executor(env.config_with(GENEROUS, "EXTRA_CONTAINERFILE_1=extras.Containerfile")).await;
-    let job = env.job(129);
-    let outcome = with_extras
-        .run(
-            &job,
-            &RecordingObserver::default(),
-            CancellationToken::new(),
-        )
-        .await;
+        start_executor(env.config_with(GENEROUS, "EXTRA_CONTAINERFILE_1=extras.Containerfile"))
+            .await;
+    let outcome = run_job(&with_extras, env.job(129)).await.outcome;
     assert_eq!(outcome, JobOutcome::Success);
     drop(with_extras);
-    let plain = executor(env.config(GENEROUS)).await;
-    let job = env.job(130);
-    let outcome = plain
-        .run(
-            &job,
-            &RecordingObserver::default(),
-            CancellationToken::new(),
-        )
-        .await;
+    let plain = start_executor(env.config(GENEROUS)).await;
+    let outcome = run_job(&plain, env.job(130)).await.outcome;
     assert!(matches!(outcome, JobOutcome::Failure { .. }), "{outcome:?}");
     drop(plain);
 
     // A budget nothing fits in: everything but the running job's image goes.
-    let tiny = executor(env.config(GENEROUS))
+    let tiny = start_executor(env.config(GENEROUS))
         .await
         .with_store_budget_bytes(1);
-    let observer = RecordingObserver::default();
-    let job = env.job(DEPS_PR);
-    let outcome = tiny.run(&job, &observer, CancellationToken::new()).await;
+    let run = run_job(&tiny, env.job(DEPS_PR)).await;
 
     // The plugin ran from the job's image after the eviction.
-    assert_eq!(outcome, JobOutcome::Success);
-    let build = observer.output_of(Step::Build);
+    assert_eq!(run.outcome, JobOutcome::Success);
+    let build = run.output_of(Step::Build);
     let prune = build
         .find("$ podman image prune --force")
         .unwrap_or_else(|| panic!("dangling images were not pruned:\n{build}"));
@@ -200,7 +152,7 @@ async fn store_over_budget_evicts_old_images_first_and_keeps_the_running_jobs() 
         build.contains("every image left is in use"),
         "eviction did not stop at the job's own images:\n{build}"
     );
-    assert_nothing_left(&env, &job.id);
+    assert_nothing_left(&env, &run.job.id);
 }
 
 /// Ceph's driver needs /etc/ceph/ceph.conf and a keyring inside the plugin
@@ -236,40 +188,44 @@ async fn ceph_style_system_files_reach_the_plugin_with_their_content() {
         .expect("driver script");
     };
     write_script("etc/ceph", KEYRING);
-    let executor = executor(env.config_with(GENEROUS, "DRIVER_CONFIG_1=ceph-driver.sh")).await;
-    let run = |observer| run_checked(&executor, &env, observer);
+    let executor =
+        start_executor(env.config_with(GENEROUS, "DRIVER_CONFIG_1=ceph-driver.sh")).await;
+    // Runs PR #129 and checks that the job left nothing behind.
+    let run_checked = || async {
+        let run = run_job(&executor, env.job(129)).await;
+        assert_nothing_left(&env, &run.job.id);
+        run
+    };
 
-    let observer = RecordingObserver::default();
-    assert_eq!(run(&observer).await, JobOutcome::Success);
-    assert!(observer
+    let run = run_checked().await;
+    assert_eq!(run.outcome, JobOutcome::Success);
+    assert!(run
         .output_of(Step::DriverConfig)
         .contains("CSI_SYSTEM_FILES=/tmp/"));
-    let plugin_log = observer.output_of(Step::Cleanup);
+    let plugin_log = run.output_of(Step::Cleanup);
     for file in ["ceph.conf", "ceph.client.admin.keyring"] {
         let line =
             format!("required system file /etc/ceph/{file} is present with the expected content");
         assert!(plugin_log.contains(&line), "{line:?} not in:\n{plugin_log}");
     }
-    assert!(observer.output_of(Step::Sanity).contains("driver=RBD"));
+    assert!(run.output_of(Step::Sanity).contains("driver=RBD"));
 
     write_script("etc/ceph/ceph.conf", KEYRING);
-    let observer = RecordingObserver::default();
-    let outcome = run(&observer).await;
-    let JobOutcome::Failure { step, reason } = &outcome else {
-        panic!("a missing keyring must fail the job, got {outcome:?}");
+    let run = run_checked().await;
+    let JobOutcome::Failure { step, reason } = &run.outcome else {
+        panic!("a missing keyring must fail the job, got {:?}", run.outcome);
     };
     assert!(reason.starts_with("plugin exited with code"), "{reason}");
-    assert!(observer
+    assert!(run
         .output_of(*step)
         .contains("required system file /etc/ceph/ceph.client.admin.keyring is missing"));
 
     write_script("etc/ceph", "[client.admin]\n\tkey = a-different-key\n");
-    let observer = RecordingObserver::default();
-    let outcome = run(&observer).await;
-    let JobOutcome::Failure { step, .. } = &outcome else {
-        panic!("a wrong keyring must fail the job, got {outcome:?}");
+    let run = run_checked().await;
+    let JobOutcome::Failure { step, .. } = &run.outcome else {
+        panic!("a wrong keyring must fail the job, got {:?}", run.outcome);
     };
-    assert!(observer.output_of(*step).contains(
+    assert!(run.output_of(*step).contains(
         "required system file /etc/ceph/ceph.client.admin.keyring has unexpected content"
     ));
 }
@@ -282,46 +238,38 @@ async fn extra_package_is_installed_into_the_plugin_image() {
         r#"DRIVER_CONFIG_1='{"name": "demo", "driver": "JqDriver", "require_binaries": "jq"}'"#;
 
     // Without the package the plugin refuses to start: the check can fail.
-    let executor_without = executor(env.config_with(GENEROUS, needs_jq)).await;
-    let observer = RecordingObserver::default();
-    let job = env.job(129);
-    let outcome = executor_without
-        .run(&job, &observer, CancellationToken::new())
-        .await;
-    let JobOutcome::Failure { step, .. } = &outcome else {
-        panic!("the plugin started without jq: {outcome:?}");
+    let executor_without = start_executor(env.config_with(GENEROUS, needs_jq)).await;
+    let run = run_job(&executor_without, env.job(129)).await;
+    let JobOutcome::Failure { step, .. } = &run.outcome else {
+        panic!("the plugin started without jq: {:?}", run.outcome);
     };
-    assert!(observer
+    assert!(run
         .output_of(*step)
         .contains("required binary jq is not installed"));
     drop(executor_without);
 
     let executor =
-        executor(env.config_with(GENEROUS, &format!("{needs_jq}\nEXTRA_PACKAGES_1=jq"))).await;
-    let observer = RecordingObserver::default();
-    let job = env.job(129);
-    let outcome = executor
-        .run(&job, &observer, CancellationToken::new())
-        .await;
+        start_executor(env.config_with(GENEROUS, &format!("{needs_jq}\nEXTRA_PACKAGES_1=jq")))
+            .await;
+    let run = run_job(&executor, env.job(129)).await;
 
-    assert_eq!(outcome, JobOutcome::Success);
-    let build = observer.output_of(Step::Build);
+    assert_eq!(run.outcome, JobOutcome::Success);
+    let build = run.output_of(Step::Build);
     assert!(
         build.contains("install -y --no-install-recommends 'jq'"),
         "{build}"
     );
     assert!(
-        observer
-            .output_of(Step::StartPlugin)
+        run.output_of(Step::StartPlugin)
             .contains(" localhost/ember-csi-job:slot900-extras\n"),
         "the plugin did not run from the extras image"
     );
-    let plugin_log = observer.output_of(Step::Cleanup);
+    let plugin_log = run.output_of(Step::Cleanup);
     assert!(
         plugin_log.contains("required binary jq found in /usr/bin"),
         "{plugin_log}"
     );
-    assert_nothing_left(&env, &job.id);
+    assert_nothing_left(&env, &run.job.id);
 }
 
 /// Both plugins listen on 127.0.0.1:50051, each in its own sandbox. Each
@@ -346,7 +294,7 @@ async fn two_workers_run_two_backends_at_once() {
          DRIVER_CONFIG_2='{{\"name\": \"demo2\", \"driver\": \"SecondDriver\"}}'\n\
          SANITY_COMMAND_1=\"{sanity}\"\nSANITY_COMMAND_2=\"{sanity}\""
     );
-    let executor = Arc::new(executor(env.config_with(GENEROUS, &keys)).await);
+    let executor = Arc::new(start_executor(env.config_with(GENEROUS, &keys)).await);
     // A cold sandbox image build would serialise the two starts.
     executor
         .ensure_sandbox_image(&RecordingObserver::default())
@@ -399,7 +347,7 @@ async fn two_workers_run_two_backends_at_once() {
 async fn killed_job_is_swept_and_the_next_job_of_its_slot_clears_the_store() {
     let _heavy = HEAVY_CASES.acquire().await.expect("semaphore");
     let env = DemoEnv::new();
-    let executor = Arc::new(executor(env.config(GENEROUS)).await);
+    let executor = Arc::new(start_executor(env.config(GENEROUS)).await);
     let sandbox_image = executor
         .ensure_sandbox_image(&RecordingObserver::default())
         .await
@@ -477,16 +425,9 @@ async fn killed_job_is_swept_and_the_next_job_of_its_slot_clears_the_store() {
         nested.contains(&format!("container ember-csi-{}", killed.id)),
         "the killed job's plugin should still be in the slot's store: {nested:?}"
     );
-    let next = env.job_for("demo", 129, 0);
-    let outcome = executor
-        .run(
-            &next,
-            &RecordingObserver::default(),
-            CancellationToken::new(),
-        )
-        .await;
-    assert_eq!(outcome, JobOutcome::Success);
-    assert_nothing_left(&env, &next.id);
+    let next = run_job(&executor, env.job_for("demo", 129, 0)).await;
+    assert_eq!(next.outcome, JobOutcome::Success);
+    assert_nothing_left(&env, &next.job.id);
     assert_eq!(nested_leftovers(&env, 0, &sandbox_image), "");
     assert_eq!(nested_leftovers(&env, 1, &sandbox_image), "");
 }

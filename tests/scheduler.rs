@@ -14,7 +14,9 @@ use ember_ci::config::Secret;
 use ember_ci::executor::{Job, StepObserver, StepResult};
 use ember_ci::github::{GitHub, Reporter};
 use ember_ci::logs::{LogStore, Masker};
-use ember_ci::model::{BackendName, CommitSha, JobOutcome, JobRequest, PrNumber, RepoName, Step};
+use ember_ci::model::{
+    BackendName, CommitSha, JobId, JobOutcome, JobRequest, PrNumber, RepoName, Step,
+};
 use ember_ci::scheduler::{Enqueued, JobRunner, Scheduler, StatusOutbox};
 use fake_github::FakeGitHub;
 use tokio::sync::Semaphore;
@@ -108,6 +110,48 @@ async fn harness(workers: usize) -> Harness {
     }
 }
 
+impl Harness {
+    /// Enqueues `job`, which must be queued as a new job.
+    fn enqueue_new(&self, job: JobRequest) -> JobId {
+        match self.scheduler.enqueue(job) {
+            Enqueued::Queued(id) => id,
+            other => panic!("not queued: {other:?}"),
+        }
+    }
+
+    /// Waits until the runner has started `count` jobs in all.
+    async fn wait_for_started(&self, count: usize) {
+        wait_until(&format!("{count} jobs to start"), || {
+            self.runner.started.load(Ordering::SeqCst) == count
+        })
+        .await;
+    }
+
+    /// Waits until the runner has started `count` jobs in all and none runs.
+    async fn wait_for_finished(&self, count: usize) {
+        wait_until(&format!("{count} jobs to finish"), || {
+            self.runner.started.load(Ordering::SeqCst) == count
+                && self.runner.running.load(Ordering::SeqCst) == 0
+        })
+        .await;
+    }
+
+    /// Waits until GitHub holds `count` statuses for `job`'s commit.
+    async fn wait_for_statuses(&self, job: &JobRequest, count: usize, timeout: Duration) {
+        let sha = job.sha.as_str();
+        self.github
+            .wait_for(|s| s.statuses_for(sha).len() == count, timeout)
+            .await
+            .unwrap();
+    }
+
+    /// The text of `file` in job `id`'s log dir.
+    fn job_log_file(&self, id: &JobId, file: &str) -> String {
+        let path = self._dir.path().join("jobs").join(id.as_str()).join(file);
+        std::fs::read_to_string(path).unwrap()
+    }
+}
+
 fn request(pr: u64, sha_digit: char, backend: &str) -> JobRequest {
     JobRequest {
         pr: PrNumber::new(pr).unwrap(),
@@ -144,18 +188,12 @@ async fn at_most_num_workers_jobs_run_at_once() {
             Enqueued::Queued(_)
         ));
     }
-    wait_until("two jobs to start", || {
-        h.runner.started.load(Ordering::SeqCst) == 2
-    })
-    .await;
+    h.wait_for_started(2).await;
     // The other two stay queued while both slots are busy.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(h.runner.started.load(Ordering::SeqCst), 2);
     h.runner.gate.add_permits(4);
-    wait_until("all four jobs to finish", || {
-        h.runner.started.load(Ordering::SeqCst) == 4 && h.runner.running.load(Ordering::SeqCst) == 0
-    })
-    .await;
+    h.wait_for_finished(4).await;
     assert_eq!(h.runner.peak.load(Ordering::SeqCst), 2);
 }
 
@@ -163,15 +201,9 @@ async fn at_most_num_workers_jobs_run_at_once() {
 async fn each_job_reports_queued_running_and_final_status_in_order() {
     let h = harness(1).await;
     let job = request(129, 'e', "lvm");
-    let Enqueued::Queued(id) = h.scheduler.enqueue(job.clone()) else {
-        panic!("not queued")
-    };
+    let id = h.enqueue_new(job.clone());
     h.runner.gate.add_permits(1);
-    let sha = job.sha.as_str().to_string();
-    h.github
-        .wait_for(|s| s.statuses_for(&sha).len() == 3, WAIT)
-        .await
-        .unwrap();
+    h.wait_for_statuses(&job, 3, WAIT).await;
     assert_eq!(
         states(&h.github, &job),
         [
@@ -180,7 +212,7 @@ async fn each_job_reports_queued_running_and_final_status_in_order() {
             "success:CSI sanity passed"
         ]
     );
-    let statuses = h.github.statuses_for(&sha);
+    let statuses = h.github.statuses_for(job.sha.as_str());
     assert!(statuses.iter().all(|s| s.context == "3rdparty/lvm"));
     assert_eq!(
         statuses[2].target_url.as_deref(),
@@ -191,9 +223,7 @@ async fn each_job_reports_queued_running_and_final_status_in_order() {
 #[tokio::test]
 async fn job_output_is_logged_with_secrets_masked() {
     let h = harness(1).await;
-    let Enqueued::Queued(id) = h.scheduler.enqueue(request(5, 'f', "lvm")) else {
-        panic!("not queued")
-    };
+    let id = h.enqueue_new(request(5, 'f', "lvm"));
     h.runner.gate.add_permits(1);
     wait_until("the job to finish", || {
         h.scheduler
@@ -202,24 +232,10 @@ async fn job_output_is_logged_with_secrets_masked() {
             .is_some_and(|j| j.outcome.is_some())
     })
     .await;
-    let log = std::fs::read_to_string(
-        h._dir
-            .path()
-            .join("jobs")
-            .join(id.as_str())
-            .join("01-sanity.txt"),
-    )
-    .unwrap();
+    let log = h.job_log_file(&id, "01-sanity.txt");
     assert!(log.contains("sanity: *** printed"), "{log}");
     assert!(!log.contains("secret-value-1234"));
-    let summary = std::fs::read_to_string(
-        h._dir
-            .path()
-            .join("jobs")
-            .join(id.as_str())
-            .join("job.json"),
-    )
-    .unwrap();
+    let summary = h.job_log_file(&id, "job.json");
     assert!(summary.contains("\"result\": \"success\""), "{summary}");
 }
 
@@ -227,9 +243,7 @@ async fn job_output_is_logged_with_secrets_masked() {
 async fn same_commit_and_backend_is_not_run_twice_unless_rechecked() {
     let h = harness(1).await;
     let job = request(7, '1', "lvm");
-    let Enqueued::Queued(first) = h.scheduler.enqueue(job.clone()) else {
-        panic!("not queued")
-    };
+    let first = h.enqueue_new(job.clone());
     assert_eq!(
         h.scheduler.enqueue(job.clone()),
         Enqueued::AlreadyLive(first.clone())
@@ -240,10 +254,7 @@ async fn same_commit_and_backend_is_not_run_twice_unless_rechecked() {
         Enqueued::Queued(_)
     ));
     h.runner.gate.add_permits(2);
-    wait_until("both jobs to finish", || {
-        h.runner.started.load(Ordering::SeqCst) == 2 && h.runner.running.load(Ordering::SeqCst) == 0
-    })
-    .await;
+    h.wait_for_finished(2).await;
     wait_until("the board to show both finished", || {
         h.scheduler
             .board()
@@ -267,10 +278,7 @@ async fn superseded_jobs_are_cancelled_and_reported_as_error() {
     let newer = request(42, '3', "lvm");
     h.scheduler.enqueue(running.clone());
     h.scheduler.enqueue(queued.clone());
-    wait_until("the first job to start", || {
-        h.runner.started.load(Ordering::SeqCst) == 1
-    })
-    .await;
+    h.wait_for_started(1).await;
     h.scheduler.enqueue(newer.clone());
     let cancelled =
         h.scheduler
@@ -324,11 +332,7 @@ async fn statuses_survive_a_github_outage_in_order() {
     let job = request(9, '4', "lvm");
     h.scheduler.enqueue(job.clone());
     h.runner.gate.add_permits(1);
-    let sha = job.sha.as_str().to_string();
-    h.github
-        .wait_for(|s| s.statuses_for(&sha).len() == 3, Duration::from_secs(60))
-        .await
-        .unwrap();
+    h.wait_for_statuses(&job, 3, Duration::from_secs(60)).await;
     assert_eq!(
         states(&h.github, &job),
         [
@@ -347,10 +351,7 @@ async fn shutdown_cancels_running_jobs_after_the_grace_and_ends_queued_ones() {
     let waiting = request(12, '6', "lvm");
     h.scheduler.enqueue(running.clone());
     h.scheduler.enqueue(waiting.clone());
-    wait_until("the first job to start", || {
-        h.runner.started.load(Ordering::SeqCst) == 1
-    })
-    .await;
+    h.wait_for_started(1).await;
     h.scheduler.shutdown(Duration::from_millis(200)).await;
     assert_eq!(
         h.scheduler.enqueue(request(13, '7', "lvm")),

@@ -378,36 +378,33 @@ impl<'a> Parser<'a> {
         Ok(value)
     }
 
-    fn single_quoted(&mut self) -> Result<String, ShellError> {
-        let open_line = self.line;
+    /// Consumes an opening `quote` and returns the error to give if it is
+    /// never closed: it names the line the quote opened on, where the
+    /// mistake most likely is, not the end of the file.
+    fn open_quote(&mut self, quote: char) -> ShellError {
+        let unterminated = self.error(ShellErrorKind::UnterminatedQuote { quote });
         self.bump();
+        unterminated
+    }
+
+    fn single_quoted(&mut self) -> Result<String, ShellError> {
+        let unterminated = self.open_quote('\'');
         let mut value = String::new();
         loop {
             match self.bump() {
                 Some('\'') => return Ok(value),
                 Some(c) => value.push(c),
-                None => {
-                    return Err(ShellError {
-                        line: open_line,
-                        kind: ShellErrorKind::UnterminatedQuote { quote: '\'' },
-                    })
-                }
+                None => return Err(unterminated),
             }
         }
     }
 
     fn double_quoted(&mut self) -> Result<String, ShellError> {
-        let open_line = self.line;
-        self.bump();
+        let unterminated = self.open_quote('"');
         let mut value = String::new();
         loop {
             match self.peek() {
-                None => {
-                    return Err(ShellError {
-                        line: open_line,
-                        kind: ShellErrorKind::UnterminatedQuote { quote: '"' },
-                    })
-                }
+                None => return Err(unterminated),
                 Some('"') => {
                     self.bump();
                     return Ok(value);
@@ -438,13 +435,8 @@ impl<'a> Parser<'a> {
 
     /// `$'...'`: ANSI-C quoting, with the escapes config files use.
     fn ansi_c_quoted(&mut self) -> Result<String, ShellError> {
-        let open_line = self.line;
-        self.bump();
+        let unterminated = self.open_quote('\'');
         let mut value = String::new();
-        let unterminated = ShellError {
-            line: open_line,
-            kind: ShellErrorKind::UnterminatedQuote { quote: '\'' },
-        };
         loop {
             match self.bump() {
                 None => return Err(unterminated),

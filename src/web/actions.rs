@@ -12,6 +12,7 @@
 //! or the form field `token`.
 
 use std::collections::HashMap;
+use std::future::{ready, Ready};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -118,27 +119,32 @@ struct Done<'a> {
     page_url: String,
 }
 
+/// How a route answers: the API in JSON, the page's forms with pages.
+#[derive(Debug, Clone, Copy)]
+enum Answer {
+    Json,
+    Page,
+}
+
 pub fn routes(web: Arc<Web>) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
-    let api_web = web.clone();
     let api = warp::path!("api" / "jobs" / String / String)
         .and(post_only())
         .and(request())
-        .then(
-            move |id: String, action: String, request: Result<Request, ActionRefused>| {
-                let web = api_web.clone();
-                async move { answer_api(&web, &id, &action, request) }
-            },
-        );
+        .then(answering(web.clone(), Answer::Json));
     let form = warp::path!("jobs" / String / String)
         .and(post_only())
         .and(request())
-        .then(
-            move |id: String, action: String, request: Result<Request, ActionRefused>| {
-                let web = web.clone();
-                async move { answer_form(&web, &id, &action, request) }
-            },
-        );
+        .then(answering(web, Answer::Page));
     api.or(form).unify()
+}
+
+/// The handler of one route pair: `(id, action, request)` to the answer.
+fn answering(
+    web: Arc<Web>,
+    shape: Answer,
+) -> impl Fn(String, String, Result<Request, ActionRefused>) -> Ready<warp::reply::Response> + Clone
+{
+    move |id, action, request| ready(answer(&web, shape, &id, &action, request))
 }
 
 /// POST, else "not found" rather than warp's 405: these paths overlap the
@@ -170,52 +176,68 @@ fn request() -> impl Filter<Extract = (Result<Request, ActionRefused>,), Error =
         })
 }
 
-fn answer_api(
+fn answer(
     web: &Web,
+    shape: Answer,
     id: &str,
     action: &str,
     request: Result<Request, ActionRefused>,
 ) -> warp::reply::Response {
     let Some(action) = Action::parse(action) else {
-        return json_error(StatusCode::NOT_FOUND, "no such action: use rerun or cancel");
+        return shape.no_such_action();
     };
     if let Err(refused) = request.and_then(|request| authorize(web, &request)) {
-        return refusal(json_error(refused.status(), &refused.to_string()), &refused);
+        return refusal(shape.refused(&refused), &refused);
     }
     match act(web, id, action) {
-        Ok((name, job)) => warp::reply::with_status(
-            warp::reply::json(&Done {
-                action: name,
-                job: &job,
-                page_url: format!("/jobs/{job}"),
-            }),
-            StatusCode::ACCEPTED,
-        )
-        .into_response(),
-        Err(err) => json_error(err.status(), &err.to_string()),
+        Ok((name, job)) => shape.done(name, &job),
+        Err(err) => shape.not_done(&err),
     }
 }
 
-fn answer_form(
-    web: &Web,
-    id: &str,
-    action: &str,
-    request: Result<Request, ActionRefused>,
-) -> warp::reply::Response {
-    let Some(action) = Action::parse(action) else {
-        return html::message_page(
-            StatusCode::NOT_FOUND,
-            "No such action",
-            "Use rerun or cancel.",
-        );
-    };
-    if let Err(refused) = request.and_then(|request| authorize(web, &request)) {
-        let page = html::message_page(refused.status(), "Refused", &refused.to_string());
-        return refusal(page, &refused);
+impl Answer {
+    fn no_such_action(self) -> warp::reply::Response {
+        match self {
+            Answer::Json => {
+                json_error(StatusCode::NOT_FOUND, "no such action: use rerun or cancel")
+            }
+            Answer::Page => html::message_page(
+                StatusCode::NOT_FOUND,
+                "No such action",
+                "Use rerun or cancel.",
+            ),
+        }
     }
-    match act(web, id, action) {
-        Ok((_, job)) => see_other(&format!("/jobs/{job}")),
-        Err(err) => html::message_page(err.status(), "Not done", &err.to_string()),
+
+    fn refused(self, refused: &ActionRefused) -> warp::reply::Response {
+        match self {
+            Answer::Json => json_error(refused.status(), &refused.to_string()),
+            Answer::Page => html::message_page(refused.status(), "Refused", &refused.to_string()),
+        }
+    }
+
+    /// The API says what was done; a form post goes on to the job's page.
+    fn done(self, action: &str, job: &JobId) -> warp::reply::Response {
+        let page_url = format!("/jobs/{job}");
+        match self {
+            Answer::Json => warp::reply::with_status(
+                warp::reply::json(&Done {
+                    action,
+                    job,
+                    page_url,
+                }),
+                StatusCode::ACCEPTED,
+            )
+            .into_response(),
+            Answer::Page => see_other(&page_url),
+        }
+    }
+
+    fn not_done(self, err: &ActionError) -> warp::reply::Response {
+        match self {
+            Answer::Json => json_error(err.status(), &err.to_string()),
+            Answer::Page => html::message_page(err.status(), "Not done", &err.to_string()),
+        }
     }
 }
 

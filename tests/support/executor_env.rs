@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ember_ci::config::Config;
-use ember_ci::executor::{StepObserver, StepResult};
-use ember_ci::model::{BackendName, CommitSha, JobId, JobRequest, PrNumber, Step};
+use ember_ci::executor::{Executor, Job, StepObserver, StepResult};
+use ember_ci::model::{BackendName, CommitSha, JobId, JobOutcome, JobRequest, PrNumber, Step};
 use tokio_util::sync::CancellationToken;
 
 /// The PR whose plugin never opens its endpoint (made by [`DemoEnv::new`]).
@@ -43,6 +43,23 @@ pub fn run_ok(command: &mut Command) -> String {
 pub struct Timeouts {
     pub job: Duration,
     pub plugin_start: Duration,
+}
+
+/// Timeouts no demo job comes near on a slow CI host.
+pub const GENEROUS: Timeouts = Timeouts {
+    job: Duration::from_secs(900),
+    plugin_start: Duration::from_secs(120),
+};
+
+/// The sandbox's extras file used by the extras cases: one COPY from the
+/// config dir, so its layer is cheap and shows in the build log.
+pub const EXTRAS_CONTAINERFILE: &str = "COPY sanity.sh /usr/local/share/vendor-sanity.sh\n";
+
+/// An executor on `config`, with its own Podman service.
+pub async fn start_executor(config: Arc<Config>) -> Executor {
+    Executor::new(config)
+        .await
+        .expect("executor starts its own podman service")
 }
 
 pub struct DemoEnv {
@@ -108,6 +125,14 @@ impl DemoEnv {
         sha
     }
 
+    /// Writes [`EXTRAS_CONTAINERFILE`] as `extras.Containerfile` in the
+    /// config dir and returns its path.
+    pub fn write_extras_containerfile(&self) -> PathBuf {
+        let extras = self.config_dir.join("extras.Containerfile");
+        std::fs::write(&extras, EXTRAS_CONTAINERFILE).expect("extras file");
+        extras
+    }
+
     /// Where slot `slot`'s image store lives.
     pub fn slot_store(&self, slot: usize) -> PathBuf {
         self.state_dir
@@ -124,12 +149,12 @@ impl DemoEnv {
             .unwrap_or_else(|| panic!("no head for PR {pr}"))
     }
 
-    pub fn job(&self, pr: u64) -> ember_ci::executor::Job {
+    pub fn job(&self, pr: u64) -> Job {
         self.job_for("demo", pr, TEST_SLOT)
     }
 
-    pub fn job_for(&self, backend: &str, pr: u64, slot: usize) -> ember_ci::executor::Job {
-        ember_ci::executor::Job {
+    pub fn job_for(&self, backend: &str, pr: u64, slot: usize) -> Job {
+        Job {
             id: JobId::generate(),
             request: JobRequest {
                 pr: PrNumber::new(pr).expect("PR number"),
@@ -169,23 +194,27 @@ fn push_never_serving_pr(scratch: &Path, bare: &Path) -> CommitSha {
         bare,
         NEVER_SERVING_PR,
         "Plugin that never serves",
-        |work| {
-            let dockerfile = work.join("Dockerfile");
-            let original = std::fs::read_to_string(&dockerfile).expect("demo Dockerfile");
-            let sleeping: String = original
-                .lines()
-                .map(|line| {
-                    if line.starts_with("CMD ") {
-                        r#"CMD ["sleep", "infinity"]"#
-                    } else {
-                        line
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join("\n");
-            std::fs::write(&dockerfile, sleeping + "\n").expect("write Dockerfile");
-        },
+        |work| replace_dockerfile_cmd(work, r#"CMD ["sleep", "infinity"]"#),
     )
+}
+
+/// Replaces the CMD line of the Dockerfile in checkout `work` with
+/// `replacement` (which may be several instructions).
+pub fn replace_dockerfile_cmd(work: &Path, replacement: &str) {
+    let dockerfile = work.join("Dockerfile");
+    let original = std::fs::read_to_string(&dockerfile).expect("demo Dockerfile");
+    let replaced: String = original
+        .lines()
+        .map(|line| {
+            if line.starts_with("CMD ") {
+                replacement
+            } else {
+                line
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&dockerfile, replaced + "\n").expect("write Dockerfile");
 }
 
 fn push_pr(
@@ -319,6 +348,62 @@ impl StepObserver for RecordingObserver {
     fn step_finished(&self, step: Step, result: &StepResult) {
         eprintln!("[{step}] finished: {result:?}");
         self.push(Event::Finished(step, result.clone()));
+    }
+}
+
+/// A job run to its end: what it came to and what its observer saw.
+pub struct JobRun {
+    pub job: Job,
+    pub outcome: JobOutcome,
+    pub observer: RecordingObserver,
+}
+
+/// Runs `job` uncancelled, recording every step event.
+pub async fn run_job(executor: &Executor, job: Job) -> JobRun {
+    run_job_observed(
+        executor,
+        job,
+        RecordingObserver::default(),
+        CancellationToken::new(),
+    )
+    .await
+}
+
+/// Runs `job` with `observer` (say one that cancels at a step) and `cancel`.
+pub async fn run_job_observed(
+    executor: &Executor,
+    job: Job,
+    observer: RecordingObserver,
+    cancel: CancellationToken,
+) -> JobRun {
+    let outcome = executor.run(&job, &observer, cancel).await;
+    JobRun {
+        job,
+        outcome,
+        observer,
+    }
+}
+
+impl JobRun {
+    /// Everything `step` printed.
+    pub fn output_of(&self, step: Step) -> String {
+        self.observer.output_of(step)
+    }
+
+    /// The test config's POST_RUN_1 echoes the job result it was given
+    /// (0 success, 1 failure, 2 error).
+    pub fn assert_post_run_result(&self, result: u8) {
+        let post_run = self.output_of(Step::PostRun);
+        assert!(
+            post_run.contains(&format!("post-run result={result}")),
+            "{post_run}"
+        );
+    }
+
+    /// Every step it started finished once, and nothing of it is left.
+    pub fn assert_ended_cleanly(&self, env: &DemoEnv) {
+        self.observer.assert_steps_paired();
+        assert_nothing_left(env, &self.job.id);
     }
 }
 
