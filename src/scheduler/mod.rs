@@ -295,17 +295,7 @@ impl Scheduler {
         }
         for job in &dropped {
             info!(job = %job.id, request = %job.request, reason, "queued job cancelled");
-            let outcome = JobOutcome::Cancelled {
-                reason: reason.to_string(),
-            };
-            self.shared.board.finished(&job.id, &outcome);
-            self.record(
-                &job.id,
-                &job.request,
-                JobChange::Finished(&outcome),
-                outcome.status_state(),
-                outcome.description(),
-            );
+            self.finish_unstarted(&job.id, &job.request, reason);
         }
         dropped.len() + signalled
     }
@@ -321,16 +311,10 @@ impl Scheduler {
         };
         self.shared.wake.notify_one();
         for job in never_started {
-            let outcome = JobOutcome::Cancelled {
-                reason: "ember-ci stopped before the job ran; comment `recheck` to run it".into(),
-            };
-            self.shared.board.finished(&job.id, &outcome);
-            self.record(
+            self.finish_unstarted(
                 &job.id,
                 &job.request,
-                JobChange::Finished(&outcome),
-                outcome.status_state(),
-                outcome.description(),
+                "ember-ci stopped before the job ran; comment `recheck` to run it",
             );
         }
         if tokio::time::timeout(grace, self.wait_idle()).await.is_err() {
@@ -351,6 +335,22 @@ impl Scheduler {
             }
             notified.await;
         }
+    }
+
+    /// Ends a job that never ran (cancelled while queued, or not resumed)
+    /// with a final `error` status, so nothing stays pending.
+    fn finish_unstarted(&self, id: &JobId, request: &JobRequest, reason: &str) {
+        let outcome = JobOutcome::Cancelled {
+            reason: reason.to_string(),
+        };
+        self.shared.board.finished(id, &outcome);
+        self.record(
+            id,
+            request,
+            JobChange::Finished(&outcome),
+            outcome.status_state(),
+            outcome.description(),
+        );
     }
 
     fn record(

@@ -17,7 +17,7 @@ use tracing::{info, warn};
 
 use super::{QueuedJob, Scheduler};
 use crate::journal::{JobChange, JobPhase, StoredJob};
-use crate::model::{JobId, JobOutcome, StatusState};
+use crate::model::{JobId, StatusState};
 
 /// Starts a job gets before an interruption is reported instead of retried.
 pub const MAX_ATTEMPTS: u32 = 2;
@@ -137,18 +137,8 @@ impl Scheduler {
 
     /// Finishes a job recovery will not run, with a final status.
     fn finish_unrun(&self, job: &StoredJob, reason: &str) {
-        let outcome = JobOutcome::Cancelled {
-            reason: reason.to_string(),
-        };
         self.shared.board.queued(&job.id, &job.request);
-        self.shared.board.finished(&job.id, &outcome);
-        self.record(
-            &job.id,
-            &job.request,
-            JobChange::Finished(&outcome),
-            outcome.status_state(),
-            outcome.description(),
-        );
+        self.finish_unstarted(&job.id, &job.request, reason);
     }
 }
 
