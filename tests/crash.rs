@@ -414,16 +414,8 @@ async fn sigkilled_service_resumes_its_jobs_and_posts_each_final_status_once() {
     std::fs::create_dir_all(&second_log).expect("log dir");
     let mut service = ci_env::Service::start(&config, &second_log);
     for (sha, state) in [(&repo.ok_sha, "success"), (&repo.broken_sha, "failure")] {
-        let sha = sha.clone();
         github
-            .wait_for(
-                |s| {
-                    s.statuses_for(&sha)
-                        .last()
-                        .is_some_and(|s| s.state == state)
-                },
-                JOB_WAIT,
-            )
+            .wait_for_last_state(sha, state, JOB_WAIT)
             .await
             .unwrap_or_else(|e| panic!("{e}\nserve log:\n{}", service.log()));
     }
@@ -592,16 +584,8 @@ async fn statuses_arrive_in_order_after_github_fails_and_rate_limits() {
         assert_eq!(code, 0, "delivery refused: {reply}");
     }
     for (sha, state) in [(&repo.ok_sha, "success"), (&repo.broken_sha, "failure")] {
-        let sha = sha.clone();
         github
-            .wait_for(
-                |s| {
-                    s.statuses_for(&sha)
-                        .last()
-                        .is_some_and(|s| s.state == state)
-                },
-                JOB_WAIT,
-            )
+            .wait_for_last_state(sha, state, JOB_WAIT)
             .await
             .unwrap_or_else(|e| panic!("{e}\nserve log:\n{}", service.log()));
     }

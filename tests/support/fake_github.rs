@@ -321,6 +321,24 @@ impl FakeGitHub {
         }
     }
 
+    /// Waits until the latest status posted for `sha` is in `state`.
+    pub async fn wait_for_last_state(
+        &self,
+        sha: &str,
+        state: &str,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        self.wait_for(
+            |s| {
+                s.statuses_for(sha)
+                    .last()
+                    .is_some_and(|st| st.state == state)
+            },
+            timeout,
+        )
+        .await
+    }
+
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
