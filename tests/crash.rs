@@ -10,6 +10,8 @@
 mod ci_env;
 #[path = "support/fake_github.rs"]
 mod fake_github;
+#[path = "support/wait.rs"]
+mod wait;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -114,14 +116,7 @@ fn described(statuses: &[RecordedStatus]) -> Vec<String> {
 }
 
 async fn wait_until(what: &str, condition: impl Fn() -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !condition() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait::wait_until(what, WAIT, condition).await;
 }
 
 fn job_phase(state: &Path, id: &JobId) -> Option<(JobPhase, u32)> {

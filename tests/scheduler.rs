@@ -4,6 +4,8 @@
 
 #[path = "support/fake_github.rs"]
 mod fake_github;
+#[path = "support/wait.rs"]
+mod wait;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -161,14 +163,7 @@ fn request(pr: u64, sha_digit: char, backend: &str) -> JobRequest {
 }
 
 async fn wait_until(what: &str, condition: impl Fn() -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !condition() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait::wait_until(what, WAIT, condition).await;
 }
 
 fn states(github: &FakeGitHub, sha: &JobRequest) -> Vec<String> {
