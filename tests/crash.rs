@@ -8,11 +8,14 @@
 
 #[path = "support/ci_env.rs"]
 mod ci_env;
+#[path = "support/demo_setup.rs"]
+mod demo_setup;
 #[path = "support/fake_github.rs"]
 mod fake_github;
 #[path = "support/wait.rs"]
 mod wait;
 
+use demo_setup::DemoSetup;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -356,18 +359,14 @@ async fn wait_for_podman(what: &str, deadline: Duration, condition: impl Fn() ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkilled_service_resumes_its_jobs_and_posts_each_final_status_once() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let repo = ci_env::DemoRepo::create(dir.path());
-    let github = FakeGitHub::start_with(ci_env::TEST_TOKEN, "embercsi/ember-csi").await;
-    let state = dir.path().join("state");
     // One worker, and a pre-run long enough to be killed in the middle of.
-    let config = ci_env::write_config(
-        dir.path(),
-        &repo,
-        &github.url(),
-        &state,
-        "NUM_WORKERS=1\nPRE_RUN_1='echo \"pre-run: slow array\"; sleep 8'",
-    );
+    let DemoSetup {
+        dir,
+        repo,
+        github,
+        state,
+        config,
+    } = DemoSetup::new("NUM_WORKERS=1\nPRE_RUN_1='echo \"pre-run: slow array\"; sleep 8'").await;
     let first_log = dir.path().join("first");
     std::fs::create_dir_all(&first_log).expect("log dir");
     let mut service = ci_env::Service::start(&config, &first_log);
@@ -473,17 +472,16 @@ const DEMO_ARRAY_PASSWORD: &str = "demo-array-password";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_mid_job_answers_503_lets_the_job_finish_and_exits_0_without_logging_secrets() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let repo = ci_env::DemoRepo::create(dir.path());
-    let github = FakeGitHub::start_with(ci_env::TEST_TOKEN, "embercsi/ember-csi").await;
-    let state = dir.path().join("state");
-    let config = ci_env::write_config(
-        dir.path(),
-        &repo,
-        &github.url(),
-        &state,
+    let DemoSetup {
+        dir,
+        repo,
+        github,
+        state,
+        config,
+    } = DemoSetup::new(
         "NUM_WORKERS=1\nSHUTDOWN_GRACE=600\nPRE_RUN_1='echo \"pre-run: slow array\"; sleep 8'",
-    );
+    )
+    .await;
     // Every level, every crate: a secret must not show up even at trace.
     let mut service = ci_env::Service::start_logging(&config, dir.path(), "trace");
     let delivery = ci_env::delivery_for("test-ok.json", &repo.ok_sha, dir.path());
@@ -556,16 +554,13 @@ async fn sigterm_mid_job_answers_503_lets_the_job_finish_and_exits_0_without_log
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statuses_arrive_in_order_after_github_fails_and_rate_limits() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let repo = ci_env::DemoRepo::create(dir.path());
-    let github = FakeGitHub::start_with(ci_env::TEST_TOKEN, "embercsi/ember-csi").await;
-    let config = ci_env::write_config(
-        dir.path(),
-        &repo,
-        &github.url(),
-        &dir.path().join("state"),
-        "NUM_WORKERS=1",
-    );
+    let DemoSetup {
+        dir,
+        repo,
+        github,
+        config,
+        ..
+    } = DemoSetup::new("NUM_WORKERS=1").await;
     // GitHub breaks before the first status: a rate limit, then 502s.
     github.rate_limit_next(1, 2);
     github.fail_next(3, 502);

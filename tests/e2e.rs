@@ -5,15 +5,15 @@
 
 #[path = "support/ci_env.rs"]
 mod ci_env;
+#[path = "support/demo_setup.rs"]
+mod demo_setup;
 #[path = "support/fake_github.rs"]
 mod fake_github;
 
 use std::time::Duration;
 
-use ci_env::{
-    containers_with_label, delivery_for, send, volumes_with_label, DemoRepo, Service, TEST_SECRET,
-    TEST_TOKEN,
-};
+use ci_env::{containers_with_label, delivery_for, send, volumes_with_label, Service, TEST_SECRET};
+use demo_setup::DemoSetup;
 use fake_github::FakeGitHub;
 
 /// The first job on a fresh host builds the sandbox image too.
@@ -35,16 +35,13 @@ async fn send_async(url: String, file: std::path::PathBuf, secret: &'static str)
 
 #[tokio::test(flavor = "multi_thread")]
 async fn fixture_deliveries_end_in_success_and_failure_with_log_links() {
-    let dir = tempfile::tempdir().unwrap();
-    let github = FakeGitHub::start_with(TEST_TOKEN, "embercsi/ember-csi").await;
-    let repo = DemoRepo::create(dir.path());
-    let config = ci_env::write_config(
-        dir.path(),
-        &repo,
-        &github.url(),
-        &dir.path().join("state"),
-        "",
-    );
+    let DemoSetup {
+        dir,
+        repo,
+        github,
+        config,
+        ..
+    } = DemoSetup::new("").await;
     let mut service = Service::start(&config, dir.path());
 
     let ok_delivery = delivery_for("test-ok.json", &repo.ok_sha, dir.path());

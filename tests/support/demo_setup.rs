@@ -1,0 +1,36 @@
+//! The usual end-to-end setup: the demo repository, a fake GitHub, and a
+//! config dir pointing at both with a private state dir. Test binaries that
+//! include this also include `ci_env` and `fake_github` at their root.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use crate::ci_env::{self, DemoRepo};
+use crate::fake_github::FakeGitHub;
+
+pub struct DemoSetup {
+    pub dir: tempfile::TempDir,
+    pub repo: DemoRepo,
+    pub github: FakeGitHub,
+    pub state: PathBuf,
+    /// The config dir (examples/demo plus the test's overrides and `extra`).
+    pub config: PathBuf,
+}
+
+impl DemoSetup {
+    /// `extra` is appended to the config file (later assignments win).
+    pub async fn new(extra: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let repo = DemoRepo::create(dir.path());
+        let github = FakeGitHub::start_with(ci_env::TEST_TOKEN, "embercsi/ember-csi").await;
+        let state = dir.path().join("state");
+        let config = ci_env::write_config(dir.path(), &repo, &github.url(), &state, extra);
+        Self {
+            dir,
+            repo,
+            github,
+            state,
+            config,
+        }
+    }
+}
