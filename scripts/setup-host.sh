@@ -4,6 +4,7 @@
 # debootstrap, and the local base image localhost/debian:bookworm that every
 # image in the demo and the tests is built FROM (no registry is reachable).
 # Idempotent: each part is skipped when already in place.
+# Usage: setup-host.sh [--with-browser]
 set -euo pipefail
 
 BASE_IMAGE=localhost/debian:bookworm
@@ -17,6 +18,14 @@ for tool in podman:podman runc:runc git:git debootstrap:debootstrap curl:curl \
 done
 dpkg -s libssl-dev >/dev/null 2>&1 || need_packages+=(libssl-dev)
 dpkg -s uidmap >/dev/null 2>&1 || need_packages+=(uidmap)
+# --with-browser: Debian's chromium and node for the browser test
+# (tests/browser.rs drives chromium with playwright-core, which never
+# downloads a browser).
+if [ "${1:-}" = --with-browser ]; then
+  for tool in chromium:chromium node:nodejs npm:npm; do
+    command -v "${tool%%:*}" >/dev/null 2>&1 || need_packages+=("${tool#*:}")
+  done
+fi
 if [ ${#need_packages[@]} -gt 0 ]; then
   log "installing ${need_packages[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -6,22 +6,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
-bash scripts/setup-host.sh
+bash scripts/setup-host.sh --with-browser
 bash scripts/ensure-rust.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 
-# The browser test (tests/browser.rs) drives Debian's chromium with
-# playwright-core from tests/browser/; playwright never downloads a browser.
-need_packages=()
-command -v chromium >/dev/null 2>&1 || need_packages+=(chromium)
-command -v node >/dev/null 2>&1 || need_packages+=(nodejs)
-command -v npm >/dev/null 2>&1 || need_packages+=(npm)
-if [ ${#need_packages[@]} -gt 0 ]; then
-  echo "[test] installing ${need_packages[*]} for the browser test"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need_packages[@]}" >/dev/null
-fi
+# The browser test's npm packages (playwright-core), reinstalled only when
+# the lock file changes.
 lock_sum=$(sha256sum tests/browser/package-lock.json | cut -d' ' -f1)
 stamp=tests/browser/node_modules/.installed-lock-sha256
 if [ "$(cat "$stamp" 2>/dev/null)" != "$lock_sum" ]; then
