@@ -300,7 +300,7 @@ impl fmt::Display for JobRequest {
     }
 }
 
-/// The steps of one job, in order (design.md "One job").
+/// The steps of one job, in order (docs/ARCHITECTURE.md "One job").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Step {

@@ -1,5 +1,5 @@
 //! One job: one PR head commit on one backend, run in a privileged Podman
-//! sandbox with its own Podman inside (design.md "One job").
+//! sandbox with its own Podman inside (docs/ARCHITECTURE.md "One job").
 //!
 //! The executor owns everything a job touches on the host: the git cache,
 //! the sandbox image, the sandbox container, the slot's image store (the
