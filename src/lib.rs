@@ -6,19 +6,30 @@
 //! runs the CSI sanity suite and reports a commit status.
 //!
 //! Module map (data flows top to bottom):
-//! - [`config`]: the vendor's config dir -> typed, validated [`config::Config`].
-//! - [`model`]: ids, SHAs, backend names, job requests and outcomes; no I/O.
+//! - [`config`]: the vendor's config dir -> typed, validated [`config::Config`],
+//!   by section (GitHub, relay, backends, executor, service, web, logs), from
+//!   one table of keys; each part is handed its section only.
+//! - [`model`]: ids, SHAs, backend names, job requests, outcomes and commit
+//!   statuses; no I/O.
+//! - [`policy`]: who may trigger what; pure.
+//! - [`commands`]: the PR comment-command parser (`recheck`, `/ok-to-test`, ...); pure.
 //! - [`webhook`]: body cap, HMAC over the raw bytes, payload -> [`webhook::Delivery`].
-//! - [`send`]: replays a saved smee-format delivery (`ember-ci send`).
-//! - [`relay`]: the smee client and the API poller, for hosts with no open port.
-//! - [`dispatch`]: deliveries -> job requests (one per backend).
-//! - [`scheduler`]: queue, NUM_WORKERS slots, statuses at start and end.
+//! - [`relay`]: the smee client, the saved-delivery format and the API poller,
+//!   for hosts with no open port.
+//! - [`send`]: replays a saved delivery (`ember-ci send`).
+//! - [`dispatch`]: deliveries -> job requests (one per backend), comment commands.
+//! - [`scheduler`]: queue, NUM_WORKERS slots, cancellation; `scheduler::lifecycle`
+//!   is one job's life from "running" to its final status.
 //! - [`journal`]: deliveries, job state changes and unsent statuses on disk,
 //!   so a restart loses nothing and leaves nothing pending.
 //! - [`executor`]: one job's steps in a sandbox; `executor::podman` is the
 //!   only podman-api user.
-//! - [`github`]: the only module that imports octocrab.
-//! - [`service`]: wires the parts for `ember-ci serve`, graceful shutdown.
+//! - [`github`]: the only module that imports octocrab; the status outbox.
+//! - [`logs`]: capture, masking, HTML, publishing, retention.
+//! - [`web`]: the local web UI and JSON API.
+//! - [`service`]: [`service::start`] wires the parts for `ember-ci serve`
+//!   (and for in-process tests), graceful shutdown.
+//! - [`run`]: `ember-ci run`, one job now.
 
 pub mod commands;
 pub mod config;

@@ -1,5 +1,5 @@
-//! Plain data shared by every part: ids, SHAs, backend names, job requests
-//! and outcomes. Nothing here does I/O; constructors validate, so a value of
+//! Plain data shared by every part: ids, SHAs, backend names, job requests,
+//! outcomes and the commit statuses announcing them. Nothing here does I/O; constructors validate, so a value of
 //! these types is safe to hand to git, Podman or a shell argument list.
 
 use std::fmt;
@@ -433,6 +433,27 @@ pub fn truncate_chars(text: &str, max: usize) -> String {
     let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
     cut.push('…');
     cut
+}
+
+/// GitHub rejects commit status descriptions longer than this (HTTP 422).
+pub const MAX_DESCRIPTION_CHARS: usize = 140;
+
+/// One commit status as we post it (context `3rdparty/<backend>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitStatus {
+    pub context: String,
+    pub state: StatusState,
+    /// Any length; cut to [`MAX_DESCRIPTION_CHARS`] when sent.
+    pub description: String,
+    /// The "Details" link, normally to the job's logs.
+    pub target_url: Option<String>,
+}
+
+impl CommitStatus {
+    /// The description as GitHub will accept it.
+    pub fn sendable_description(&self) -> String {
+        truncate_chars(&self.description, MAX_DESCRIPTION_CHARS)
+    }
 }
 
 #[cfg(test)]

@@ -1,17 +1,25 @@
 //! `ember-ci run`: one job now, without a delivery, printing each step as it
-//! runs. Vendors use it to check their setup before going live.
+//! runs. Vendors use it to check their setup before going live. A job here
+//! lives the same life as one the scheduler runs (`scheduler::lifecycle`),
+//! its statuses going through the journaled outbox, so one GitHub did not
+//! take is posted by the next `serve`.
 
 use std::io::Write;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
-use tokio_util::sync::CancellationToken;
 
 use crate::config::{BackendConfig, Config};
-use crate::executor::{Executor, Job, StepObserver, StepResult};
-use crate::github::{CommitStatus, Reporter, RetryPolicy};
-use crate::logs::{JobLog, LogStore, Publication};
-use crate::model::{CommitSha, JobId, JobOutcome, JobRequest, PrNumber, StatusState, Step};
+use crate::executor::{CancelSignal, Executor, Job, StepObserver, StepResult};
+use crate::github::{Reporter, StatusOutbox};
+use crate::journal::{JobChange, Journal};
+use crate::logs::{LogStore, Masker, Publication};
+use crate::model::{CommitSha, CommitStatus, JobId, JobOutcome, JobRequest, PrNumber, Step};
+use crate::scheduler::lifecycle::{run_to_final_status, Announcer, JobParts};
+
+/// How long `run` waits at the end for its statuses to reach GitHub.
+const STATUS_FLUSH_LIMIT: Duration = Duration::from_secs(30);
 
 /// Runs one job per selected backend (all when `backend` is None), one after
 /// the other, and returns the worst outcome.
@@ -20,7 +28,6 @@ pub async fn run_pull_request(
     pr: PrNumber,
     backend: Option<&str>,
 ) -> anyhow::Result<JobOutcome> {
-    let config = Arc::new(config);
     let backends: Vec<&BackendConfig> = match backend {
         Some(name) => match config.backend(name) {
             Some(found) => vec![found],
@@ -36,131 +43,130 @@ pub async fn run_pull_request(
         },
         None => config.backends.iter().collect(),
     };
-    let sha = crate::executor::resolve_pull_head(&config.gh_clone_url, pr)
+    let clone_url = &config.executor.clone_url;
+    let sha = crate::executor::resolve_pull_head(clone_url, pr)
         .await
-        .with_context(|| {
-            format!(
-                "finding the head commit of PR #{pr} in {}",
-                config.gh_clone_url
-            )
-        })?;
+        .with_context(|| format!("finding the head commit of PR #{pr} in {clone_url}"))?;
     println!("PR #{pr} head is {sha}");
 
-    let reporter = Reporter::from_config(&config).context("setting up the GitHub client")?;
-    let executor = Executor::new(config.clone())
+    let reporter = Reporter::from_config(&config.github).context("setting up the GitHub client")?;
+    let journal = Journal::open(&config.service.state_dir).context("opening the journal")?;
+    // Statuses an earlier run or serve left unsent go out first, in order.
+    let (outbox, outbox_task, _unsent) = StatusOutbox::start(Arc::new(reporter), journal)
+        .context("reading unsent statuses from the journal")?;
+    let executor = Executor::new(config.executor.clone(), config.backends.clone())
         .await
         .context("connecting to Podman")?;
-    let logs = LogStore::for_config(&config, None);
+    let logs = crate::service::log_store(&config, None);
 
     let mut worst = JobOutcome::Success;
     for backend in backends {
-        let outcome = run_one(&executor, &reporter, &logs, pr, &sha, backend).await?;
+        let outcome = run_one(&executor, &outbox, &logs, pr, &sha, backend).await;
         if outcome.exit_code() > worst.exit_code() {
             worst = outcome;
         }
     }
+    let unsent = outbox.flush(STATUS_FLUSH_LIMIT).await;
+    outbox_task.abort();
+    if unsent > 0 {
+        println!(
+            "== {unsent} statuses not accepted by GitHub yet; the next `ember-ci serve` posts them"
+        );
+    }
     Ok(worst)
+}
+
+/// `ember-ci run`'s jobs are not the scheduler's: only their statuses are
+/// journaled (for the outbox), never the jobs, so a `serve` on the same
+/// state dir never resumes them.
+struct OutboxOnly<'a>(&'a StatusOutbox);
+
+impl Announcer for OutboxOnly<'_> {
+    fn announce(&self, _: &JobId, request: &JobRequest, _: JobChange<'_>, status: CommitStatus) {
+        self.0.send(&request.sha, status);
+    }
 }
 
 async fn run_one(
     executor: &Executor,
-    reporter: &Reporter,
+    outbox: &StatusOutbox,
     logs: &LogStore,
     pr: PrNumber,
     sha: &CommitSha,
     backend: &BackendConfig,
-) -> anyhow::Result<JobOutcome> {
-    let request = JobRequest {
-        pr,
-        sha: sha.clone(),
-        backend: backend.name.clone(),
-    };
+) -> JobOutcome {
     let job = Job {
         id: JobId::generate(),
-        request: request.clone(),
+        request: JobRequest {
+            pr,
+            sha: sha.clone(),
+            backend: backend.name.clone(),
+        },
         slot: 0,
     };
-    let log = logs
-        .open_job(&job.id, &request, None)
-        .context("creating the job's log folder")?;
-    println!("== job {} : {request}", job.id);
-    let status = |state: StatusState, description: String| CommitStatus {
-        context: backend.name.status_context(),
-        state,
-        description,
-        target_url: None,
+    println!("== job {} : {}", job.id, job.request);
+    let parts = JobParts {
+        runner: executor,
+        logs,
+        announcer: &OutboxOnly(outbox),
     };
-    let policy = RetryPolicy::default();
-    reporter
-        .report_with_retry(
-            sha,
-            &status(StatusState::Pending, "running: build and CSI sanity".into()),
-            &policy,
-        )
-        .await
-        .context("posting the pending status")?;
-
-    let console = ConsoleObserver { log: &log };
-    let cancel = CancellationToken::new();
+    let cancel = CancelSignal::new();
     let on_interrupt = cancel.clone();
     let interrupt = tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            on_interrupt.cancel();
+            on_interrupt.cancel("interrupted");
         }
     });
-    let mut outcome = executor.run(&job, &console, cancel).await;
-    interrupt.abort();
-    if let JobOutcome::Cancelled { reason } = &mut outcome {
-        *reason = "interrupted".into();
-    }
-    let logs = logs.finish_job(&log, &outcome).await;
-    let final_status = CommitStatus {
-        target_url: logs.target_url.clone(),
-        ..status(outcome.status_state(), logs.description.clone())
+    let console = ConsoleObserver {
+        masker: RwLock::new(logs.masker().clone()),
     };
-    reporter
-        .report_with_retry(sha, &final_status, &policy)
-        .await
-        .context("posting the final status")?;
+    let finished = run_to_final_status(&job, &parts, &console, cancel).await;
+    interrupt.abort();
+    let outcome = finished.outcome;
     println!(
         "== result: {} ({})",
         outcome.status_state(),
         outcome.description()
     );
-    println!("== logs: {}", log.dir().display());
-    match &logs.publication {
-        Publication::Published(Some(url)) => println!("== published: {url}"),
-        Publication::Published(None) => println!("== published (LOGS_URL is not set)"),
-        Publication::Withheld(reason) | Publication::Failed(reason) => {
+    println!("== logs: {}", logs.jobs_dir.join(job.id.as_str()).display());
+    match finished.logs.map(|logs| logs.publication) {
+        Some(Publication::Published(Some(url))) => println!("== published: {url}"),
+        Some(Publication::Published(None)) => println!("== published (LOGS_URL is not set)"),
+        Some(Publication::Withheld(reason)) | Some(Publication::Failed(reason)) => {
             println!("== not published: {reason}")
         }
-        Publication::Local => {}
+        Some(Publication::Local) | None => {}
     }
-    Ok(outcome)
+    outcome
 }
 
-/// Prints each step's output as it arrives, and keeps the job's log files.
-struct ConsoleObserver<'a> {
-    log: &'a JobLog,
+/// Prints each step and its output, masked like the job's log: the
+/// store's secrets plus those the job discovers.
+struct ConsoleObserver {
+    masker: RwLock<Masker>,
 }
 
-impl StepObserver for ConsoleObserver<'_> {
+impl StepObserver for ConsoleObserver {
     fn step_started(&self, step: Step) {
         println!("-- {step}");
-        self.log.step_started(step);
     }
 
-    fn output(&self, step: Step, chunk: &[u8]) {
-        // The log file gets the masked copy; the console the masked text too.
-        let text = self.log.mask(&String::from_utf8_lossy(chunk));
+    fn output(&self, _step: Step, chunk: &[u8]) {
+        let text = self
+            .masker
+            .read()
+            .expect("console masker lock poisoned")
+            .mask(&String::from_utf8_lossy(chunk));
         let mut out = std::io::stdout().lock();
         let _ = out.write_all(text.as_bytes());
         let _ = out.flush();
-        self.log.output(step, chunk);
     }
 
     fn secrets_discovered(&self, values: &[String]) {
-        self.log.secrets_discovered(values);
+        self.masker
+            .write()
+            .expect("console masker lock poisoned")
+            .add(values.to_vec());
     }
 
     fn step_finished(&self, step: Step, result: &StepResult) {
@@ -171,6 +177,5 @@ impl StepObserver for ConsoleObserver<'_> {
             "-- {step}: exit {code}, {:.1} s",
             result.duration.as_secs_f64()
         );
-        self.log.step_finished(step, result);
     }
 }

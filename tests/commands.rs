@@ -19,7 +19,7 @@ use std::time::Duration;
 use ci_env::{
     containers_with_label, volumes_with_label, DemoRepo, Service, TEST_SECRET, TEST_TOKEN,
 };
-use ember_ci::send::prepare_saved_delivery;
+use ember_ci::relay::saved::prepare_saved_delivery;
 use fake_github::{FakeGitHub, FakeState, BOT_LOGIN};
 use serde_json::Value;
 

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ember_ci::config::{
-    summary, Config, ConfigErrors, DriverConfig, Script, DEFAULT_SANITY_COMMAND,
+    summary, Config, ConfigErrors, DriverConfig, Need, Scope, Script, DEFAULT_SANITY_COMMAND, KEYS,
+    OBSOLETE_KEYS,
 };
 
 /// The smallest valid config: the one required key and one backend.
@@ -85,30 +86,33 @@ fn minimal_config_gets_the_documented_defaults() {
     let dir = minimal_with("");
     let config = dir.config();
     assert_eq!(config.dir, dir.path());
-    assert!(config.gh_token.is_empty());
-    assert_eq!(config.gh_user, "");
-    assert_eq!(config.gh_ember_secret.expose(), "webhook-s3cret");
-    assert_eq!(config.gh_api_url, "https://api.github.com");
-    assert_eq!(config.gh_repo.to_string(), "embercsi/ember-csi");
+    assert!(config.github.token.is_empty());
+    assert_eq!(config.github.user, "");
+    assert_eq!(config.github.webhook_secret.expose(), "webhook-s3cret");
+    assert_eq!(config.github.api_url, "https://api.github.com");
+    assert_eq!(config.github.repo.to_string(), "embercsi/ember-csi");
     assert_eq!(
-        config.gh_clone_url,
+        config.executor.clone_url,
         "https://github.com/embercsi/ember-csi.git"
     );
-    assert_eq!(config.num_workers, 1);
-    assert_eq!(config.web_addr, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-    assert_eq!(config.web_port, 8010);
-    assert_eq!(config.state_dir, PathBuf::from("/var/lib/ember-ci"));
-    assert_eq!(config.build_file, "Dockerfile");
-    assert_eq!(config.job_timeout, Duration::from_secs(3600));
-    assert_eq!(config.plugin_start_timeout, Duration::from_secs(300));
-    assert_eq!(config.shutdown_grace, Duration::from_secs(600));
-    assert_eq!(config.podman_socket, None);
-    assert_eq!(config.sandbox_image, None);
-    assert!(!config.sandbox_skip_csi_sanity);
-    assert_eq!(config.image_store_max_gb, 40);
-    assert!(config.trusted_users.is_empty());
-    assert!(config.secrets.is_empty());
-    assert!(config.web_admin_token.is_none());
+    assert_eq!(config.service.num_workers, 1);
+    assert_eq!(config.web.addr, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    assert_eq!(config.web.port, 8010);
+    assert_eq!(config.service.state_dir, PathBuf::from("/var/lib/ember-ci"));
+    assert_eq!(config.executor.build_file, "Dockerfile");
+    assert_eq!(config.executor.job_timeout, Duration::from_secs(3600));
+    assert_eq!(
+        config.executor.plugin_start_timeout,
+        Duration::from_secs(300)
+    );
+    assert_eq!(config.service.shutdown_grace, Duration::from_secs(600));
+    assert_eq!(config.executor.podman_socket, None);
+    assert_eq!(config.executor.sandbox_image, None);
+    assert!(!config.executor.sandbox_skip_csi_sanity);
+    assert_eq!(config.executor.image_store_max_gb, 40);
+    assert!(config.github.trusted_users.is_empty());
+    assert!(config.logs.secrets.is_empty());
+    assert!(config.web.admin_token.is_none());
     assert_eq!(config.relay.smee_url, None);
     assert_eq!(config.relay.poll_interval, None);
     assert_eq!(config.logs.repo, None);
@@ -181,42 +185,45 @@ LOG_RETENTION_DAYS=7
     .with_file("driver.sh", "DRIVER_CONFIG='{}'\n");
     let config = dir.config();
     let root = dir.path();
-    assert_eq!(config.gh_token.expose(), "ghp_token123");
-    assert_eq!(config.gh_user, "ember-bot");
+    assert_eq!(config.github.token.expose(), "ghp_token123");
+    assert_eq!(config.github.user, "ember-bot");
     assert_eq!(
         config.relay.smee_url.as_deref(),
         Some("https://smee.io/abcDEF123")
     );
     assert_eq!(config.relay.poll_interval, Some(Duration::from_secs(300)));
-    assert_eq!(config.num_workers, 2);
-    assert_eq!(config.web_addr, IpAddr::V4(Ipv4Addr::LOCALHOST));
-    assert_eq!(config.web_port, 9000);
-    assert_eq!(config.state_dir, root.join("state"));
-    assert_eq!(config.gh_api_url, "https://ghe.example.com/api/v3");
-    assert_eq!(config.gh_repo.to_string(), "vendor/ember-csi-fork");
+    assert_eq!(config.service.num_workers, 2);
+    assert_eq!(config.web.addr, IpAddr::V4(Ipv4Addr::LOCALHOST));
+    assert_eq!(config.web.port, 9000);
+    assert_eq!(config.service.state_dir, root.join("state"));
+    assert_eq!(config.github.api_url, "https://ghe.example.com/api/v3");
+    assert_eq!(config.github.repo.to_string(), "vendor/ember-csi-fork");
     assert_eq!(
-        config.gh_clone_url,
+        config.executor.clone_url,
         "https://github.com/vendor/ember-csi-fork.git"
     );
-    assert_eq!(config.build_file, "images/Dockerfile.ci");
-    assert_eq!(config.job_timeout, Duration::from_secs(7200));
-    assert_eq!(config.plugin_start_timeout, Duration::from_secs(90));
-    assert_eq!(config.shutdown_grace, Duration::ZERO);
+    assert_eq!(config.executor.build_file, "images/Dockerfile.ci");
+    assert_eq!(config.executor.job_timeout, Duration::from_secs(7200));
     assert_eq!(
-        config.podman_socket,
+        config.executor.plugin_start_timeout,
+        Duration::from_secs(90)
+    );
+    assert_eq!(config.service.shutdown_grace, Duration::ZERO);
+    assert_eq!(
+        config.executor.podman_socket,
         Some(PathBuf::from("/run/podman/podman.sock"))
     );
     assert_eq!(
-        config.sandbox_image.as_deref(),
+        config.executor.sandbox_image.as_deref(),
         Some("localhost/ember-ci-sandbox:latest")
     );
-    assert!(config.sandbox_skip_csi_sanity);
-    assert_eq!(config.image_store_max_gb, 100);
-    assert_eq!(config.trusted_users, ["alice", "bob", "carol"]);
-    let secrets: Vec<&str> = config.secrets.iter().map(|s| s.expose()).collect();
+    assert!(config.executor.sandbox_skip_csi_sanity);
+    assert_eq!(config.executor.image_store_max_gb, 100);
+    assert_eq!(config.github.trusted_users, ["alice", "bob", "carol"]);
+    let secrets: Vec<&str> = config.logs.secrets.iter().map(|s| s.expose()).collect();
     assert_eq!(secrets, ["array-pass", "other-secret"]);
     assert_eq!(
-        config.web_admin_token.as_ref().map(|t| t.expose()),
+        config.web.admin_token.as_ref().map(|t| t.expose()),
         Some("admin-tok")
     );
     assert_eq!(
@@ -565,12 +572,12 @@ fn expansion_uses_earlier_keys_then_the_environment() {
     );
     let env = HashMap::from([("WEBHOOK_SECRET".to_string(), "from-env".to_string())]);
     let config = Config::load_with_env(dir.temp.path(), &env).expect("loads");
-    assert_eq!(config.gh_ember_secret.expose(), "from-env");
+    assert_eq!(config.github.webhook_secret.expose(), "from-env");
     assert_eq!(
         config.backends[0].driver_config,
         DriverConfig::Json(r#"{"san_ip": "192.0.2.7"}"#.to_string())
     );
-    assert_eq!(dir.config().gh_ember_secret.expose(), "fallback");
+    assert_eq!(dir.config().github.webhook_secret.expose(), "fallback");
     // A helper variable is not a typo of a known key: no warning.
     assert!(config.warnings.is_empty(), "{:?}", config.warnings);
 }
@@ -591,9 +598,12 @@ fn smee_url_wins_over_smee_id() {
 #[test]
 fn clone_url_follows_the_repository_unless_set() {
     let config = minimal_with("GH_REPO=vendor/fork").config();
-    assert_eq!(config.gh_clone_url, "https://github.com/vendor/fork.git");
+    assert_eq!(
+        config.executor.clone_url,
+        "https://github.com/vendor/fork.git"
+    );
     let config = minimal_with("GH_CLONE_URL=/srv/git/ember-csi.git").config();
-    assert_eq!(config.gh_clone_url, "/srv/git/ember-csi.git");
+    assert_eq!(config.executor.clone_url, "/srv/git/ember-csi.git");
 }
 
 #[test]
@@ -647,10 +657,13 @@ fn old_unsuffixed_backend_keys_still_work() {
 #[test]
 fn demo_example_loads_without_its_environment() {
     let config = load_example("demo");
-    assert_eq!(config.gh_ember_secret.expose(), "demo-webhook-secret");
-    assert_eq!(config.gh_clone_url, "/var/lib/ember-ci/demo/ember-csi.git");
-    assert!(config.gh_token.is_empty());
-    assert!(config.sandbox_skip_csi_sanity);
+    assert_eq!(config.github.webhook_secret.expose(), "demo-webhook-secret");
+    assert_eq!(
+        config.executor.clone_url,
+        "/var/lib/ember-ci/demo/ember-csi.git"
+    );
+    assert!(config.github.token.is_empty());
+    assert!(config.executor.sandbox_skip_csi_sanity);
     let backend = &config.backends[0];
     assert_eq!(backend.name.as_str(), "demo");
     assert!(matches!(backend.pre_run, Some(Script::Inline(_))));
@@ -687,8 +700,8 @@ fn ceph_example_loads() {
         backend.driver_config,
         DriverConfig::Script(config.dir.join("ceph-driver.sh"))
     );
-    assert_eq!(config.job_timeout, Duration::from_secs(90 * 60));
-    assert_eq!(config.secrets.len(), 1);
+    assert_eq!(config.executor.job_timeout, Duration::from_secs(90 * 60));
+    assert_eq!(config.logs.secrets.len(), 1);
     assert!(config.warnings.is_empty(), "{:?}", config.warnings);
 }
 
@@ -764,4 +777,97 @@ GH_TOKNE=typo
 #[test]
 fn summary_of_the_lvm_example() {
     insta::assert_snapshot!(portable_summary(&load_example("lvm")));
+}
+
+/// The README's config table, row by row: the key names of the first
+/// column (`DRIVER_NAME_n` as written) and the whole row's text.
+fn readme_config_rows() -> Vec<(Vec<String>, String)> {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("reading README.md");
+    let section = readme
+        .split("\n## Configuration\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("README.md has a Configuration section");
+    section
+        .lines()
+        .filter(|line| line.starts_with("| `"))
+        .map(|line| {
+            let first_column = line.split('|').nth(1).unwrap_or_default();
+            let names = first_column
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_string)
+                .collect();
+            (names, line.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn readme_config_table_lists_every_key_with_its_default_and_no_other() {
+    let rows = readme_config_rows();
+    let row_of = |name: &str| {
+        rows.iter()
+            .find(|(names, _)| names.iter().any(|n| n == name))
+    };
+    let mut documented: Vec<&str> = rows
+        .iter()
+        .flat_map(|(names, _)| names.iter().map(String::as_str))
+        .collect();
+    for key in KEYS {
+        let name = match key.scope {
+            Scope::Global => key.name.to_string(),
+            Scope::PerBackend => format!("{}_n", key.name),
+        };
+        let Some((_, row)) = row_of(&name) else {
+            panic!("README's config table has no row for {name}");
+        };
+        let default_column = row.split('|').nth(2).unwrap_or_default();
+        match key.need {
+            Need::DefaultTo(text) => assert!(
+                default_column.contains(&format!("`{text}`")),
+                "README gives {name} no default `{text}`: {row}"
+            ),
+            Need::Required => assert!(
+                default_column.contains("required"),
+                "README does not say {name} is required: {row}"
+            ),
+            Need::Optional => {}
+        }
+        documented.retain(|documented| *documented != name);
+    }
+    assert!(
+        documented.is_empty(),
+        "README documents keys the key table does not have: {documented:?}"
+    );
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("reading README.md");
+    for obsolete in OBSOLETE_KEYS {
+        assert!(
+            readme.contains(&format!("`{obsolete}`")),
+            "README does not name the obsolete key {obsolete}"
+        );
+    }
+}
+
+#[test]
+fn every_global_key_with_a_default_loads_it_from_the_table() {
+    // The defaults come from the table's text through the key's parser, so
+    // a default that does not parse would panic here.
+    let config = minimal_with("").config();
+    assert_eq!(
+        config.executor.clone_url,
+        "https://github.com/embercsi/ember-csi.git"
+    );
+    let secret_keys: Vec<&str> = KEYS
+        .iter()
+        .filter(|key| key.is_secret())
+        .map(|key| key.name)
+        .collect();
+    assert_eq!(
+        secret_keys,
+        ["GH_TOKEN", "GH_EMBER_SECRET", "SECRETS", "WEB_ADMIN_TOKEN"]
+    );
 }

@@ -23,16 +23,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ember_ci::config::Secret;
-use ember_ci::executor::{Job, StepObserver, JOB_LABEL};
-use ember_ci::github::{GitHub, Reporter};
+use ember_ci::executor::{CancelSignal, Job, StepObserver, JOB_LABEL};
+use ember_ci::github::{GitHub, Reporter, StatusOutbox};
 use ember_ci::journal::{JobPhase, Journal};
 use ember_ci::logs::{LogStore, Masker};
 use ember_ci::model::{BackendName, CommitSha, JobId, JobOutcome, JobRequest, PrNumber, RepoName};
 use ember_ci::scheduler::{
-    Enqueued, JobRunner, Recovery, Scheduler, StatusOutbox, GIVEN_UP_REASON, REQUEUED_DESCRIPTION,
+    Enqueued, JobRunner, Recovery, Scheduler, GIVEN_UP_REASON, REQUEUED_DESCRIPTION,
 };
 use fake_github::{FakeGitHub, RecordedStatus};
-use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -47,13 +46,11 @@ struct Runner {
 
 #[async_trait]
 impl JobRunner for Runner {
-    async fn run(&self, _job: &Job, _: &dyn StepObserver, cancel: CancellationToken) -> JobOutcome {
+    async fn run(&self, _job: &Job, _: &dyn StepObserver, cancel: CancelSignal) -> JobOutcome {
         self.started.fetch_add(1, Ordering::SeqCst);
         if self.hangs {
             cancel.cancelled().await;
-            return JobOutcome::Cancelled {
-                reason: "cancelled".into(),
-            };
+            return cancel.outcome();
         }
         JobOutcome::Success
     }
@@ -77,7 +74,7 @@ impl Life {
         )
         .expect("client");
         let (outbox, outbox_task, _) =
-            StatusOutbox::start_journaled(Arc::new(Reporter::GitHub(client)), journal.clone())
+            StatusOutbox::start(Arc::new(Reporter::GitHub(client)), journal.clone())
                 .expect("outbox");
         let logs = LogStore::new(state.join("jobs"), None, Masker::new(Vec::<String>::new()));
         let runner = Arc::new(Runner {
@@ -85,8 +82,7 @@ impl Life {
             started: AtomicUsize::new(0),
         });
         let (scheduler, scheduler_task, recovery) =
-            Scheduler::start_journaled(runner.clone(), outbox, logs, 1, journal)
-                .expect("scheduler");
+            Scheduler::start(runner.clone(), outbox, logs, 1, journal).expect("scheduler");
         Life {
             scheduler,
             runner,

@@ -14,12 +14,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ember_ci::config::DriverConfig;
+use ember_ci::executor::CancelSignal;
 use ember_ci::model::{JobOutcome, Step};
 use executor_env::{
     assert_nothing_left, run_job, run_job_observed, run_ok, start_executor, DemoEnv,
     RecordingObserver, Timeouts, GENEROUS, NEVER_SERVING_PR,
 };
-use tokio_util::sync::CancellationToken;
 
 /// Jobs are heavy (a privileged sandbox, nested builds); see the module docs.
 static ONE_JOB_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -191,7 +191,7 @@ async fn cancelled_job_runs_post_run_and_cleanup() {
     let _serial = ONE_JOB_AT_A_TIME.lock().await;
     let env = DemoEnv::new();
     let executor = start_executor(env.config(GENEROUS)).await;
-    let cancel = CancellationToken::new();
+    let cancel = CancelSignal::new();
     let observer = RecordingObserver::cancelling_at(Step::WaitPlugin, cancel.clone());
 
     let run = run_job_observed(&executor, env.job(NEVER_SERVING_PR), observer, cancel).await;
@@ -199,7 +199,7 @@ async fn cancelled_job_runs_post_run_and_cleanup() {
     assert_eq!(
         run.outcome,
         JobOutcome::Cancelled {
-            reason: "cancelled".into()
+            reason: "cancelled at wait-plugin".into()
         }
     );
     let abandoned = run
@@ -285,7 +285,7 @@ async fn sweep_removes_this_instances_job_leftovers_only() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let mut config = (*env.config(GENEROUS)).clone();
-    config.podman_socket = Some(socket.clone());
+    config.executor.podman_socket = Some(socket.clone());
     let executor = start_executor(Arc::new(config)).await;
     let ours = format!("ember-ci.instance={}", executor.instance_id());
     let theirs = "ember-ci.instance=another-instance";

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ember_ci::config::Secret;
-use ember_ci::github::{CommitStatus, GitHub, GitHubError, PullRequestInfo, Reporter, RetryPolicy};
+use ember_ci::github::{GitHub, GitHubError, PullRequestInfo, Reporter, RetryPolicy};
+use ember_ci::model::CommitStatus;
 use ember_ci::model::{CommitSha, PrNumber, RepoName, StatusState};
 use fake_github::FakeGitHub;
 

@@ -23,19 +23,19 @@ use async_trait::async_trait;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use ember_ci::config::{Config, Secret};
-use ember_ci::executor::{Executor, Job, StepObserver, StepResult};
-use ember_ci::github::Reporter;
+use ember_ci::executor::{CancelSignal, Executor, Job, StepObserver, StepResult};
+use ember_ci::github::{Reporter, StatusOutbox};
+use ember_ci::journal::Journal;
 use ember_ci::logs::{
     JobLog, LogStore, Masker, Publication, PublishTarget, Publisher, PushRetry, RetentionPolicy,
 };
 use ember_ci::model::{
     BackendName, CommitSha, JobId, JobOutcome, JobRequest, PrNumber, RepoName, Step,
 };
-use ember_ci::scheduler::{Enqueued, JobRunner, Scheduler, StatusOutbox};
+use ember_ci::scheduler::{Enqueued, JobRunner, Scheduler};
 use executor_env::{replace_dockerfile_cmd, run_ok, start_executor, DemoEnv, GENEROUS};
 use fake_github::FakeGitHub;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
-use tokio_util::sync::CancellationToken;
 
 const BRANCH: &str = "gh-pages";
 const LOGS_URL: &str = "https://logs.example/ember-ci";
@@ -192,7 +192,7 @@ impl JobRunner for OwnSlotExecutor {
         &self,
         job: &Job,
         observer: &dyn StepObserver,
-        cancel: CancellationToken,
+        cancel: CancelSignal,
     ) -> JobOutcome {
         let job = Job {
             slot: E2E_SLOT,
@@ -276,12 +276,19 @@ async fn demo_jobs_publish_masked_logs_with_working_links_to_the_branch() {
             .unwrap_or_else(|errors| panic!("test config is invalid:\n{errors}")),
     );
 
-    let reporter = Arc::new(Reporter::from_config(&config).expect("reporter"));
-    let (outbox, _outbox_task) = StatusOutbox::start(reporter);
-    let logs = LogStore::for_config(&config, Some(LOCAL_URL.into()));
+    let reporter = Arc::new(Reporter::from_config(&config.github).expect("reporter"));
+    let journal = Journal::open(&config.service.state_dir).expect("journal");
+    let (outbox, _outbox_task, _) = StatusOutbox::start(reporter, journal.clone()).expect("outbox");
+    let logs = ember_ci::service::log_store(&config, Some(LOCAL_URL.into()));
     let executor = start_executor(config.clone()).await;
-    let (scheduler, scheduler_task) =
-        Scheduler::start(Arc::new(OwnSlotExecutor(executor)), outbox, logs.clone(), 1);
+    let (scheduler, scheduler_task, _) = Scheduler::start(
+        Arc::new(OwnSlotExecutor(executor)),
+        outbox,
+        logs.clone(),
+        1,
+        journal,
+    )
+    .expect("scheduler");
     let jobs = [
         (129, env.head(129)),
         (130, env.head(130)),
@@ -460,7 +467,7 @@ async fn run_job(
 ) -> ember_ci::logs::FinishedLogs {
     let id = JobId::parse(id).expect("job id");
     let log = store
-        .open_job(&id, &request(pr, &sha_for(pr)), None)
+        .open_job(&id, &request(pr, &sha_for(pr)))
         .expect("job log");
     write_job(&log, lines);
     store.finish_job(&log, &JobOutcome::Success).await

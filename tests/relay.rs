@@ -16,10 +16,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use ember_ci::config::{Config, Secret};
-use ember_ci::github::{CommitStatus, GitHub};
-use ember_ci::model::{CommitSha, PrNumber, RepoName, StatusState};
+use ember_ci::github::GitHub;
+use ember_ci::journal::Journal;
+use ember_ci::model::{CommitSha, CommitStatus, PrNumber, RepoName, StatusState};
+use ember_ci::relay::saved::prepare_saved_delivery;
 use ember_ci::relay::{Backoff, PollMode, Poller, RelayHealth, RelayStatus, SmeeRelay};
-use ember_ci::send::prepare_saved_delivery;
 use ember_ci::webhook::{signature, Delivery, Event, Intake, PrAction};
 use fake_github::FakeGitHub;
 use fake_smee::FakeSmee;
@@ -111,14 +112,17 @@ struct RunningRelay {
     health: RelayHealth,
     shutdown: CancellationToken,
     task: JoinHandle<()>,
+    _journal_dir: tempfile::TempDir,
 }
 
 impl RunningRelay {
     fn start(url: &str) -> Self {
         let (sender, deliveries) = mpsc::channel(16);
+        let journal_dir = tempfile::tempdir().expect("temp dir");
         let intake = Arc::new(Intake::new(
             Secret::new(SECRET),
             RepoName::new(REPO).expect("valid repo"),
+            Journal::open(journal_dir.path()).expect("journal"),
             sender,
         ));
         let relay = SmeeRelay::new(url, intake.clone())
@@ -136,6 +140,7 @@ impl RunningRelay {
             health,
             shutdown,
             task,
+            _journal_dir: journal_dir,
         }
     }
 
@@ -355,6 +360,15 @@ async fn relay_keeps_retrying_until_the_channel_appears() {
 // ---- Poller -------------------------------------------------------------
 
 /// A config with two backends whose GitHub is `github`.
+/// `3rdparty/<backend>` of every configured backend.
+fn contexts(config: &Config) -> Vec<String> {
+    config
+        .backends
+        .iter()
+        .map(|backend| backend.name.status_context())
+        .collect()
+}
+
 fn poll_config(github: &FakeGitHub, extra: &str) -> (tempfile::TempDir, Config) {
     let dir = tempfile::tempdir().expect("temp dir");
     let text = format!(
@@ -422,7 +436,7 @@ async fn poll_starts_only_heads_without_our_status_and_an_unchanged_listing_cost
     post_status(&api, &sha('b'), "ci/travis").await;
 
     let (sender, mut deliveries) = mpsc::channel(16);
-    let mut poller = Poller::new(Arc::new(api), &config, sender);
+    let mut poller = Poller::new(Arc::new(api), contexts(&config), sender);
     let report = poller.poll_once().await.expect("first poll");
     assert!(!report.is_unchanged);
     assert_eq!(report.open, 2);
@@ -459,14 +473,14 @@ async fn reconciliation_leaves_heads_open_at_start_alone_and_catches_new_ones() 
     let github = FakeGitHub::start().await;
     let (_dir, config) = poll_config(&github, "");
     assert_eq!(
-        PollMode::for_config(&config, true),
+        PollMode::for_config(&config.relay, true),
         Some(PollMode::Reconcile(
             ember_ci::relay::poll::RECONCILE_INTERVAL
         ))
     );
     github.add_pull(301, &sha('c'), "Older than the CI", "Akrog", "MEMBER");
     let (sender, mut deliveries) = mpsc::channel(16);
-    let mut poller = Poller::new(Arc::new(client(&github)), &config, sender);
+    let mut poller = Poller::new(Arc::new(client(&github)), contexts(&config), sender);
     assert_eq!(poller.record_baseline().await.expect("baseline"), 1);
 
     let quiet = poller.poll_once().await.expect("poll");
@@ -503,11 +517,11 @@ async fn poll_mode_follows_the_config() {
     let github = FakeGitHub::start().await;
     let (_dir, polling) = poll_config(&github, "POLL_INTERVAL=2m");
     assert_eq!(
-        PollMode::for_config(&polling, true),
+        PollMode::for_config(&polling.relay, true),
         Some(PollMode::Poll(Duration::from_secs(120)))
     );
     // Without a token there is no API to poll.
-    assert_eq!(PollMode::for_config(&polling, false), None);
+    assert_eq!(PollMode::for_config(&polling.relay, false), None);
 }
 
 // ---- End to end ----------------------------------------------------------

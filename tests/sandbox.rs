@@ -13,13 +13,13 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ember_ci::executor::CancelSignal;
 use ember_ci::model::{JobOutcome, Step};
 use executor_env::{
     assert_nothing_left, nested_leftovers, run_job, run_ok, start_executor, DemoEnv, JobRun,
     RecordingObserver, GENEROUS, NEVER_SERVING_PR,
 };
 use sha2::{Digest, Sha256};
-use tokio_util::sync::CancellationToken;
 
 /// At most two cases at once: each runs privileged sandboxes and nested
 /// builds, and CI has two slow cores.
@@ -309,7 +309,7 @@ async fn two_workers_run_two_backends_at_once() {
         observers.push(observer.clone());
         tasks.push(tokio::spawn(async move {
             executor
-                .run(&job, observer.as_ref(), CancellationToken::new())
+                .run(&job, observer.as_ref(), CancelSignal::new())
                 .await
         }));
     }
@@ -367,7 +367,7 @@ async fn killed_job_is_swept_and_the_next_job_of_its_slot_clears_the_store() {
 
     // A job that keeps running through the sweep (slot 1).
     let survivor = env.job_for("demo", NEVER_SERVING_PR, 1);
-    let stop_survivor = CancellationToken::new();
+    let stop_survivor = CancelSignal::new();
     let survivor_seen = Arc::new(RecordingObserver::default());
     let survivor_task = {
         let (executor, job, observer, cancel) = (
@@ -389,10 +389,10 @@ async fn killed_job_is_swept_and_the_next_job_of_its_slot_clears_the_store() {
 
     // The killed job (slot 0): its future is dropped once its plugin runs.
     let killed = env.job_for("demo", NEVER_SERVING_PR, 0);
-    let plugin_running = CancellationToken::new();
+    let plugin_running = CancelSignal::new();
     let observer = RecordingObserver::cancelling_at(Step::WaitPlugin, plugin_running.clone());
     tokio::select! {
-        outcome = executor.run(&killed, &observer, CancellationToken::new()) => {
+        outcome = executor.run(&killed, &observer, CancelSignal::new()) => {
             panic!("the job ended before its plugin started: {outcome:?}")
         }
         () = plugin_running.cancelled() => {}
@@ -412,7 +412,7 @@ async fn killed_job_is_swept_and_the_next_job_of_its_slot_clears_the_store() {
         format!("ember-ci-job-{}", survivor.id),
         "the sweep removed a running job's sandbox"
     );
-    stop_survivor.cancel();
+    stop_survivor.cancel("the test is done with the survivor");
     let outcome = survivor_task.await.expect("survivor task");
     assert!(
         matches!(outcome, JobOutcome::Cancelled { .. }),

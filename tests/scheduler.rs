@@ -13,16 +13,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ember_ci::config::Secret;
-use ember_ci::executor::{Job, StepObserver, StepResult};
-use ember_ci::github::{GitHub, Reporter};
+use ember_ci::executor::{CancelSignal, Job, StepObserver, StepResult};
+use ember_ci::github::{GitHub, Reporter, StatusOutbox};
+use ember_ci::journal::Journal;
 use ember_ci::logs::{LogStore, Masker};
 use ember_ci::model::{
     BackendName, CommitSha, JobId, JobOutcome, JobRequest, PrNumber, RepoName, Step,
 };
-use ember_ci::scheduler::{Enqueued, JobRunner, Scheduler, StatusOutbox};
+use ember_ci::scheduler::{Enqueued, JobRunner, Scheduler};
 use fake_github::FakeGitHub;
 use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -51,7 +51,7 @@ impl JobRunner for GatedRunner {
         &self,
         _job: &Job,
         observer: &dyn StepObserver,
-        cancel: CancellationToken,
+        cancel: CancelSignal,
     ) -> JobOutcome {
         self.started.fetch_add(1, Ordering::SeqCst);
         let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
@@ -63,7 +63,7 @@ impl JobRunner for GatedRunner {
                 permit.expect("gate open").forget();
                 JobOutcome::Success
             }
-            _ = cancel.cancelled() => JobOutcome::Cancelled { reason: "cancelled".into() },
+            _ = cancel.cancelled() => cancel.outcome(),
         };
         observer.step_finished(
             Step::Sanity,
@@ -94,15 +94,19 @@ async fn harness(workers: usize) -> Harness {
         RepoName::new(&github.repo()).unwrap(),
     )
     .unwrap();
-    let (outbox, _task) = StatusOutbox::start(Arc::new(Reporter::GitHub(client)));
     let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path()).expect("journal");
+    let (outbox, _task, _) =
+        StatusOutbox::start(Arc::new(Reporter::GitHub(client)), journal.clone()).expect("outbox");
     let logs = LogStore::new(
         dir.path().join("jobs"),
         Some("http://ci.example/jobs".into()),
         Masker::new(["secret-value-1234"]),
     );
     let runner = Arc::new(GatedRunner::new());
-    let (scheduler, _task) = Scheduler::start(runner.clone(), outbox.clone(), logs, workers);
+    let (scheduler, _task, _) =
+        Scheduler::start(runner.clone(), outbox.clone(), logs, workers, journal)
+            .expect("scheduler");
     Harness {
         github,
         scheduler,

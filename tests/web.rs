@@ -1,7 +1,8 @@
-//! The web UI and JSON API over real HTTP: the real routes, scheduler, job
-//! logs, webhook intake and status outbox (posting to the fake GitHub), with
-//! a scripted job runner the test drives line by line (the real executor on
-//! Podman is exercised by tests/browser.rs through `ember-ci serve`).
+//! The web UI and JSON API over real HTTP: the whole service started in
+//! process (`service::start`: routes, scheduler, job logs, webhook intake,
+//! dispatcher and status outbox posting to the fake GitHub), with a scripted
+//! job runner the test drives line by line (the real executor on Podman is
+//! exercised by tests/browser.rs through `ember-ci serve`).
 
 #[path = "support/fake_github.rs"]
 mod fake_github;
@@ -12,19 +13,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ember_ci::config::Config;
-use ember_ci::executor::{Job, StepObserver, StepResult};
-use ember_ci::github::{GitHub, Reporter};
-use ember_ci::logs::LogStore;
+use ember_ci::executor::{CancelSignal, Job, StepObserver, StepResult};
+use ember_ci::github::Reporter;
 use ember_ci::model::{BackendName, CommitSha, JobId, JobOutcome, JobRequest, PrNumber, Step};
-use ember_ci::scheduler::{Enqueued, JobRunner, Scheduler, StatusOutbox};
-use ember_ci::web::WebContext;
-use ember_ci::webhook::{self, Intake};
+use ember_ci::scheduler::{Enqueued, JobRunner, Scheduler};
+use ember_ci::service::Parts;
 use fake_github::FakeGitHub;
 use futures_util::StreamExt;
 use serde_json::Value;
 use tokio::sync::{mpsc, Mutex};
 use tokio_util::sync::CancellationToken;
-use warp::Filter;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -53,7 +51,7 @@ impl JobRunner for ScriptedRunner {
         &self,
         job: &Job,
         observer: &dyn StepObserver,
-        cancel: CancellationToken,
+        cancel: CancelSignal,
     ) -> JobOutcome {
         let passed = |duration_ms| StepResult {
             exit_code: Some(0),
@@ -74,7 +72,7 @@ impl JobRunner for ScriptedRunner {
                 command = commands.recv() => command,
                 _ = cancel.cancelled() => {
                     observer.step_finished(Step::Sanity, &StepResult { exit_code: None, duration: Duration::from_millis(5), note: Some("cancelled".into()) });
-                    return JobOutcome::Cancelled { reason: "cancelled".into() };
+                    return cancel.outcome();
                 }
             };
             match command {
@@ -110,7 +108,6 @@ struct Ui {
     commands: mpsc::UnboundedSender<Command>,
     http: reqwest::Client,
     _github: FakeGitHub,
-    _deliveries: mpsc::Receiver<webhook::Delivery>,
     shutdown: CancellationToken,
     _dir: tempfile::TempDir,
 }
@@ -141,50 +138,26 @@ async fn start_ui(admin_token: Option<&str>) -> Ui {
         state = dir.path().join("state").display(),
     );
     std::fs::write(config_dir.join("config"), config_text).expect("writing config");
-    let config = Arc::new(
-        Config::load_with_env(&config_dir, &HashMap::new())
-            .unwrap_or_else(|e| panic!("test config: {e}")),
-    );
+    let config = Config::load_with_env(&config_dir, &HashMap::new())
+        .unwrap_or_else(|e| panic!("test config: {e}"));
 
-    let client = GitHub::new(&github.url(), &config.gh_token, config.gh_repo.clone())
-        .expect("GitHub client");
-    let (outbox, _outbox_task) = StatusOutbox::start(Arc::new(Reporter::GitHub(client)));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("binding 127.0.0.1:0");
-    let url = format!("http://{}", listener.local_addr().expect("bound address"));
-    let logs = LogStore::for_config(&config, Some(url.clone()));
     let (commands, receiver) = mpsc::unbounded_channel();
-    let runner = Arc::new(ScriptedRunner {
-        commands: Mutex::new(receiver),
-    });
-    let (scheduler, _scheduler_task) = Scheduler::start(runner, outbox.clone(), logs.clone(), 1);
-    let (delivery_tx, deliveries) = mpsc::channel(16);
-    let intake = Arc::new(Intake::new(
-        config.gh_ember_secret.clone(),
-        config.gh_repo.clone(),
-        delivery_tx,
-    ));
-    let shutdown = CancellationToken::new();
-    let web = WebContext {
-        config: config.clone(),
-        scheduler: scheduler.clone(),
-        logs,
-        outbox,
-        intake: intake.clone(),
-        smee: None,
-        shutdown: shutdown.clone(),
+    let parts = Parts {
+        runner: Arc::new(ScriptedRunner {
+            commands: Mutex::new(receiver),
+        }),
+        reporter: Arc::new(Reporter::from_config(&config.github).expect("GitHub client")),
+        listener,
     };
-    let routes = webhook::routes(intake)
-        .or(ember_ci::web::routes(web))
-        .recover(webhook::recover);
-    let stop = shutdown.clone();
-    tokio::spawn(
-        warp::serve(routes)
-            .incoming(listener)
-            .graceful(async move { stop.cancelled().await })
-            .run(),
-    );
+    let shutdown = CancellationToken::new();
+    let running = ember_ci::service::start(config, parts, shutdown.clone())
+        .await
+        .expect("the service starts");
+    let url = format!("http://{}", running.address());
+    let scheduler = running.scheduler().clone();
     Ui {
         url,
         scheduler,
@@ -194,7 +167,6 @@ async fn start_ui(admin_token: Option<&str>) -> Ui {
             .build()
             .expect("client"),
         _github: github,
-        _deliveries: deliveries,
         shutdown,
         _dir: dir,
     }

@@ -7,8 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ember_ci::config::Secret;
+use ember_ci::journal::Journal;
 use ember_ci::model::RepoName;
-use ember_ci::send::{prepare_saved_delivery, send_saved_delivery, SendReport};
+use ember_ci::relay::saved::prepare_saved_delivery;
+use ember_ci::send::{send_saved_delivery, SendReport};
 use ember_ci::webhook::{
     recover, routes, signature, Delivery, Event, Intake, IntakeCounts, PrAction, MAX_BODY_BYTES,
 };
@@ -29,13 +31,16 @@ struct Server {
     intake: Arc<Intake>,
     deliveries: mpsc::Receiver<Delivery>,
     client: reqwest::Client,
+    _journal_dir: tempfile::TempDir,
 }
 
 impl Server {
     async fn start() -> Self {
         let (sink, deliveries) = mpsc::channel(16);
         let repo = RepoName::new(WATCHED_REPO).expect("valid repository name");
-        let intake = Arc::new(Intake::new(Secret::new(SECRET), repo, sink));
+        let journal_dir = tempfile::tempdir().expect("temp dir");
+        let journal = Journal::open(journal_dir.path()).expect("journal");
+        let intake = Arc::new(Intake::new(Secret::new(SECRET), repo, journal, sink));
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a free port");
@@ -47,6 +52,7 @@ impl Server {
             intake,
             deliveries,
             client: reqwest::Client::new(),
+            _journal_dir: journal_dir,
         }
     }
 

@@ -1,6 +1,12 @@
-//! The config file's vocabulary: key names, defaults, limits, and the
-//! warnings about assigned names that look like mistakes. Pure data and
-//! functions; the loader decides what to read.
+//! The config file's vocabulary: ONE table of keys ([`KEYS`]: name, section,
+//! default, fix, secret or not) that drives the loader's defaults and
+//! fixes, the warnings about unknown and obsolete keys, which values the
+//! summary and the log masker hide, and the test that the README's config
+//! table lists every key. Pure data and functions; the loader decides what
+//! to read.
+//!
+//! Adding a key: one row here, its typed field in its section (`types`),
+//! and one line in the loader reading it through this row.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -8,19 +14,6 @@ use super::values;
 
 /// The file inside the config dir that holds the assignments.
 pub const CONFIG_FILE_NAME: &str = "config";
-
-pub const DEFAULT_SANITY_COMMAND: &str = "csi-sanity --csi.endpoint=127.0.0.1:50051";
-pub const DEFAULT_GH_API_URL: &str = "https://api.github.com";
-pub const DEFAULT_GH_REPO: &str = "embercsi/ember-csi";
-pub const DEFAULT_STATE_DIR: &str = "/var/lib/ember-ci";
-pub const DEFAULT_BUILD_FILE: &str = "Dockerfile";
-pub const DEFAULT_WEB_PORT: u16 = 8010;
-pub const DEFAULT_JOB_TIMEOUT_SECS: u64 = 3600;
-pub const DEFAULT_PLUGIN_START_TIMEOUT_SECS: u64 = 300;
-pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 600;
-pub const DEFAULT_IMAGE_STORE_MAX_GB: u64 = 40;
-pub const DEFAULT_LOGS_BRANCH: &str = "gh-pages";
-pub const DEFAULT_LOG_RETENTION_DAYS: u32 = 30;
 
 /// More backends than anyone runs; bounds the per-backend checks.
 pub(super) const MAX_DRIVERS: usize = 100;
@@ -36,60 +29,197 @@ pub const OBSOLETE_KEYS: [&str; 4] = [
     "BRIDGE_NAME",
 ];
 
-/// Global keys; per-backend keys are [`BACKEND_KEYS`] with an `_n` suffix.
-const GLOBAL_KEYS: &[&str] = &[
-    "GH_TOKEN",
-    "GH_USER",
-    "GH_EMBER_SECRET",
-    "SMEE_ID",
-    "SMEE_URL",
-    "POLL_INTERVAL",
-    "NUM_DRIVERS",
-    "SANITY_COMMAND",
-    "NUM_WORKERS",
-    "WEB_ADDR",
-    "WEB_PORT",
-    "CI_DIR",
-    "GH_API_URL",
-    "GH_REPO",
-    "GH_CLONE_URL",
-    "BUILD_FILE",
-    "JOB_TIMEOUT",
-    "PLUGIN_START_TIMEOUT",
-    "SHUTDOWN_GRACE",
-    "PODMAN_SOCKET",
-    "SANDBOX_IMAGE",
-    "SANDBOX_SKIP_CSI_SANITY",
-    "IMAGE_STORE_MAX_GB",
-    "TRUSTED_USERS",
-    "SECRETS",
-    "WEB_ADMIN_TOKEN",
-    "LOGS_REPO",
-    "LOGS_BRANCH",
-    "LOGS_URL",
-    "LOG_RETENTION_DAYS",
-    // The old system's single-backend spellings of the `_1` keys.
-    "DRIVER_NAME",
-    "DRIVER_CONFIG",
-    "PRE_RUN",
-    "POST_RUN",
+/// The part of the service a key configures; each part gets only its
+/// section of the [`super::Config`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Section {
+    GitHub,
+    Relay,
+    Backends,
+    Executor,
+    Service,
+    Web,
+    Logs,
+}
+
+/// Whether a key must be set, and the value used when it is not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    Required,
+    Optional,
+    /// The value as it would be written in the config file, parsed by the
+    /// same parser as a written value. `$GH_REPO` stands for that key.
+    DefaultTo(&'static str),
+}
+
+/// Whether a key's value is a credential, and how it is masked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secrecy {
+    Public,
+    /// The whole value is one secret.
+    Whole,
+    /// A whitespace-separated list of secrets.
+    List,
+}
+
+/// Whether a key is set once, or once per backend with an `_n` suffix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Global,
+    PerBackend,
+}
+
+/// One row of the key table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Key {
+    /// The name; per-backend keys without their `_n`.
+    pub name: &'static str,
+    pub section: Section,
+    pub scope: Scope,
+    pub need: Need,
+    /// What to set it to: the fix shown with a problem about it.
+    pub fix: &'static str,
+    /// Whether its value is a credential: shown only as set / not set,
+    /// masked in logs and in the summary.
+    pub secrecy: Secrecy,
+    /// A per-backend key the old system also accepted without `_1`.
+    pub has_unsuffixed_form: bool,
+}
+
+impl Key {
+    const fn new(name: &'static str, section: Section, need: Need, fix: &'static str) -> Self {
+        Key {
+            name,
+            section,
+            scope: Scope::Global,
+            need,
+            fix,
+            secrecy: Secrecy::Public,
+            has_unsuffixed_form: false,
+        }
+    }
+
+    const fn secret(mut self) -> Self {
+        self.secrecy = Secrecy::Whole;
+        self
+    }
+
+    const fn secret_list(mut self) -> Self {
+        self.secrecy = Secrecy::List;
+        self
+    }
+
+    pub fn is_secret(&self) -> bool {
+        self.secrecy != Secrecy::Public
+    }
+
+    const fn per_backend(mut self) -> Self {
+        self.scope = Scope::PerBackend;
+        self
+    }
+
+    const fn also_unsuffixed(mut self) -> Self {
+        self.has_unsuffixed_form = true;
+        self
+    }
+
+    /// The default value's text, if the key has one.
+    pub fn default_text(&self) -> Option<&'static str> {
+        match self.need {
+            Need::DefaultTo(text) => Some(text),
+            Need::Required | Need::Optional => None,
+        }
+    }
+
+    /// The name as written in the config: `DRIVER_NAME_3` for backend 3.
+    pub fn name_for_backend(&self, n: usize) -> String {
+        match self.scope {
+            Scope::Global => self.name.to_string(),
+            Scope::PerBackend => format!("{}_{n}", self.name),
+        }
+    }
+}
+
+const DURATION_FIX: &str = "give whole seconds, or a number with s, m or h (e.g. 90, 15m, 1h)";
+
+use Need::{DefaultTo, Optional, Required};
+use Section::{Backends, Executor, GitHub, Logs, Relay, Service, Web};
+
+/// Every key ember-ci reads, in the order the README lists them.
+pub const KEYS: &[Key] = &[
+    Key::new("GH_TOKEN", GitHub, Optional, "set it to a token with repo:status and public_repo, or leave it empty to print statuses").secret(),
+    Key::new("GH_USER", GitHub, Optional, "set it to the bot account's GitHub login"),
+    Key::new("GH_EMBER_SECRET", GitHub, Required, "set it to the webhook secret configured on GitHub").secret(),
+    Key::new("GH_API_URL", GitHub, DefaultTo("https://api.github.com"), "set it to the GitHub API base URL, e.g. https://api.github.com or https://HOST/api/v3"),
+    Key::new("GH_REPO", GitHub, DefaultTo("embercsi/ember-csi"), "set it to the watched repository as owner/name"),
+    Key::new("GH_CLONE_URL", Executor, DefaultTo("https://github.com/$GH_REPO.git"), "set it to a git URL or path of the repository to clone"),
+    Key::new("SMEE_ID", Relay, Optional, "set it to the channel id from https://smee.io/<id>"),
+    Key::new("SMEE_URL", Relay, Optional, "set it to the full channel URL, e.g. https://smee.io/<id>"),
+    Key::new("POLL_INTERVAL", Relay, Optional, "give whole seconds, or a number with s, m or h (e.g. 300, 5m)"),
+    Key::new("NUM_DRIVERS", Backends, DefaultTo("1"), "set it to the number of backends (DRIVER_NAME_1 ... DRIVER_NAME_n)"),
+    Key::new("DRIVER_NAME", Backends, Required, "set it to the backend's name; its status context is 3rdparty/<name>").per_backend().also_unsuffixed(),
+    Key::new("DRIVER_CONFIG", Backends, Required, "set it to the Ember-CSI backend JSON object, or to the name of a script in the config dir that sets DRIVER_CONFIG").per_backend().also_unsuffixed(),
+    Key::new("PRE_RUN", Backends, Optional, "put the file in the config dir (the only host directory jobs can see) and give its name relative to the dir").per_backend().also_unsuffixed(),
+    Key::new("POST_RUN", Backends, Optional, "put the file in the config dir (the only host directory jobs can see) and give its name relative to the dir").per_backend().also_unsuffixed(),
+    Key::new("SANITY_COMMAND", Backends, DefaultTo(DEFAULT_SANITY_COMMAND), "set it to the command that runs the test suite"),
+    Key::new("SANITY_COMMAND", Backends, Optional, "set it to the command that runs this backend's test suite").per_backend(),
+    Key::new("BUILD_FILE", Executor, DefaultTo("Dockerfile"), "set it to the Containerfile's path relative to the repository root, e.g. Dockerfile"),
+    Key::new("EXTRA_PACKAGES", Backends, Optional, "list package names separated by spaces").per_backend(),
+    Key::new("EXTRA_PIP", Backends, Optional, "list package names separated by spaces").per_backend(),
+    Key::new("EXTRA_CONTAINERFILE", Backends, Optional, "put the file in the config dir (the only host directory jobs can see) and give its name relative to the dir").per_backend(),
+    Key::new("NUM_WORKERS", Service, DefaultTo("1"), "set it to how many jobs may run at once (1 or more)"),
+    Key::new("WEB_ADDR", Web, DefaultTo("0.0.0.0"), "set it to the IP address to listen on, e.g. 0.0.0.0 or 127.0.0.1"),
+    Key::new("WEB_PORT", Web, DefaultTo("8010"), "set it to a TCP port number (0 picks a free one)"),
+    Key::new("CI_DIR", Service, DefaultTo("/var/lib/ember-ci"), "set it to the state directory (relative paths are inside the config dir)"),
+    Key::new("JOB_TIMEOUT", Executor, DefaultTo("3600"), DURATION_FIX),
+    Key::new("PLUGIN_START_TIMEOUT", Executor, DefaultTo("300"), DURATION_FIX),
+    Key::new("SHUTDOWN_GRACE", Service, DefaultTo("600"), DURATION_FIX),
+    Key::new("PODMAN_SOCKET", Executor, Optional, "set it to the absolute path of a Podman API socket, or leave it empty"),
+    Key::new("SANDBOX_IMAGE", Executor, Optional, "set it to an image reference, or leave it empty to build the sandbox image"),
+    Key::new("SANDBOX_SKIP_CSI_SANITY", Executor, DefaultTo("0"), "use 0 or 1"),
+    Key::new("IMAGE_STORE_MAX_GB", Executor, DefaultTo("40"), "set it to a size in GB, 1 or more"),
+    Key::new("TRUSTED_USERS", GitHub, Optional, "list GitHub logins separated by spaces or commas"),
+    Key::new("SECRETS", Logs, Optional, "list the values to mask, separated by spaces").secret_list(),
+    Key::new("WEB_ADMIN_TOKEN", Web, Optional, "set it to a token for web UI actions, or leave it empty").secret(),
+    Key::new("LOGS_REPO", Logs, Optional, "set it to the git URL the logs are pushed to, or leave it empty to keep logs local"),
+    Key::new("LOGS_BRANCH", Logs, DefaultTo("gh-pages"), "set it to a branch name, e.g. gh-pages"),
+    Key::new("LOGS_URL", Logs, Optional, "set it to the public base URL of the pushed pages, e.g. https://OWNER.github.io/REPO"),
+    Key::new("LOG_RETENTION_DAYS", Logs, DefaultTo("30"), "set it to how many days logs are kept, 1 or more"),
 ];
 
-const BACKEND_KEYS: [&str; 8] = [
-    "DRIVER_NAME",
-    "DRIVER_CONFIG",
-    "PRE_RUN",
-    "POST_RUN",
-    "SANITY_COMMAND",
-    "EXTRA_PACKAGES",
-    "EXTRA_PIP",
-    "EXTRA_CONTAINERFILE",
-];
+/// The row of a global key. Panics on a name not in the table: every
+/// caller names a row, and loading any config reaches every caller.
+pub fn key(name: &str) -> &'static Key {
+    find(name, Scope::Global).unwrap_or_else(|| panic!("{name} is not in the key table"))
+}
 
-/// Backend keys the old system also accepted without `_1` when it had one
-/// backend.
-pub(super) const LEGACY_UNSUFFIXED_KEYS: [&str; 4] =
-    ["DRIVER_NAME", "DRIVER_CONFIG", "PRE_RUN", "POST_RUN"];
+/// The row of a per-backend key (`DRIVER_NAME` for `DRIVER_NAME_n`).
+pub fn backend_key(name: &str) -> &'static Key {
+    find(name, Scope::PerBackend).unwrap_or_else(|| panic!("{name}_n is not in the key table"))
+}
+
+fn find(name: &str, scope: Scope) -> Option<&'static Key> {
+    KEYS.iter()
+        .find(|key| key.name == name && key.scope == scope)
+}
+
+/// The default of `SANITY_COMMAND`.
+pub const DEFAULT_SANITY_COMMAND: &str = "csi-sanity --csi.endpoint=127.0.0.1:50051";
+
+/// Names a config may assign for us with `num_drivers` backends: every
+/// global key, the unsuffixed forms, and each per-backend key for 1..=n.
+fn known_names(num_drivers: usize) -> Vec<String> {
+    let global = KEYS
+        .iter()
+        .filter(|key| key.scope == Scope::Global || key.has_unsuffixed_form)
+        .map(|key| key.name.to_string());
+    let per_backend = (1..=num_drivers.max(1)).flat_map(|n| {
+        KEYS.iter()
+            .filter(|key| key.scope == Scope::PerBackend)
+            .map(move |key| key.name_for_backend(n))
+    });
+    global.chain(per_backend).collect()
+}
 
 /// Warnings about assigned names nothing read that look meant for us: a
 /// backend key past NUM_DRIVERS, or a near miss of a known key. Other names
@@ -100,14 +230,7 @@ pub(super) fn unused_key_warnings(
     used: &HashSet<String>,
     num_drivers: usize,
 ) -> Vec<String> {
-    let known: Vec<String> = GLOBAL_KEYS
-        .iter()
-        .map(|key| key.to_string())
-        .chain(
-            (1..=num_drivers.max(1))
-                .flat_map(|n| BACKEND_KEYS.iter().map(move |key| format!("{key}_{n}"))),
-        )
-        .collect();
+    let known = known_names(num_drivers);
     let mut warnings = Vec::new();
     let mut out_of_range: BTreeMap<usize, Vec<&str>> = BTreeMap::new();
     let unused = names_in_order
@@ -142,9 +265,7 @@ pub(super) fn unused_key_warnings(
 /// `n` when `name` is a per-backend key such as `DRIVER_NAME_3`.
 fn backend_key_index(name: &str) -> Option<usize> {
     let (base, n) = name.rsplit_once('_')?;
-    if !BACKEND_KEYS.contains(&base) {
-        return None;
-    }
+    find(base, Scope::PerBackend)?;
     n.parse().ok()
 }
 

@@ -8,20 +8,20 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::errors::{shell_error, ConfigError, ConfigErrors};
 use super::keys::{
-    unused_key_warnings, CONFIG_FILE_NAME, DEFAULT_BUILD_FILE, DEFAULT_GH_API_URL, DEFAULT_GH_REPO,
-    DEFAULT_IMAGE_STORE_MAX_GB, DEFAULT_JOB_TIMEOUT_SECS, DEFAULT_LOGS_BRANCH,
-    DEFAULT_LOG_RETENTION_DAYS, DEFAULT_PLUGIN_START_TIMEOUT_SECS, DEFAULT_SANITY_COMMAND,
-    DEFAULT_SHUTDOWN_GRACE_SECS, DEFAULT_STATE_DIR, DEFAULT_WEB_PORT, LEGACY_UNSUFFIXED_KEYS,
-    MAX_DRIVERS, MAX_IMAGE_STORE_GB, MAX_LOG_RETENTION_DAYS, MAX_WORKERS, OBSOLETE_KEYS,
+    backend_key, key, unused_key_warnings, Scope, Secrecy, CONFIG_FILE_NAME, KEYS, MAX_DRIVERS,
+    MAX_IMAGE_STORE_GB, MAX_LOG_RETENTION_DAYS, MAX_WORKERS, OBSOLETE_KEYS,
 };
 use super::shell;
-use super::types::{BackendConfig, Config, DriverConfig, LogsConfig, RelayConfig, Script, Secret};
+use super::types::{
+    BackendConfig, Config, DriverConfig, ExecutorConfig, GitHubConfig, LogsConfig, RelayConfig,
+    Script, Secret, ServiceConfig, WebConfig,
+};
 use super::values::{self, quoted};
 use crate::model::{BackendName, RepoName};
 
@@ -121,50 +121,81 @@ impl Reader {
         self.values.get(key).filter(|v| !v.is_empty()).cloned()
     }
 
-    /// A key with a default: an invalid value is reported and the default
-    /// used so checking can go on.
-    fn parsed_or<T>(
-        &mut self,
-        key: &str,
-        default: T,
-        parse: impl FnOnce(&str) -> Result<T, String>,
-        fix: &str,
-    ) -> T {
-        self.parsed(key, parse, fix).unwrap_or(default)
+    /// A key with a default in the key table: an invalid value is reported
+    /// (with the table's fix) and the default used so checking can go on.
+    /// The default goes through the same parser as a written value.
+    fn parsed_or_default<T>(&mut self, name: &str, parse: impl Fn(&str) -> Result<T, String>) -> T {
+        let row = key(name);
+        let default = row
+            .default_text()
+            .unwrap_or_else(|| panic!("{name} has no default in the key table"));
+        self.parsed_or_default_text(name, default, parse)
     }
 
-    /// An optional key; None when unset or invalid (and then reported).
+    /// [`Reader::parsed_or_default`] with the default's text given (a
+    /// default that names another key's value).
+    fn parsed_or_default_text<T>(
+        &mut self,
+        name: &str,
+        default: &str,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> T {
+        match self.parsed(name, &parse) {
+            Some(value) => value,
+            None => parse(default)
+                .unwrap_or_else(|problem| panic!("the default of {name} is invalid: {problem}")),
+        }
+    }
+
+    /// An optional key; None when unset or invalid (and then reported with
+    /// the key table's fix).
     fn parsed<T>(
         &mut self,
-        key: &str,
+        name: &str,
         parse: impl FnOnce(&str) -> Result<T, String>,
-        fix: &str,
     ) -> Option<T> {
-        let value = self.value(key)?;
+        let fix = self.fix(name);
+        let value = self.value(name)?;
         match parse(&value) {
             Ok(parsed) => Some(parsed),
             Err(problem) => {
-                self.error(key, problem, fix);
+                self.error(name, problem, fix);
                 None
             }
         }
     }
 
-    fn duration_or(
-        &mut self,
-        key: &str,
-        default_secs: u64,
-        allow_zero: bool,
-        fix: &str,
-    ) -> Duration {
-        let parse = |text: &str| {
-            let duration = values::parse_duration(text)?;
-            if duration.is_zero() && !allow_zero {
-                return Err("must be longer than 0 seconds".to_string());
-            }
-            Ok(duration)
-        };
-        self.parsed_or(key, Duration::from_secs(default_secs), parse, fix)
+    /// The fix the key table gives for `name` (`DRIVER_NAME_2` finds the
+    /// per-backend row, `DRIVER_NAME` the global one or its unsuffixed form).
+    fn fix(&self, name: &str) -> &'static str {
+        let per_backend = name
+            .rsplit_once('_')
+            .filter(|(_, n)| n.parse::<usize>().is_ok())
+            .and_then(|(base, _)| {
+                KEYS.iter()
+                    .find(|row| row.name == base && row.scope == Scope::PerBackend)
+            });
+        per_backend
+            .or_else(|| KEYS.iter().find(|row| row.name == name))
+            .map_or("", |row| row.fix)
+    }
+
+    /// The values of every key the table marks secret, as the masker needs
+    /// them: a list key value by value.
+    fn secret_values(&self) -> Vec<Secret> {
+        let mut secrets: Vec<String> = KEYS
+            .iter()
+            .filter(|row| row.is_secret())
+            .filter_map(|row| Some((row.secrecy, self.values.get(row.name)?)))
+            .flat_map(|(secrecy, value)| match secrecy {
+                Secrecy::List => value.split_whitespace().map(str::to_string).collect(),
+                _ => vec![value.clone()],
+            })
+            .filter(|value| !value.is_empty())
+            .collect();
+        secrets.sort();
+        secrets.dedup();
+        secrets.into_iter().map(Secret::new).collect()
     }
 
     fn resolve_file(&self, name: &str) -> ConfigDirFile {
@@ -200,9 +231,9 @@ impl Reader {
 
     /// The key for backend `n`, falling back for backend 1 to the old
     /// unsuffixed spelling (`DRIVER_NAME` for `DRIVER_NAME_1`).
-    fn backend_key(&mut self, base: &str, n: usize) -> String {
-        let key = format!("{base}_{n}");
-        if n != 1 || !LEGACY_UNSUFFIXED_KEYS.contains(&base) || !self.values.contains_key(base) {
+    fn key_for_backend(&mut self, base: &str, n: usize) -> String {
+        let key = backend_key(base).name_for_backend(n);
+        if n != 1 || !backend_key(base).has_unsuffixed_form || !self.values.contains_key(base) {
             return key;
         }
         self.used.insert(base.to_string());
@@ -214,126 +245,71 @@ impl Reader {
         base.to_string()
     }
 
+    /// Reads every key, in the order problems are reported (the README's
+    /// order, mostly), and hands each section its keys.
     fn read_config(mut self) -> Result<Config, ConfigErrors> {
-        let gh_token = Secret::new(self.value("GH_TOKEN").unwrap_or_default());
-        let gh_user = self
-            .parsed(
-                "GH_USER",
-                |v| values::check_github_login(v).map(|()| v.to_string()),
-                "set it to the bot account's GitHub login",
-            )
+        let token = Secret::new(self.value("GH_TOKEN").unwrap_or_default());
+        let user = self
+            .parsed("GH_USER", |v| {
+                values::check_github_login(v).map(|()| v.to_string())
+            })
             .unwrap_or_default();
-        let gh_ember_secret = match self.value("GH_EMBER_SECRET") {
+        let webhook_secret = match self.value("GH_EMBER_SECRET") {
             Some(secret) => Secret::new(secret),
             None => {
-                self.error(
-                    "GH_EMBER_SECRET",
-                    "missing",
-                    "set it to the webhook secret configured on GitHub",
-                );
+                let fix = self.fix("GH_EMBER_SECRET");
+                self.error("GH_EMBER_SECRET", "missing", fix);
                 Secret::default()
             }
         };
-        let gh_api_url = self.parsed_or(
-            "GH_API_URL",
-            DEFAULT_GH_API_URL.to_string(),
-            values::parse_http_url,
-            "set it to the GitHub API base URL, e.g. https://api.github.com or https://HOST/api/v3",
-        );
-        let gh_repo = self.parsed_or(
-            "GH_REPO",
-            default_repo(),
-            |v| RepoName::new(v.trim()).map_err(|e| e.to_string()),
-            "set it to the watched repository as owner/name",
-        );
-        let gh_clone_url = self.parsed_or(
-            "GH_CLONE_URL",
-            format!("https://github.com/{gh_repo}.git"),
-            |v| values::check_git_location(v).map(|()| v.to_string()),
-            "set it to a git URL or path of the repository to clone",
-        );
+        let api_url = self.parsed_or_default("GH_API_URL", values::parse_http_url);
+        let repo = self.parsed_or_default("GH_REPO", |v| {
+            RepoName::new(v.trim()).map_err(|e| e.to_string())
+        });
+        let clone_url_default = key("GH_CLONE_URL")
+            .default_text()
+            .expect("GH_CLONE_URL has a default")
+            .replace("$GH_REPO", &repo.to_string());
+        let clone_url = self.parsed_or_default_text("GH_CLONE_URL", &clone_url_default, |v| {
+            values::check_git_location(v).map(|()| v.to_string())
+        });
         let relay = self.read_relay();
         let backends = self.read_backends();
-        let num_workers = self.parsed_or(
-            "NUM_WORKERS",
-            1,
-            |v| values::parse_number(v, 1, MAX_WORKERS),
-            "set it to how many jobs may run at once (1 or more)",
-        );
-        let web_addr = self.parsed_or(
-            "WEB_ADDR",
-            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            |v| {
-                v.trim()
-                    .parse()
-                    .map_err(|_| format!("{} is not an IP address", quoted(v)))
-            },
-            "set it to the IP address to listen on, e.g. 0.0.0.0 or 127.0.0.1",
-        );
-        let web_port = self.parsed_or(
-            "WEB_PORT",
-            DEFAULT_WEB_PORT,
-            |v| values::parse_number(v, 0, u16::MAX),
-            "set it to a TCP port number (0 picks a free one)",
-        );
+        let num_workers =
+            self.parsed_or_default("NUM_WORKERS", |v| values::parse_number(v, 1, MAX_WORKERS));
+        let web_addr = self.parsed_or_default("WEB_ADDR", |v| {
+            v.trim()
+                .parse::<IpAddr>()
+                .map_err(|_| format!("{} is not an IP address", quoted(v)))
+        });
+        let web_port = self.parsed_or_default("WEB_PORT", |v| values::parse_number(v, 0, u16::MAX));
         let dir = self.dir.clone();
-        let state_dir = self.parsed_or(
-            "CI_DIR",
-            PathBuf::from(DEFAULT_STATE_DIR),
-            |v| values::check_single_argument(v).map(|()| dir.join(v)),
-            "set it to the state directory (relative paths are inside the config dir)",
-        );
-        let build_file = self.parsed_or(
-            "BUILD_FILE",
-            DEFAULT_BUILD_FILE.to_string(),
-            |v| values::check_checkout_path(v).map(|()| v.to_string()),
-            "set it to the Containerfile's path relative to the repository root, e.g. Dockerfile",
-        );
-        const DURATION_FIX: &str =
-            "give whole seconds, or a number with s, m or h (e.g. 90, 15m, 1h)";
-        let job_timeout =
-            self.duration_or("JOB_TIMEOUT", DEFAULT_JOB_TIMEOUT_SECS, false, DURATION_FIX);
-        let plugin_start_timeout = self.duration_or(
-            "PLUGIN_START_TIMEOUT",
-            DEFAULT_PLUGIN_START_TIMEOUT_SECS,
-            false,
-            DURATION_FIX,
-        );
-        let shutdown_grace = self.duration_or(
-            "SHUTDOWN_GRACE",
-            DEFAULT_SHUTDOWN_GRACE_SECS,
-            true,
-            DURATION_FIX,
-        );
-        let podman_socket = self.parsed(
-            "PODMAN_SOCKET",
-            parse_socket_path,
-            "set it to the absolute path of a Podman API socket, or leave it empty",
-        );
-        let sandbox_image = self.parsed(
-            "SANDBOX_IMAGE",
-            |v| values::check_single_argument(v).map(|()| v.to_string()),
-            "set it to an image reference, or leave it empty to build the sandbox image",
-        );
-        let sandbox_skip_csi_sanity = self.parsed_or(
-            "SANDBOX_SKIP_CSI_SANITY",
-            false,
-            values::parse_bool,
-            "use 0 or 1",
-        );
-        let image_store_max_gb = self.parsed_or(
-            "IMAGE_STORE_MAX_GB",
-            DEFAULT_IMAGE_STORE_MAX_GB,
-            |v| values::parse_number(v, 1, MAX_IMAGE_STORE_GB),
-            "set it to a size in GB, 1 or more",
-        );
+        let state_dir = self.parsed_or_default("CI_DIR", |v| {
+            values::check_single_argument(v).map(|()| dir.join(v))
+        });
+        let build_file = self.parsed_or_default("BUILD_FILE", |v| {
+            values::check_checkout_path(v).map(|()| v.to_string())
+        });
+        let job_timeout = self.parsed_or_default("JOB_TIMEOUT", parse_positive_duration);
+        let plugin_start_timeout =
+            self.parsed_or_default("PLUGIN_START_TIMEOUT", parse_positive_duration);
+        let shutdown_grace = self.parsed_or_default("SHUTDOWN_GRACE", values::parse_duration);
+        let podman_socket = self.parsed("PODMAN_SOCKET", parse_socket_path);
+        let sandbox_image = self.parsed("SANDBOX_IMAGE", |v| {
+            values::check_single_argument(v).map(|()| v.to_string())
+        });
+        let sandbox_skip_csi_sanity =
+            self.parsed_or_default("SANDBOX_SKIP_CSI_SANITY", values::parse_bool);
+        let image_store_max_gb = self.parsed_or_default("IMAGE_STORE_MAX_GB", |v| {
+            values::parse_number(v, 1, MAX_IMAGE_STORE_GB)
+        });
         let trusted_users = self.read_trusted_users();
         let secrets = self
             .value("SECRETS")
             .map(|v| v.split_whitespace().map(Secret::new).collect())
             .unwrap_or_default();
-        let web_admin_token = self.value("WEB_ADMIN_TOKEN").map(Secret::new);
-        let logs = self.read_logs();
+        let admin_token = self.value("WEB_ADMIN_TOKEN").map(Secret::new);
+        let logs = self.read_logs(secrets);
         let obsolete_keys = self
             .names_in_order
             .iter()
@@ -348,63 +324,59 @@ impl Reader {
         if !self.errors.is_empty() {
             return Err(ConfigErrors(self.errors));
         }
+        let secret_values = self.secret_values();
         Ok(Config {
-            dir: self.dir,
-            gh_token,
-            gh_user,
-            gh_ember_secret,
-            gh_api_url,
-            gh_repo,
-            gh_clone_url,
-            backends,
-            num_workers,
-            web_addr,
-            web_port,
-            state_dir,
-            build_file,
-            job_timeout,
-            plugin_start_timeout,
-            shutdown_grace,
-            podman_socket,
-            sandbox_image,
-            sandbox_skip_csi_sanity,
-            image_store_max_gb,
-            trusted_users,
-            secrets,
-            web_admin_token,
+            github: GitHubConfig {
+                token,
+                user,
+                webhook_secret,
+                api_url,
+                repo,
+                trusted_users,
+            },
             relay,
+            backends,
+            executor: ExecutorConfig {
+                config_dir: self.dir.clone(),
+                state_dir: state_dir.clone(),
+                num_workers,
+                clone_url,
+                build_file,
+                job_timeout,
+                plugin_start_timeout,
+                podman_socket,
+                sandbox_image,
+                sandbox_skip_csi_sanity,
+                image_store_max_gb,
+            },
+            service: ServiceConfig {
+                state_dir,
+                num_workers,
+                shutdown_grace,
+            },
+            web: WebConfig {
+                addr: web_addr,
+                port: web_port,
+                admin_token,
+            },
             logs,
+            dir: self.dir,
             obsolete_keys,
             warnings: self.warnings,
+            secret_values,
         })
     }
 
     fn read_relay(&mut self) -> RelayConfig {
-        let smee_id = self.parsed(
-            "SMEE_ID",
-            |v| values::check_smee_id(v).map(|()| v.to_string()),
-            "set it to the channel id from https://smee.io/<id>",
-        );
-        let smee_url = self.parsed(
-            "SMEE_URL",
-            values::parse_http_url,
-            "set it to the full channel URL, e.g. https://smee.io/<id>",
-        );
+        let smee_id = self.parsed("SMEE_ID", |v| {
+            values::check_smee_id(v).map(|()| v.to_string())
+        });
+        let smee_url = self.parsed("SMEE_URL", values::parse_http_url);
         if smee_url.is_some() && smee_id.is_some() {
             self.warnings
                 .push("SMEE_ID is ignored because SMEE_URL is set".to_string());
         }
-        let poll_interval = self.parsed(
-            "POLL_INTERVAL",
-            |v| {
-                let interval = values::parse_duration(v)?;
-                if interval.is_zero() {
-                    return Err("must be longer than 0 seconds".to_string());
-                }
-                Ok(interval)
-            },
-            "give whole seconds, or a number with s, m or h (e.g. 300, 5m)",
-        );
+        let poll_interval = self.parsed("POLL_INTERVAL", parse_positive_duration);
         RelayConfig {
             smee_url: smee_url.or_else(|| smee_id.map(|id| format!("https://smee.io/{id}"))),
             poll_interval,
@@ -412,15 +384,10 @@ impl Reader {
     }
 
     fn read_backends(&mut self) -> Vec<BackendConfig> {
-        let num_drivers = self.parsed_or(
-            "NUM_DRIVERS",
-            1,
-            |v| values::parse_number(v, 1, MAX_DRIVERS),
-            "set it to the number of backends (DRIVER_NAME_1 ... DRIVER_NAME_n)",
-        );
-        let default_sanity = self
-            .value("SANITY_COMMAND")
-            .unwrap_or_else(|| DEFAULT_SANITY_COMMAND.to_string());
+        let num_drivers =
+            self.parsed_or_default("NUM_DRIVERS", |v| values::parse_number(v, 1, MAX_DRIVERS));
+        let default_sanity =
+            self.parsed_or_default("SANITY_COMMAND", |v| Ok::<_, String>(v.to_string()));
         let mut names: Vec<BackendName> = Vec::new();
         let mut backends = Vec::new();
         for n in 1..=num_drivers {
@@ -437,10 +404,9 @@ impl Reader {
 
     /// DRIVER_NAME_n, checked against the names of earlier backends.
     fn read_backend_name(&mut self, n: usize, earlier: &[BackendName]) -> Option<BackendName> {
-        let key = self.backend_key("DRIVER_NAME", n);
+        let key = self.key_for_backend("DRIVER_NAME", n);
         let Some(value) = self.value(&key) else {
-            let fix = "set it to the backend's name; its status context is 3rdparty/<name>";
-            self.error(&key, "missing", fix);
+            self.error(&key, "missing", backend_key("DRIVER_NAME").fix);
             return None;
         };
         let name = match BackendName::new(value.trim()) {
@@ -473,20 +439,24 @@ impl Reader {
         name: Option<BackendName>,
         default_sanity: &str,
     ) -> Option<BackendConfig> {
-        let config_key = self.backend_key("DRIVER_CONFIG", n);
+        let config_key = self.key_for_backend("DRIVER_CONFIG", n);
         let driver_config = self.read_driver_config(&config_key);
-        let pre_run_key = self.backend_key("PRE_RUN", n);
+        let pre_run_key = self.key_for_backend("PRE_RUN", n);
         let pre_run = self.read_script(&pre_run_key);
-        let post_run_key = self.backend_key("POST_RUN", n);
+        let post_run_key = self.key_for_backend("POST_RUN", n);
         let post_run = self.read_script(&post_run_key);
         let sanity_command = self
-            .value(&format!("SANITY_COMMAND_{n}"))
+            .value(&backend_key("SANITY_COMMAND").name_for_backend(n))
             .unwrap_or_else(|| default_sanity.to_string());
-        let extra_packages =
-            self.read_packages(&format!("EXTRA_PACKAGES_{n}"), values::check_debian_package);
-        let extra_pip =
-            self.read_packages(&format!("EXTRA_PIP_{n}"), values::check_pip_requirement);
-        let containerfile_key = format!("EXTRA_CONTAINERFILE_{n}");
+        let extra_packages = self.read_packages(
+            &backend_key("EXTRA_PACKAGES").name_for_backend(n),
+            values::check_debian_package,
+        );
+        let extra_pip = self.read_packages(
+            &backend_key("EXTRA_PIP").name_for_backend(n),
+            values::check_pip_requirement,
+        );
+        let containerfile_key = backend_key("EXTRA_CONTAINERFILE").name_for_backend(n);
         let extra_containerfile = self.value(&containerfile_key).and_then(|name| {
             let file = self.resolve_file(name.trim());
             self.usable_file(&containerfile_key, file)
@@ -507,10 +477,7 @@ impl Reader {
     /// JSON object text, else a script file in the config dir.
     fn read_driver_config(&mut self, key: &str) -> Option<DriverConfig> {
         let Some(value) = self.value(key) else {
-            let fix =
-                "set it to the Ember-CSI backend JSON, or the name of a script in the config dir \
-                       that sets DRIVER_CONFIG";
-            self.error(key, "missing", fix);
+            self.error(key, "missing", backend_key("DRIVER_CONFIG").fix);
             return None;
         };
         let text = value.trim();
@@ -540,14 +507,14 @@ impl Reader {
                         "neither valid JSON ({json_error}) nor an existing file ({} not found)",
                         path.display()
                     );
-                    self.error(key, problem, DRIVER_CONFIG_FIX);
+                    self.error(key, problem, backend_key("DRIVER_CONFIG").fix);
                     return None;
                 }
             }
         }
         let problem =
             format!("neither valid JSON ({json_error}) nor the name of a file in the config dir");
-        self.error(key, problem, DRIVER_CONFIG_FIX);
+        self.error(key, problem, backend_key("DRIVER_CONFIG").fix);
         None
     }
 
@@ -579,7 +546,8 @@ impl Reader {
             .unwrap_or_default();
         for package in &packages {
             if let Err(problem) = check(package) {
-                self.error(key, problem, "list package names separated by spaces");
+                let fix = self.fix(key);
+                self.error(key, problem, fix);
             }
         }
         packages
@@ -592,53 +560,40 @@ impl Reader {
             .unwrap_or_default();
         for user in &users {
             if let Err(problem) = values::check_github_login(user) {
-                self.error(
-                    "TRUSTED_USERS",
-                    problem,
-                    "list GitHub logins separated by spaces or commas",
-                );
+                self.error("TRUSTED_USERS", problem, key("TRUSTED_USERS").fix);
             }
         }
         users
     }
 
-    fn read_logs(&mut self) -> LogsConfig {
-        let repo = self.parsed(
-            "LOGS_REPO",
-            |v| values::check_git_location(v).map(|()| v.to_string()),
-            "set it to the git URL the logs are pushed to, or leave it empty to keep logs local",
-        );
-        let branch = self.parsed_or(
-            "LOGS_BRANCH",
-            DEFAULT_LOGS_BRANCH.to_string(),
-            |v| values::check_branch_name(v).map(|()| v.to_string()),
-            "set it to a branch name, e.g. gh-pages",
-        );
-        let url = self.parsed(
-            "LOGS_URL",
-            values::parse_http_url,
-            "set it to the public base URL of the pushed pages, e.g. https://OWNER.github.io/REPO",
-        );
-        let retention_days = self.parsed_or(
-            "LOG_RETENTION_DAYS",
-            DEFAULT_LOG_RETENTION_DAYS,
-            |v| values::parse_number(v, 1, MAX_LOG_RETENTION_DAYS),
-            "set it to how many days logs are kept, 1 or more",
-        );
+    fn read_logs(&mut self, secrets: Vec<Secret>) -> LogsConfig {
+        let repo = self.parsed("LOGS_REPO", |v| {
+            values::check_git_location(v).map(|()| v.to_string())
+        });
+        let branch = self.parsed_or_default("LOGS_BRANCH", |v| {
+            values::check_branch_name(v).map(|()| v.to_string())
+        });
+        let url = self.parsed("LOGS_URL", values::parse_http_url);
+        let retention_days = self.parsed_or_default("LOG_RETENTION_DAYS", |v| {
+            values::parse_number(v, 1, MAX_LOG_RETENTION_DAYS)
+        });
         LogsConfig {
             repo,
             branch,
             url,
             retention_days,
+            secrets,
         }
     }
 }
 
-const DRIVER_CONFIG_FIX: &str = "set it to the Ember-CSI backend JSON object, or to the name \
-    of a script in the config dir that sets DRIVER_CONFIG";
-
-fn default_repo() -> RepoName {
-    RepoName::new(DEFAULT_GH_REPO).expect("the default repository name is valid")
+/// A duration that must not be zero (a timeout, an interval).
+fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+    let duration = values::parse_duration(text)?;
+    if duration.is_zero() {
+        return Err("must be longer than 0 seconds".to_string());
+    }
+    Ok(duration)
 }
 
 /// `/run/podman/podman.sock` or `unix:///run/podman/podman.sock`.

@@ -4,7 +4,8 @@
 //! - `shell`: the bash-compatible reader of `KEY=value` lines (pure).
 //! - `load`: [`Config::load`], key by key checks, every problem reported at once.
 //! - `errors`: [`ConfigError`] (key, problem, fix) and [`ConfigErrors`].
-//! - `keys`: key names, defaults, limits; warnings about likely typos.
+//! - `keys`: the one table of keys (name, section, default, fix, secret);
+//!   warnings about likely typos.
 //! - `values`: parsers for single values (durations, URLs, package names).
 //! - `credentials`: which driver-config JSON keys hold secrets; shared with
 //!   the log masker.
@@ -27,7 +28,8 @@ mod tests;
 pub use credentials::{credential_values, is_credential_key, mask_driver_config_json, MASK};
 pub use errors::{ConfigError, ConfigErrors};
 pub use keys::{
-    CONFIG_FILE_NAME, DEFAULT_GH_API_URL, DEFAULT_GH_REPO, DEFAULT_SANITY_COMMAND, OBSOLETE_KEYS,
+    Key, Need, Scope, Secrecy, Section, CONFIG_FILE_NAME, DEFAULT_SANITY_COMMAND, KEYS,
+    OBSOLETE_KEYS,
 };
 pub use summary::summary;
 pub use types::*;

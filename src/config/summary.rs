@@ -10,7 +10,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::credentials::{credential_values, mask_driver_config_json, MASK};
+use super::credentials::{mask_driver_config_json, MASK};
 use super::types::{BackendConfig, Config, DriverConfig, Script, Secret};
 
 /// Label widths, so each part of the summary reads as a table.
@@ -28,46 +28,50 @@ pub fn summary(config: &Config) -> String {
         "ember-ci configuration from {}",
         config.dir.display()
     ));
-    out.field("repository", &config.gh_repo.to_string());
-    out.field("GitHub API", &config.gh_api_url);
-    out.field("clone URL", &config.gh_clone_url.clone());
+    out.field("repository", &config.github.repo.to_string());
+    out.field("GitHub API", &config.github.api_url);
+    out.field("clone URL", &config.executor.clone_url);
     out.field(
         "GitHub user",
-        if config.gh_user.is_empty() {
+        if config.github.user.is_empty() {
             "not set"
         } else {
-            &config.gh_user
+            &config.github.user
         },
     );
-    out.field("GitHub token", &token_state(&config.gh_token));
-    out.field("webhook secret", secret_state(&config.gh_ember_secret));
+    out.field("GitHub token", &token_state(&config.github.token));
+    out.field(
+        "webhook secret",
+        secret_state(&config.github.webhook_secret),
+    );
     out.field("deliveries", &deliveries(config));
-    let web = SocketAddr::new(config.web_addr, config.web_port);
+    let web = SocketAddr::new(config.web.addr, config.web.port);
     let admin = config
-        .web_admin_token
+        .web
+        .admin_token
         .as_ref()
         .map_or("not set", secret_state);
     out.field("web", &format!("http://{web} (admin token {admin})"));
-    out.field("workers", &config.num_workers.to_string());
-    out.field("state dir", &config.state_dir.display().to_string());
-    out.field("build file", &config.build_file);
+    out.field("workers", &config.service.num_workers.to_string());
+    out.field("state dir", &config.service.state_dir.display().to_string());
+    out.field("build file", &config.executor.build_file);
     out.field(
         "timeouts",
         &format!(
             "job {}, plugin start {}, shutdown grace {}",
-            human_duration(config.job_timeout),
-            human_duration(config.plugin_start_timeout),
-            human_duration(config.shutdown_grace)
+            human_duration(config.executor.job_timeout),
+            human_duration(config.executor.plugin_start_timeout),
+            human_duration(config.service.shutdown_grace)
         ),
     );
     out.field("podman", &podman(config));
     out.field("sandbox image", &sandbox_image(config));
     out.field(
         "image store max",
-        &format!("{} GB", config.image_store_max_gb),
+        &format!("{} GB", config.executor.image_store_max_gb),
     );
-    out.field("trusted users", &list_or_none(&config.trusted_users));
-    out.field("extra secrets", &count_of_values(config.secrets.len()));
+    out.field("trusted users", &list_or_none(&config.github.trusted_users));
+    out.field("extra secrets", &count_of_values(config.logs.secrets.len()));
     out.field("logs", &logs(config));
     out.heading(&format!("backends ({})", config.backends.len()));
     for backend in &config.backends {
@@ -85,7 +89,7 @@ pub fn summary(config: &Config) -> String {
             out.line(&format!("  - {warning}"));
         }
     }
-    mask_secret_values(out.text, &all_secret_values(config))
+    mask_secret_values(out.text, &config.masked_values())
 }
 
 #[derive(Default)]
@@ -188,16 +192,18 @@ fn deliveries(config: &Config) -> String {
 }
 
 fn podman(config: &Config) -> String {
-    match &config.podman_socket {
+    match &config.executor.podman_socket {
         Some(socket) => format!("socket {}", socket.display()),
         None => "own `podman system service`".to_string(),
     }
 }
 
 fn sandbox_image(config: &Config) -> String {
-    match &config.sandbox_image {
+    match &config.executor.sandbox_image {
         Some(image) => image.clone(),
-        None if config.sandbox_skip_csi_sanity => "built locally, without csi-sanity".to_string(),
+        None if config.executor.sandbox_skip_csi_sanity => {
+            "built locally, without csi-sanity".to_string()
+        }
         None => "built locally, with csi-sanity".to_string(),
     }
 }
@@ -245,16 +251,6 @@ fn human_duration(duration: Duration) -> String {
         text.push_str("0s");
     }
     text
-}
-
-fn all_secret_values(config: &Config) -> Vec<String> {
-    let mut values = config.secret_values();
-    for backend in &config.backends {
-        if let DriverConfig::Json(text) = &backend.driver_config {
-            values.extend(credential_values(text));
-        }
-    }
-    values
 }
 
 /// Replaces every occurrence of the given secrets, longest first so a

@@ -80,7 +80,7 @@ pub struct BackendConfig {
     pub extra_containerfile: Option<PathBuf>,
 }
 
-/// How deliveries reach us besides the HTTP endpoint.
+/// How deliveries reach us besides the HTTP endpoint (the relay section).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RelayConfig {
     /// SMEE_URL, or https://smee.io/$SMEE_ID.
@@ -89,90 +89,133 @@ pub struct RelayConfig {
     pub poll_interval: Option<Duration>,
 }
 
-/// Where job logs go (the [logs] keys).
+/// Where job logs go and what they must not show (the logs section).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogsConfig {
     /// LOGS_REPO: git URL the HTML logs are pushed to; None keeps them local.
     pub repo: Option<String>,
-    /// LOGS_BRANCH [gh-pages].
     pub branch: String,
     /// LOGS_URL: public base URL of the pushed pages.
     pub url: Option<String>,
-    /// LOG_RETENTION_DAYS [30].
     pub retention_days: u32,
+    /// SECRETS: extra values to mask in logs.
+    pub secrets: Vec<Secret>,
 }
 
-/// The whole vendor configuration, validated.
+/// Talking to GitHub and judging who may trigger jobs (the GitHub section).
+/// GH_TOKEN is read here only: the reporter and the log publisher get it
+/// from this section, and others ask the reporter whether statuses are posted.
 #[derive(Debug, Clone)]
-pub struct Config {
+pub struct GitHubConfig {
+    /// GH_TOKEN: empty prints statuses instead of posting them.
+    pub token: Secret,
+    /// GH_USER: the bot's login (its own comments are ignored).
+    pub user: String,
+    /// GH_EMBER_SECRET: the webhook secret.
+    pub webhook_secret: Secret,
+    /// GH_API_URL, without a trailing slash.
+    pub api_url: String,
+    pub repo: RepoName,
+    /// TRUSTED_USERS: logins whose PRs and commands run without a member's ok.
+    pub trusted_users: Vec<String>,
+}
+
+/// What the executor needs to run one job (the executor section, plus the
+/// paths and worker count it shares with the service).
+#[derive(Debug, Clone)]
+pub struct ExecutorConfig {
     /// The config dir (absolute); mounted read-only in every sandbox.
-    pub dir: PathBuf,
-    pub gh_token: Secret,
-    pub gh_user: String,
-    pub gh_ember_secret: Secret,
-    /// GH_API_URL [https://api.github.com], without a trailing slash.
-    pub gh_api_url: String,
-    /// GH_REPO [embercsi/ember-csi].
-    pub gh_repo: RepoName,
-    /// GH_CLONE_URL [https://github.com/$GH_REPO.git].
-    pub gh_clone_url: String,
-    pub backends: Vec<BackendConfig>,
-    /// NUM_WORKERS [1].
-    pub num_workers: usize,
-    /// WEB_ADDR [0.0.0.0]: all addresses, so a published container port reaches it.
-    pub web_addr: IpAddr,
-    /// WEB_PORT [8010].
-    pub web_port: u16,
-    /// CI_DIR [/var/lib/ember-ci]: state (clones, journal, logs).
+    pub config_dir: PathBuf,
+    /// CI_DIR: the executor owns `git/`, `jobs/`, `tmp/`, `image-store/` in it.
     pub state_dir: PathBuf,
-    /// BUILD_FILE [Dockerfile], relative to the PR's checkout.
+    /// NUM_WORKERS: the image-store budget is split between the slots.
+    pub num_workers: usize,
+    /// GH_CLONE_URL [https://github.com/$GH_REPO.git].
+    pub clone_url: String,
+    /// BUILD_FILE, relative to the PR's checkout.
     pub build_file: String,
-    /// JOB_TIMEOUT [3600 s].
     pub job_timeout: Duration,
-    /// PLUGIN_START_TIMEOUT [300 s].
     pub plugin_start_timeout: Duration,
-    /// SHUTDOWN_GRACE [600 s].
-    pub shutdown_grace: Duration,
     /// PODMAN_SOCKET: a Podman API socket; None starts `podman system service`.
     pub podman_socket: Option<PathBuf>,
     /// SANDBOX_IMAGE: use this image instead of building containers/sandbox.
     pub sandbox_image: Option<String>,
-    /// SANDBOX_SKIP_CSI_SANITY [0]: build the sandbox without csi-sanity
+    /// SANDBOX_SKIP_CSI_SANITY: build the sandbox without csi-sanity
     /// (hosts that cannot download it; the sanity command must not need it).
     pub sandbox_skip_csi_sanity: bool,
-    /// IMAGE_STORE_MAX_GB [40].
     pub image_store_max_gb: u64,
-    /// TRUSTED_USERS: logins whose PRs and commands run without a member's ok.
-    pub trusted_users: Vec<String>,
-    /// SECRETS: extra values to mask in logs.
-    pub secrets: Vec<Secret>,
+}
+
+/// The service's own settings (the service section).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceConfig {
+    /// CI_DIR: state (clones, journal, logs).
+    pub state_dir: PathBuf,
+    /// NUM_WORKERS: jobs at once.
+    pub num_workers: usize,
+    pub shutdown_grace: Duration,
+}
+
+/// The HTTP listener and the web UI (the web section).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebConfig {
+    /// WEB_ADDR: all addresses by default, so a published container port reaches it.
+    pub addr: IpAddr,
+    pub port: u16,
     /// WEB_ADMIN_TOKEN: needed for web UI actions when set.
-    pub web_admin_token: Option<Secret>,
+    pub admin_token: Option<Secret>,
+}
+
+/// The whole vendor configuration, validated, by section: each part of the
+/// service is handed its section only. Defaults are in `keys::KEYS`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The config dir (absolute).
+    pub dir: PathBuf,
+    pub github: GitHubConfig,
     pub relay: RelayConfig,
+    pub backends: Vec<BackendConfig>,
+    pub executor: ExecutorConfig,
+    pub service: ServiceConfig,
+    pub web: WebConfig,
     pub logs: LogsConfig,
     /// Old keys that mean nothing now, present in the file (warned about).
     pub obsolete_keys: Vec<String>,
     /// Likely mistakes that are not errors (a mistyped key, a backend key
     /// past NUM_DRIVERS); the caller prints them.
     pub warnings: Vec<String>,
+    /// The values of every key the key table marks secret.
+    pub(super) secret_values: Vec<Secret>,
 }
 
 impl Config {
     pub fn backend(&self, name: &str) -> Option<&BackendConfig> {
-        self.backends.iter().find(|b| b.name.matches(name))
+        find_backend(&self.backends, name)
     }
 
-    /// Every secret value the config knows, for the log masker.
+    /// Every secret value the config knows (each key the key table marks
+    /// secret; a list such as SECRETS value by value), for the log masker.
     pub fn secret_values(&self) -> Vec<String> {
-        let mut values: Vec<String> = [&self.gh_token, &self.gh_ember_secret]
-            .into_iter()
-            .chain(self.secrets.iter())
-            .chain(self.web_admin_token.iter())
-            .filter(|s| !s.is_empty())
-            .map(|s| s.expose().to_string())
-            .collect();
-        values.sort();
-        values.dedup();
+        self.secret_values
+            .iter()
+            .map(|secret| secret.expose().to_string())
+            .collect()
+    }
+
+    /// Every value logs and summaries must hide: [`Config::secret_values`]
+    /// and the credential values of JSON driver configs.
+    pub fn masked_values(&self) -> Vec<String> {
+        let mut values = self.secret_values();
+        for backend in &self.backends {
+            if let DriverConfig::Json(text) = &backend.driver_config {
+                values.extend(super::credential_values(text));
+            }
+        }
         values
     }
+}
+
+/// The backend called `name` (ignoring case).
+pub fn find_backend<'a>(backends: &'a [BackendConfig], name: &str) -> Option<&'a BackendConfig> {
+    backends.iter().find(|b| b.name.matches(name))
 }

@@ -32,7 +32,7 @@ impl Dispatcher {
     pub(super) async fn on_comment(&self, comment: IssueCommentEvent, received_at: SystemTime) {
         if comment.action != "created"
             || !comment.is_pull_request
-            || is_own_comment(&comment.author, &self.config.gh_user)
+            || is_own_comment(&comment.author, &self.policy.bot_login)
         {
             return;
         }
@@ -75,12 +75,12 @@ impl Dispatcher {
         let is_commenter_trusted = is_trusted(
             &comment.author,
             &comment.author_association,
-            &self.config.trusted_users,
+            &self.policy.trusted_users,
         );
         for command in commands {
             match command {
                 Command::Help => {
-                    self.reply(context, &replies::help(&self.config.backends))
+                    self.reply(context, &replies::help(&self.policy.backends))
                         .await?
                 }
                 Command::Recheck { .. } | Command::OkToTest if !is_commenter_trusted => {
@@ -105,7 +105,7 @@ impl Dispatcher {
     ) -> Result<(), GitHubError> {
         let (known, unknown) = self.select_backends(names);
         if !unknown.is_empty() {
-            let text = replies::unknown_backends(&unknown, &self.config.backends);
+            let text = replies::unknown_backends(&unknown, &self.policy.backends);
             self.reply(context, &text).await?;
         }
         if known.is_empty() {
@@ -117,7 +117,7 @@ impl Dispatcher {
         let is_runnable = is_trusted(
             &pull.author,
             &pull.author_association,
-            &self.config.trusted_users,
+            &self.policy.trusted_users,
         ) || self.ledger().is_approved(pull.number, &pull.head_sha);
         if !is_runnable {
             let text = replies::needs_ok_to_test(&pull.head_sha);
@@ -136,7 +136,7 @@ impl Dispatcher {
         let is_author_trusted = is_trusted(
             &pull.author,
             &pull.author_association,
-            &self.config.trusted_users,
+            &self.policy.trusted_users,
         );
         let approval = if is_author_trusted {
             // Nothing is held for a trusted author; the ok just runs what
@@ -200,12 +200,12 @@ impl Dispatcher {
     /// names that match no backend.
     fn select_backends(&self, names: &[String]) -> (Vec<&BackendConfig>, Vec<String>) {
         if names.is_empty() {
-            return (self.config.backends.iter().collect(), Vec::new());
+            return (self.policy.backends.iter().collect(), Vec::new());
         }
         let mut known: Vec<&BackendConfig> = Vec::new();
         let mut unknown = Vec::new();
         for name in names {
-            match self.config.backend(name) {
+            match self.policy.backend(name) {
                 Some(backend) if known.iter().any(|k| k.index == backend.index) => {}
                 Some(backend) => known.push(backend),
                 None => unknown.push(name.clone()),

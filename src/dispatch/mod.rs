@@ -18,25 +18,52 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use tokio::sync::mpsc;
-use tracing::{debug, info, info_span, warn, Instrument};
+use tokio::task::JoinSet;
+use tracing::{debug, error, info, info_span, warn, Instrument};
 
-use crate::config::{BackendConfig, Config};
-use crate::github::{CommitStatus, GitHub, RetryPolicy};
-use crate::model::{CommitSha, JobOutcome, JobRequest, PrNumber, StatusState};
+use crate::config::{find_backend, BackendConfig, GitHubConfig};
+use crate::github::StatusOutbox;
+use crate::github::{GitHub, RetryPolicy};
+use crate::model::{CommitSha, CommitStatus, JobOutcome, JobRequest, PrNumber, StatusState};
 use crate::policy::is_trusted;
-use crate::scheduler::{Enqueued, Scheduler, StatusOutbox};
+use crate::scheduler::{Enqueued, Scheduler};
 use crate::webhook::{Delivery, Event, PrAction, PullRequestEvent};
 use ledger::OkToTestLedger;
 
 /// The status description of a PR held back until a trusted user's ok.
 pub const WAITING_FOR_OK: &str = "waiting for /ok-to-test from a project member";
 
+/// Who may trigger what, and on which backends: the parts of the config
+/// the dispatcher judges by.
+#[derive(Debug, Clone)]
+pub struct DispatchPolicy {
+    /// GH_USER: the bot's own comments are never commands.
+    pub bot_login: String,
+    /// TRUSTED_USERS.
+    pub trusted_users: Vec<String>,
+    pub backends: Vec<BackendConfig>,
+}
+
+impl DispatchPolicy {
+    pub fn new(github: &GitHubConfig, backends: &[BackendConfig]) -> Self {
+        Self {
+            bot_login: github.user.clone(),
+            trusted_users: github.trusted_users.clone(),
+            backends: backends.to_vec(),
+        }
+    }
+
+    fn backend(&self, name: &str) -> Option<&BackendConfig> {
+        find_backend(&self.backends, name)
+    }
+}
+
 /// Everything the dispatcher acts through. Cheap to clone: clones share the
 /// ok-to-test ledger.
 #[derive(Clone)]
 pub struct Dispatcher {
     scheduler: Scheduler,
-    config: Arc<Config>,
+    policy: Arc<DispatchPolicy>,
     outbox: StatusOutbox,
     /// None when no GH_TOKEN is set: comments cannot be answered then.
     github: Option<Arc<GitHub>>,
@@ -48,13 +75,13 @@ pub struct Dispatcher {
 impl Dispatcher {
     pub fn new(
         scheduler: Scheduler,
-        config: Arc<Config>,
+        policy: DispatchPolicy,
         outbox: StatusOutbox,
         github: Option<Arc<GitHub>>,
     ) -> Self {
         Self {
             scheduler,
-            config,
+            policy: Arc::new(policy),
             outbox,
             github,
             ledger: Arc::default(),
@@ -62,9 +89,14 @@ impl Dispatcher {
         }
     }
 
-    /// Consumes deliveries until every sender is dropped.
+    /// Consumes deliveries until every sender is dropped, then waits for
+    /// the comment commands still being answered.
     pub async fn run(self, mut deliveries: mpsc::Receiver<Delivery>) {
+        let mut comment_tasks = JoinSet::new();
         while let Some(delivery) = deliveries.recv().await {
+            while let Some(ended) = comment_tasks.try_join_next() {
+                report_task_end(ended);
+            }
             let span = info_span!("delivery", id = %delivery.id);
             let delivery_id = delivery.id.clone();
             match delivery.event {
@@ -74,7 +106,7 @@ impl Dispatcher {
                 Event::IssueComment(comment) => {
                     let this = self.clone();
                     let received_at = delivery.received_at;
-                    tokio::spawn(
+                    comment_tasks.spawn(
                         async move { this.on_comment(comment, received_at).await }.instrument(span),
                     );
                 }
@@ -82,13 +114,15 @@ impl Dispatcher {
             }
             // Its work is queued now (a comment command: handed to its
             // task), so a restart must not dispatch it again.
-            if let Some(journal) = self.scheduler.journal() {
-                if let Err(err) = journal.mark_dispatched(&delivery_id) {
-                    warn!(delivery = %delivery_id, error = %err, "cannot mark the delivery dispatched; a restart will dispatch it again");
-                }
+            if let Err(err) = self.scheduler.journal().mark_dispatched(&delivery_id) {
+                warn!(delivery = %delivery_id, error = %err, "cannot mark the delivery dispatched; a restart will dispatch it again");
             }
         }
-        debug!("delivery channel closed; dispatcher stopping");
+        debug!("delivery channel closed; waiting for comment commands in progress");
+        while let Some(ended) = comment_tasks.join_next().await {
+            report_task_end(ended);
+        }
+        debug!("dispatcher stopped");
     }
 
     fn on_pull_request(&self, event: &PullRequestEvent, received_at: SystemTime) {
@@ -103,7 +137,7 @@ impl Dispatcher {
                 let is_author_trusted = is_trusted(
                     &event.author,
                     &event.author_association,
-                    &self.config.trusted_users,
+                    &self.policy.trusted_users,
                 );
                 let mut ledger = self.ledger();
                 // A head a member approved stays approved when a delivery for
@@ -150,7 +184,7 @@ impl Dispatcher {
     }
 
     fn post_for_every_backend(&self, sha: &CommitSha, state: StatusState, description: &str) {
-        for backend in &self.config.backends {
+        for backend in &self.policy.backends {
             let status = CommitStatus {
                 context: backend.name.status_context(),
                 state,
@@ -162,7 +196,7 @@ impl Dispatcher {
     }
 
     fn enqueue_all(&self, pr: PrNumber, sha: &CommitSha, is_rerun: bool) {
-        let backends: Vec<&BackendConfig> = self.config.backends.iter().collect();
+        let backends: Vec<&BackendConfig> = self.policy.backends.iter().collect();
         self.enqueue_backends(pr, sha, &backends, is_rerun);
     }
 
@@ -199,5 +233,12 @@ impl Dispatcher {
 
     fn ledger(&self) -> MutexGuard<'_, OkToTestLedger> {
         self.ledger.lock().expect("ok-to-test ledger lock poisoned")
+    }
+}
+
+/// A comment command's task ended; a panic is our bug and is reported.
+fn report_task_end(ended: Result<(), tokio::task::JoinError>) {
+    if let Err(err) = ended {
+        error!(error = %err, "a comment command's task ended abnormally");
     }
 }

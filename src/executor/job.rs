@@ -14,12 +14,12 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use tokio_util::sync::CancellationToken;
-
 use super::commands::{self, InnerCommand, JobNames, PluginLaunch, PluginProbe};
 use super::eviction;
-use super::{Executor, ExecutorError, Job, StepObserver, StepResult, INSTANCE_LABEL, JOB_LABEL};
-use crate::config::{BackendConfig, DriverConfig, Script};
+use super::{
+    CancelSignal, Executor, ExecutorError, Job, StepObserver, StepResult, INSTANCE_LABEL, JOB_LABEL,
+};
+use crate::config::{find_backend, BackendConfig, DriverConfig, Script};
 use crate::model::{JobOutcome, Step};
 
 /// POST_RUN and cleanup run after the job's own deadline, so they have
@@ -144,10 +144,11 @@ impl<'a> JobRun<'a> {
         }
     }
 
-    pub(super) async fn run(mut self, cancel: CancellationToken) -> JobOutcome {
+    pub(super) async fn run(mut self, cancel: CancelSignal) -> JobOutcome {
         let executor = self.executor;
         let config = &executor.config;
-        let Some(backend) = config.backend(self.job.request.backend.as_str()) else {
+        let Some(backend) = find_backend(&executor.backends, self.job.request.backend.as_str())
+        else {
             return JobOutcome::Error {
                 step: Step::Fetch,
                 reason: format!("backend {} is not configured", self.job.request.backend),
@@ -176,9 +177,7 @@ impl<'a> JobRun<'a> {
             },
             Err(Interruption::Cancelled) => {
                 self.abandon_step("abandoned: the job was cancelled");
-                JobOutcome::Cancelled {
-                    reason: "cancelled".to_string(),
-                }
+                cancel.outcome()
             }
         };
         let outcome = self.post_run(backend, outcome).await;
@@ -299,7 +298,7 @@ impl<'a> JobRun<'a> {
             &format!(
                 "fetching {} of {}\n",
                 request.pr.head_ref(),
-                self.executor.config.gh_clone_url
+                self.executor.config.clone_url
             ),
         );
         self.executor
@@ -383,7 +382,7 @@ impl<'a> JobRun<'a> {
         let command = commands::vendor_script(
             script,
             "pre-run",
-            &self.executor.config.dir,
+            &self.executor.config.config_dir,
             &[],
             self.job_env(),
         )?;
@@ -459,8 +458,11 @@ impl<'a> JobRun<'a> {
             || script.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
         );
-        let command =
-            commands::resolve_driver_config(&self.executor.config.dir, script, self.job_env())?;
+        let command = commands::resolve_driver_config(
+            &self.executor.config.config_dir,
+            script,
+            self.job_env(),
+        )?;
         let code = self.exec_logged(Step::DriverConfig, &command).await?;
         if code != 0 {
             return Err(StepStop::error(format!(
@@ -614,7 +616,7 @@ impl<'a> JobRun<'a> {
         let command = commands::vendor_script(
             script,
             "post-run",
-            &self.executor.config.dir,
+            &self.executor.config.config_dir,
             &[result.to_string()],
             self.job_env(),
         )?;
@@ -705,40 +707,15 @@ impl<'a> JobRun<'a> {
 
     /// Force-removes every container, pod and volume labelled with this job.
     async fn remove_labelled(&self) -> Result<(), String> {
-        let podman = &self.executor.podman;
-        let job_id = self.job.id.as_str();
-        let text = |e: super::PodmanError| e.to_string();
-        for container in podman
-            .containers_labelled(JOB_LABEL, job_id)
+        self.executor
+            .remove_labelled(
+                (JOB_LABEL, self.job.id.as_str()),
+                |_| true,
+                |kind, name| self.say(Step::Cleanup, &format!("removed {kind} {name}\n")),
+            )
             .await
-            .map_err(text)?
-        {
-            podman
-                .remove_container(&container.name)
-                .await
-                .map_err(text)?;
-            self.say(
-                Step::Cleanup,
-                &format!("removed container {}\n", container.name),
-            );
-        }
-        for pod in podman
-            .pods_labelled(JOB_LABEL, job_id)
-            .await
-            .map_err(text)?
-        {
-            podman.remove_pod(&pod.name).await.map_err(text)?;
-            self.say(Step::Cleanup, &format!("removed pod {}\n", pod.name));
-        }
-        for volume in podman
-            .volumes_labelled(JOB_LABEL, job_id)
-            .await
-            .map_err(text)?
-        {
-            podman.remove_volume(&volume.name).await.map_err(text)?;
-            self.say(Step::Cleanup, &format!("removed volume {}\n", volume.name));
-        }
-        Ok(())
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 
     /// Brings the slot's store back within its budget (the build may have

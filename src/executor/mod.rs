@@ -8,6 +8,7 @@
 //! masks secrets or stores logs.
 //!
 //! Submodules, each with one job:
+//! - `cancel`: [`CancelSignal`], cancellation with its reason.
 //! - `job`: the step sequence, who decides the outcome, cleanup on every path.
 //! - `commands`: the argument lists run inside the sandbox (pure).
 //! - `git`: the cached bare clone and tree export (host side).
@@ -19,6 +20,7 @@
 //! - `eviction`: which image goes next when a store is over its budget.
 //! - `process`: host child processes with streamed output.
 
+mod cancel;
 mod commands;
 mod eviction;
 mod git;
@@ -32,21 +34,21 @@ mod store;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
 use thiserror::Error;
-use tokio_util::sync::CancellationToken;
 
+pub use cancel::CancelSignal;
 pub use git::{resolve_pull_head, GitError};
-pub use observer::{StepObserver, StepResult};
+pub use observer::{Observers, StepObserver, StepResult};
 pub use podman::PodmanError;
 pub use podman_service::ServiceError as PodmanServiceError;
 pub use sandbox_image::{SandboxImageError, CSI_SANITY_VERSION};
 
-use crate::config::Config;
+use crate::config::{BackendConfig, ExecutorConfig};
 use crate::model::{JobId, JobOutcome, JobRequest, Step};
 use podman::PodmanClient;
 use podman_service::PodmanService;
@@ -96,7 +98,9 @@ pub enum ExecutorError {
 
 /// Runs jobs on one host's Podman. Shared by all worker slots.
 pub struct Executor {
-    config: Arc<Config>,
+    config: ExecutorConfig,
+    /// The configured backends; a job names one.
+    backends: Vec<BackendConfig>,
     podman: PodmanClient,
     git: git::GitCache,
     /// Absolute, since they become bind-mount sources.
@@ -119,9 +123,12 @@ pub struct Executor {
 impl Executor {
     /// Connects to config.podman_socket, or starts `podman system service`
     /// on `<state_dir>/run/podman.sock` and waits (bounded) until it answers.
-    pub async fn new(config: Arc<Config>) -> Result<Self, ExecutorError> {
+    pub async fn new(
+        config: ExecutorConfig,
+        backends: Vec<BackendConfig>,
+    ) -> Result<Self, ExecutorError> {
         let state_dir = absolute(&config.state_dir)?;
-        let config_dir = absolute(&config.dir)?;
+        let config_dir = absolute(&config.config_dir)?;
         let (podman, service) = match &config.podman_socket {
             Some(socket) => {
                 let client = PodmanClient::unix(socket);
@@ -136,11 +143,12 @@ impl Executor {
         };
         let slots = u64::try_from(config.num_workers.max(1)).unwrap_or(u64::MAX);
         Ok(Self {
-            git: git::GitCache::new(&state_dir, &config.gh_clone_url),
+            git: git::GitCache::new(&state_dir, &config.clone_url),
             instance_id: instance_id(&state_dir),
             running: Mutex::default(),
             store_budget_bytes: config.image_store_max_gb.saturating_mul(BYTES_PER_GB) / slots,
             config,
+            backends,
             podman,
             state_dir,
             config_dir,
@@ -163,13 +171,13 @@ impl Executor {
 
     /// Runs `job` to the end. Never fails: our own breakage is
     /// `JobOutcome::Error`. Cancelling abandons the running step, then
-    /// POST_RUN and cleanup still run and the outcome is `Cancelled` (the
-    /// caller knows the real reason).
+    /// POST_RUN and cleanup still run and the outcome is `Cancelled` with
+    /// the signal's reason.
     pub async fn run(
         &self,
         job: &Job,
         observer: &dyn StepObserver,
-        cancel: CancellationToken,
+        cancel: CancelSignal,
     ) -> JobOutcome {
         let _running = RunningJob::register(&self.running, job.id.as_str());
         job::JobRun::new(self, job, observer).run(cancel).await
@@ -187,30 +195,49 @@ impl Executor {
                 .get(JOB_LABEL)
                 .is_some_and(|job| !running.contains(job))
         };
-        let (key, value) = (INSTANCE_LABEL, self.instance_id.as_str());
+        let mut removed = self
+            .remove_labelled(
+                (INSTANCE_LABEL, &self.instance_id),
+                is_leftover,
+                |kind, name| tracing::info!(%kind, name, "removed a leftover job {kind}"),
+            )
+            .await?;
+        removed += remove_entries(&self.jobs_dir(), |name| !running.contains(name)).await?;
+        let _no_sandbox_build = self.sandbox_image_lock.lock().await;
+        removed += remove_entries(&self.scratch_dir(), |_| true).await?;
+        Ok(removed)
+    }
+
+    /// Force-removes the containers, pods and volumes carrying `label`
+    /// (key, value) that `should_remove` accepts, telling `on_removed`
+    /// about each; returns how many it removed. Serves the start-up sweep
+    /// and a job's cleanup alike.
+    async fn remove_labelled(
+        &self,
+        (key, value): (&str, &str),
+        should_remove: impl Fn(&podman::Labelled) -> bool,
+        mut on_removed: impl FnMut(LabelledKind, &str),
+    ) -> Result<usize, PodmanError> {
         let podman = &self.podman;
         let mut removed = 0;
         for container in podman.containers_labelled(key, value).await? {
-            if is_leftover(&container) && podman.remove_container(&container.name).await? {
-                tracing::info!(container = %container.name, "removed a leftover job container");
+            if should_remove(&container) && podman.remove_container(&container.name).await? {
+                on_removed(LabelledKind::Container, &container.name);
                 removed += 1;
             }
         }
         for pod in podman.pods_labelled(key, value).await? {
-            if is_leftover(&pod) && podman.remove_pod(&pod.name).await? {
-                tracing::info!(pod = %pod.name, "removed a leftover job pod");
+            if should_remove(&pod) && podman.remove_pod(&pod.name).await? {
+                on_removed(LabelledKind::Pod, &pod.name);
                 removed += 1;
             }
         }
         for volume in podman.volumes_labelled(key, value).await? {
-            if is_leftover(&volume) && podman.remove_volume(&volume.name).await? {
-                tracing::info!(volume = %volume.name, "removed a leftover job volume");
+            if should_remove(&volume) && podman.remove_volume(&volume.name).await? {
+                on_removed(LabelledKind::Volume, &volume.name);
                 removed += 1;
             }
         }
-        removed += remove_entries(&self.jobs_dir(), |name| !running.contains(name)).await?;
-        let _no_sandbox_build = self.sandbox_image_lock.lock().await;
-        removed += remove_entries(&self.scratch_dir(), |_| true).await?;
         Ok(removed)
     }
 
@@ -272,6 +299,24 @@ impl Executor {
 
     fn slot_store(&self, slot: usize) -> store::SlotStore {
         store::SlotStore::new(&self.state_dir, slot)
+    }
+}
+
+/// What [`Executor::remove_labelled`] removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LabelledKind {
+    Container,
+    Pod,
+    Volume,
+}
+
+impl std::fmt::Display for LabelledKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LabelledKind::Container => "container",
+            LabelledKind::Pod => "pod",
+            LabelledKind::Volume => "volume",
+        })
     }
 }
 
@@ -344,7 +389,7 @@ async fn remove_entries(
 
 /// The sandbox image a job on this config runs in: SANDBOX_IMAGE, or the
 /// tag of the built-in recipe (for the versions written into job logs).
-pub fn sandbox_image_ref(config: &Config) -> String {
+pub fn sandbox_image_ref(config: &ExecutorConfig) -> String {
     match &config.sandbox_image {
         Some(image) => image.clone(),
         None => SandboxImageRecipe::new(config.sandbox_skip_csi_sanity).image_ref(),
@@ -367,7 +412,7 @@ mod tests {
     /// The scheduler spawns `run` on the runtime, so its future must be Send.
     #[allow(dead_code)]
     fn run_future_is_send(executor: &Executor, job: &Job, observer: &dyn StepObserver) {
-        assert_send(&executor.run(job, observer, CancellationToken::new()));
+        assert_send(&executor.run(job, observer, CancelSignal::new()));
         assert_send(&executor.sweep_leftovers());
         assert_send(&executor.ensure_sandbox_image(observer));
     }

@@ -30,3 +30,26 @@ pub trait StepObserver: Send + Sync {
     /// anything could print them again.
     fn secrets_discovered(&self, _values: &[String]) {}
 }
+
+/// Several observers seen as one, called in order: the scheduler hands the
+/// executor the job's log and the board's step tracker this way, `ember-ci
+/// run` the log and the console.
+pub struct Observers<'a>(pub Vec<&'a dyn StepObserver>);
+
+impl StepObserver for Observers<'_> {
+    fn step_started(&self, step: Step) {
+        self.0.iter().for_each(|o| o.step_started(step));
+    }
+
+    fn output(&self, step: Step, chunk: &[u8]) {
+        self.0.iter().for_each(|o| o.output(step, chunk));
+    }
+
+    fn step_finished(&self, step: Step, result: &StepResult) {
+        self.0.iter().for_each(|o| o.step_finished(step, result));
+    }
+
+    fn secrets_discovered(&self, values: &[String]) {
+        self.0.iter().for_each(|o| o.secrets_discovered(values));
+    }
+}

@@ -13,9 +13,9 @@ use octocrab::models::IssueState;
 use octocrab::service::middleware::retry::RetryConfig;
 use octocrab::Octocrab;
 
-use super::{CommitStatus, GitHubError, PullRequestInfo};
+use super::{GitHubError, PullRequestInfo};
 use crate::config::Secret;
-use crate::model::{CommitSha, PrNumber, RepoName, StatusState};
+use crate::model::{CommitSha, CommitStatus, PrNumber, RepoName, StatusState};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Per read/write on the socket, not per request: slow but live answers pass.
@@ -31,6 +31,7 @@ const DEFAULT_CONTEXT: &str = "default";
 /// pool; each remembers the open-PR listing it saw last on its own.
 pub struct GitHub {
     octocrab: Octocrab,
+    api_url: String,
     repo: RepoName,
     /// ETag of the last open-PR listing: asking "changed since?" costs no
     /// rate-limit quota when the answer is 304.
@@ -76,6 +77,7 @@ impl GitHub {
             .map_err(|error| GitHubError::from_octocrab(action, error))?;
         Ok(Self {
             octocrab,
+            api_url: api_url.trim_end_matches('/').to_string(),
             repo,
             open_pulls_etag: Mutex::new(None),
         })
@@ -83,6 +85,11 @@ impl GitHub {
 
     pub fn repo(&self) -> &RepoName {
         &self.repo
+    }
+
+    /// The API base URL this client talks to.
+    pub fn api_url(&self) -> &str {
+        &self.api_url
     }
 
     /// POST /repos/{owner}/{repo}/statuses/{sha}
@@ -283,6 +290,7 @@ impl Clone for GitHub {
             .clone();
         Self {
             octocrab: self.octocrab.clone(),
+            api_url: self.api_url.clone(),
             repo: self.repo.clone(),
             open_pulls_etag: Mutex::new(etag),
         }

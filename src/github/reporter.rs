@@ -4,9 +4,9 @@
 
 use std::io::Write as _;
 
-use super::{retry, CommitStatus, GitHub, GitHubError, RetryPolicy};
-use crate::config::Config;
-use crate::model::CommitSha;
+use super::{retry, GitHub, GitHubError, RetryPolicy};
+use crate::config::GitHubConfig;
+use crate::model::{CommitSha, CommitStatus};
 
 #[derive(Debug)]
 #[expect(
@@ -19,12 +19,22 @@ pub enum Reporter {
 }
 
 impl Reporter {
-    pub fn from_config(config: &Config) -> Result<Self, GitHubError> {
-        if config.gh_token.is_empty() {
+    /// GitHub when GH_TOKEN is set, else the console.
+    pub fn from_config(config: &GitHubConfig) -> Result<Self, GitHubError> {
+        if config.token.is_empty() {
             return Ok(Reporter::Console);
         }
-        GitHub::new(&config.gh_api_url, &config.gh_token, config.gh_repo.clone())
-            .map(Reporter::GitHub)
+        GitHub::new(&config.api_url, &config.token, config.repo.clone()).map(Reporter::GitHub)
+    }
+
+    /// Whether statuses reach GitHub (false: printed on the console).
+    pub fn is_posting(&self) -> bool {
+        matches!(self, Reporter::GitHub(_))
+    }
+
+    /// The API statuses are posted to, when they are.
+    pub fn api_url(&self) -> Option<&str> {
+        self.github().map(GitHub::api_url)
     }
 
     /// The GitHub client, for calls beyond statuses (comments, PR lookups).

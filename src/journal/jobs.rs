@@ -7,8 +7,7 @@ use rusqlite::{params, Transaction};
 
 use super::statuses::{insert_status, StatusId};
 use super::{to_millis, Journal, JournalError};
-use crate::github::CommitStatus;
-use crate::model::{BackendName, CommitSha, JobId, JobOutcome, JobRequest, PrNumber};
+use crate::model::{BackendName, CommitSha, CommitStatus, JobId, JobOutcome, JobRequest, PrNumber};
 
 /// Finished jobs kept; older ones are only history, and the scheduler's
 /// finished-commit memory is smaller than this anyway.

@@ -6,8 +6,7 @@ use std::time::SystemTime;
 use rusqlite::{params, Connection};
 
 use super::{to_millis, Journal, JournalError};
-use crate::github::CommitStatus;
-use crate::model::{CommitSha, StatusState};
+use crate::model::{CommitSha, CommitStatus, StatusState};
 
 /// A queued status's place in the outbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -20,7 +20,6 @@ use super::mask::Masker;
 use super::record::{JobRecord, StepRecord, JOB_SUMMARY_FILE};
 use crate::executor::{StepObserver, StepResult};
 use crate::model::{JobId, JobOutcome, JobRequest, Step};
-use crate::scheduler::StepTracker;
 
 /// A runaway step cannot fill the disk: output past this is dropped, and the
 /// cut is marked in the file.
@@ -61,7 +60,6 @@ pub struct JobLog {
     /// Set when secrets were learned mid-job: lines written before then are
     /// masked again when the job finishes.
     learned_secrets: AtomicBool,
-    tracker: Option<StepTracker>,
     state: Mutex<State>,
 }
 
@@ -74,7 +72,6 @@ impl JobLog {
         request: &JobRequest,
         masker: Masker,
         context: Option<&str>,
-        tracker: Option<StepTracker>,
     ) -> io::Result<Self> {
         let dir = jobs_dir.join(id.as_str());
         fs::create_dir_all(&dir)?;
@@ -89,7 +86,6 @@ impl JobLog {
             has_context: context.is_some(),
             masker: RwLock::new(masker),
             learned_secrets: AtomicBool::new(false),
-            tracker,
             state: Mutex::new(State {
                 current: None,
                 steps: Vec::new(),
@@ -261,9 +257,6 @@ impl JobLog {
 impl StepObserver for JobLog {
     fn step_started(&self, step: Step) {
         self.close_current(None);
-        if let Some(tracker) = &self.tracker {
-            tracker.enter(step);
-        }
         match self.open_step(step) {
             Ok(open) => self.lock().current = Some(open),
             Err(err) => warn!(job = %self.id, %step, error = %err, "cannot open step log"),

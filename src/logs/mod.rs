@@ -5,7 +5,6 @@
 //! - `capture`: [`JobLog`], the per-job folder written while the job runs.
 //! - `record`: `job.json`, the folder's machine-readable summary.
 //! - `mask`: [`Masker`], secrets and their encoded forms become `***`.
-//! - `context`: the effective configuration and versions (`00-config.txt`).
 //! - `render`: `index.html` and one page per step.
 //! - `gate`: the last scan for surviving secrets before publishing.
 //! - `git`, `branch`: the persistent clone of the logs branch.
@@ -17,7 +16,6 @@
 
 mod branch;
 mod capture;
-mod context;
 mod gate;
 mod git;
 mod mask;
@@ -33,7 +31,6 @@ use std::time::SystemTime;
 use tracing::{info, warn};
 
 pub use capture::{format_utc, utc_now, JobLog, CONTEXT_FILE, MAX_STEP_LOG_BYTES};
-pub use context::job_context;
 pub use gate::GateError;
 pub use git::GitError;
 pub use mask::{Masker, MASK};
@@ -45,12 +42,10 @@ pub use retention::{
     MAX_BRANCH_COMMITS, RETENTION_INTERVAL,
 };
 
-use crate::config::{Config, DriverConfig};
-use crate::model::{truncate_chars, JobId, JobOutcome, JobRequest, RepoName};
-use crate::scheduler::StepTracker;
+use crate::model::{
+    truncate_chars, JobId, JobOutcome, JobRequest, RepoName, MAX_DESCRIPTION_CHARS,
+};
 
-/// GitHub's limit on a status description.
-const STATUS_DESCRIPTION_CHARS: usize = 140;
 const WITHHELD_NOTE: &str = "; logs withheld (secret found)";
 
 /// Where jobs' logs are written, published and linked from.
@@ -101,20 +96,6 @@ impl LogStore {
         }
     }
 
-    /// The store for a config: logs under `<CI_DIR>/logs` (the executor owns
-    /// `<CI_DIR>/jobs`, its work dirs, and removes them), linked through the
-    /// local web UI at `web_base_url`, published when LOGS_REPO is set.
-    pub fn for_config(config: &Config, web_base_url: Option<String>) -> Self {
-        let base_url = web_base_url.map(|base| format!("{}/jobs", base.trim_end_matches('/')));
-        let store = Self::new(config.state_dir.join("logs"), base_url, masker_for(config))
-            .with_repo(config.gh_repo.clone())
-            .with_context(&job_context(config));
-        match Publisher::for_config(config) {
-            Some(publisher) => store.with_publisher(publisher),
-            None => store,
-        }
-    }
-
     pub fn with_repo(mut self, repo: RepoName) -> Self {
         self.repo = Some(repo);
         self
@@ -141,19 +122,13 @@ impl LogStore {
             .map(|base| format!("{}/{id}/", base.trim_end_matches('/')))
     }
 
-    pub fn open_job(
-        &self,
-        id: &JobId,
-        request: &JobRequest,
-        tracker: Option<StepTracker>,
-    ) -> std::io::Result<JobLog> {
+    pub fn open_job(&self, id: &JobId, request: &JobRequest) -> std::io::Result<JobLog> {
         JobLog::create(
             &self.jobs_dir,
             id,
             request,
             (*self.masker).clone(),
             self.context.as_deref(),
-            tracker,
         )
     }
 
@@ -252,18 +227,6 @@ impl LogStore {
 
 /// The status description with the withheld note, cut so the note fits.
 fn with_withheld_note(description: &str) -> String {
-    let room = STATUS_DESCRIPTION_CHARS - WITHHELD_NOTE.chars().count();
+    let room = MAX_DESCRIPTION_CHARS - WITHHELD_NOTE.chars().count();
     format!("{}{WITHHELD_NOTE}", truncate_chars(description, room))
-}
-
-/// Every secret the config knows: tokens, SECRETS, and credential-like
-/// values of JSON driver configs.
-pub fn masker_for(config: &Config) -> Masker {
-    let mut masker = Masker::new(config.secret_values());
-    for backend in &config.backends {
-        if let DriverConfig::Json(json) = &backend.driver_config {
-            masker.add(crate::config::credential_values(json));
-        }
-    }
-    masker
 }

@@ -18,7 +18,7 @@ use super::branch::LogsBranch;
 use super::gate::{check_folder, GateError};
 use super::git::GitError;
 use super::mask::Masker;
-use crate::config::{Config, Secret};
+use crate::config::{LogsConfig, Secret};
 use crate::model::{JobId, JobRequest};
 
 /// How failed pushes are retried: each attempt syncs to the remote tip
@@ -108,26 +108,32 @@ impl Publisher {
         }
     }
 
-    /// The publisher for LOGS_REPO, cloned under `<CI_DIR>/logs-branch`;
-    /// None when LOGS_REPO is unset.
-    pub fn for_config(config: &Config) -> Option<Self> {
-        let repo_url = config.logs.repo.clone()?;
+    /// The publisher for LOGS_REPO, cloned under `<state_dir>/logs-branch`,
+    /// committing as `author` (the bot's login, else "ember-ci") and pushing
+    /// with `token`; None when LOGS_REPO is unset.
+    pub fn for_config(
+        config: &LogsConfig,
+        state_dir: &Path,
+        author: &str,
+        token: &Secret,
+        gate_secrets: Masker,
+    ) -> Option<Self> {
         let target = PublishTarget {
-            repo_url,
-            branch: config.logs.branch.clone(),
-            public_url: config.logs.url.clone(),
+            repo_url: config.repo.clone()?,
+            branch: config.branch.clone(),
+            public_url: config.url.clone(),
         };
-        let author = if config.gh_user.is_empty() {
+        let author = if author.is_empty() {
             "ember-ci"
         } else {
-            &config.gh_user
+            author
         };
         Some(Self::new(
             target,
-            &config.state_dir.join("logs-branch"),
+            &state_dir.join("logs-branch"),
             author,
-            &config.gh_token,
-            super::masker_for(config),
+            token,
+            gate_secrets,
         ))
     }
 

@@ -8,6 +8,8 @@
 //!   and feeds heads that have no status of ours to the dispatcher, either as
 //!   the only way in (`POLL_INTERVAL`) or as a reconciliation sweep beside a
 //!   relay or endpoint.
+//! - [`saved`]: the saved-delivery format (headers beside `body`) smee
+//!   forwards and `ember-ci send` replays.
 //! - [`RelayHealth`]: what the web UI shows about the smee link.
 //!
 //! [`Relays`] starts whichever of them the config asks for. Nothing here
@@ -17,6 +19,7 @@
 mod backoff;
 mod health;
 pub mod poll;
+pub mod saved;
 pub mod smee;
 
 use std::sync::Arc;
@@ -31,7 +34,7 @@ pub use health::{RelayHealth, RelayStatus};
 pub use poll::{PollError, PollMode, PollReport, Poller};
 pub use smee::{SmeeError, SmeeRelay};
 
-use crate::config::Config;
+use crate::config::RelayConfig;
 use crate::github::GitHub;
 use crate::webhook::{Delivery, Intake};
 
@@ -47,7 +50,8 @@ impl Relays {
     /// cancelled; await [`Relays::stopped`] before waiting for the dispatcher,
     /// since the tasks hold senders of its channel.
     pub fn start(
-        config: &Config,
+        config: &RelayConfig,
+        contexts: Vec<String>,
         intake: Arc<Intake>,
         deliveries: mpsc::Sender<Delivery>,
         github: Option<Arc<GitHub>>,
@@ -55,7 +59,7 @@ impl Relays {
     ) -> Result<Self, SmeeError> {
         let mut tasks = Vec::new();
         let mut smee_health = None;
-        if let Some(url) = &config.relay.smee_url {
+        if let Some(url) = &config.smee_url {
             let relay = SmeeRelay::new(url, intake)?;
             smee_health = Some(relay.health());
             tasks.push(tokio::spawn(relay.run(shutdown.clone())));
@@ -63,10 +67,10 @@ impl Relays {
         match (PollMode::for_config(config, github.is_some()), github) {
             (Some(mode), Some(github)) => {
                 info!(%mode, "polling open pull requests");
-                let poller = Poller::new(github, config, deliveries);
+                let poller = Poller::new(github, contexts, deliveries);
                 tasks.push(tokio::spawn(poller.run(mode, shutdown)));
             }
-            (None, _) if config.relay.poll_interval.is_some() => {
+            (None, _) if config.poll_interval.is_some() => {
                 warn!("POLL_INTERVAL is set but GH_TOKEN is not: the API cannot be polled");
             }
             _ => {}

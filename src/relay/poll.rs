@@ -31,7 +31,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::config::Config;
+use crate::config::RelayConfig;
 use crate::github::{GitHub, GitHubError, PullRequestInfo};
 use crate::model::{CommitSha, PrNumber, RepoName};
 use crate::webhook::{Delivery, Event, PrAction, PullRequestEvent};
@@ -51,11 +51,11 @@ pub enum PollMode {
 impl PollMode {
     /// The mode the config asks for; None without a GitHub client, which
     /// polling needs.
-    pub fn for_config(config: &Config, has_github: bool) -> Option<Self> {
+    pub fn for_config(config: &RelayConfig, has_github: bool) -> Option<Self> {
         if !has_github {
             return None;
         }
-        Some(match config.relay.poll_interval {
+        Some(match config.poll_interval {
             Some(interval) => PollMode::Poll(interval),
             None => PollMode::Reconcile(RECONCILE_INTERVAL),
         })
@@ -115,15 +115,17 @@ pub struct Poller {
 }
 
 impl Poller {
-    pub fn new(github: Arc<GitHub>, config: &Config, deliveries: mpsc::Sender<Delivery>) -> Self {
+    /// A poller for the client's repository, looking for statuses with the
+    /// `contexts` of the configured backends.
+    pub fn new(
+        github: Arc<GitHub>,
+        contexts: Vec<String>,
+        deliveries: mpsc::Sender<Delivery>,
+    ) -> Self {
         Self {
+            repo: github.repo().clone(),
             github,
-            repo: config.gh_repo.clone(),
-            contexts: config
-                .backends
-                .iter()
-                .map(|backend| backend.name.status_context())
-                .collect(),
+            contexts,
             deliveries,
             listing: Vec::new(),
             settled: HashSet::new(),

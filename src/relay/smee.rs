@@ -25,8 +25,8 @@ use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::saved::prepare_saved_delivery;
 use super::{Backoff, RelayHealth};
-use crate::send::prepare_saved_delivery;
 use crate::webhook::{DeliveryHeaders, Intake};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

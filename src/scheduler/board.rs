@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
+use crate::executor::{StepObserver, StepResult};
 use crate::model::{BackendName, JobId, JobOutcome, JobRequest, Step};
 
 /// Finished jobs kept in memory for the dashboard.
@@ -168,8 +169,13 @@ pub struct StepTracker {
     id: JobId,
 }
 
-impl StepTracker {
-    pub fn enter(&self, step: Step) {
+/// Only step changes matter to the board; output goes to the job's log.
+impl StepObserver for StepTracker {
+    fn step_started(&self, step: Step) {
         self.board.step(&self.id, step);
     }
+
+    fn output(&self, _step: Step, _chunk: &[u8]) {}
+
+    fn step_finished(&self, _step: Step, _result: &StepResult) {}
 }

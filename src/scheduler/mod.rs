@@ -5,57 +5,35 @@
 //! The scheduler never talks to GitHub directly: statuses go through the
 //! [`StatusOutbox`], so a slow GitHub never holds a worker slot.
 //!
-//! Started with a [`Journal`], every job state change is written to disk
-//! together with the status announcing it, and start-up resumes what the
-//! previous run left live (see `recovery`).
+//! Every job state change is written to the [`Journal`] together with the
+//! status announcing it, and start-up resumes what the previous run left
+//! live (see `recovery`). A job's life once it runs is `lifecycle`'s,
+//! shared with `ember-ci run`.
 
 mod board;
-mod outbox;
+pub mod lifecycle;
 mod recovery;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
-use tracing::{info, info_span, warn, Instrument};
+use tracing::{error, info, info_span, warn, Instrument};
 
 pub use board::{result_label, FinishedTotals, JobBoard, JobState, JobView, StepTracker};
-pub use outbox::StatusOutbox;
+pub use lifecycle::{Announcer, JobRunner, RUNNING_DESCRIPTION};
 pub use recovery::{Recovery, GIVEN_UP_REASON, MAX_ATTEMPTS, REQUEUED_DESCRIPTION};
 
-use crate::executor::{Executor, Job, StepObserver};
-use crate::github::CommitStatus;
+use crate::executor::{CancelSignal, Job};
+use crate::github::StatusOutbox;
 use crate::journal::{JobChange, Journal, JournalError};
 use crate::logs::LogStore;
-use crate::model::{BackendName, CommitSha, JobId, JobOutcome, JobRequest, PrNumber, StatusState};
-
-/// Runs one job to its outcome. The executor is the real implementation;
-/// scheduler tests use runners that fail, hang or finish at once.
-#[async_trait]
-pub trait JobRunner: Send + Sync + 'static {
-    async fn run(
-        &self,
-        job: &Job,
-        observer: &dyn StepObserver,
-        cancel: CancellationToken,
-    ) -> JobOutcome;
-}
-
-#[async_trait]
-impl JobRunner for Executor {
-    async fn run(
-        &self,
-        job: &Job,
-        observer: &dyn StepObserver,
-        cancel: CancellationToken,
-    ) -> JobOutcome {
-        Executor::run(self, job, observer, cancel).await
-    }
-}
+use crate::model::{
+    BackendName, CommitSha, CommitStatus, JobId, JobOutcome, JobRequest, PrNumber, StatusState,
+};
+use lifecycle::{run_to_final_status, JobParts};
 
 /// Why `enqueue` did not queue a job.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,8 +55,7 @@ struct QueuedJob {
 struct Running {
     id: JobId,
     request: JobRequest,
-    cancel: CancellationToken,
-    cancel_reason: Arc<Mutex<Option<String>>>,
+    cancel: CancelSignal,
 }
 
 #[derive(Default)]
@@ -113,8 +90,8 @@ struct Shared {
     outbox: StatusOutbox,
     logs: LogStore,
     board: JobBoard,
-    /// Where job changes are recorded; None keeps them in memory only.
-    journal: Option<Journal>,
+    /// Where job changes are recorded, each with the status announcing it.
+    journal: Journal,
 }
 
 /// Handle to the scheduler; cheap to clone.
@@ -124,33 +101,13 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// Starts the dispatch loop with `workers` slots. The returned task ends
-    /// after [`Scheduler::shutdown`] once every job has finished.
+    /// Starts the dispatch loop with `workers` slots, recording every job
+    /// change in `journal` (give the outbox the same journal, so a change
+    /// and its status are kept together). Before the first job starts, it
+    /// resumes what the journal says the previous run left live; see
+    /// [`Recovery`]. The returned task ends after [`Scheduler::shutdown`]
+    /// once every job has finished.
     pub fn start(
-        runner: Arc<dyn JobRunner>,
-        outbox: StatusOutbox,
-        logs: LogStore,
-        workers: usize,
-    ) -> (Self, tokio::task::JoinHandle<()>) {
-        let shared = Arc::new(Shared {
-            queue: Mutex::new(Queue::with_slots(workers)),
-            wake: Notify::new(),
-            runner,
-            outbox,
-            logs,
-            board: JobBoard::default(),
-            journal: None,
-        });
-        let task = tokio::spawn(dispatch_loop(shared.clone()));
-        (Self { shared }, task)
-    }
-
-    /// Starts like [`Scheduler::start`], recording every job change in
-    /// `journal` (give the outbox the same journal, so a change and its
-    /// status are kept together). Before the first job starts, it resumes
-    /// what the journal says the previous run left live; see
-    /// [`Recovery`].
-    pub fn start_journaled(
         runner: Arc<dyn JobRunner>,
         outbox: StatusOutbox,
         logs: LogStore,
@@ -167,7 +124,7 @@ impl Scheduler {
             outbox,
             logs,
             board: JobBoard::default(),
-            journal: Some(journal),
+            journal,
         });
         let scheduler = Self { shared };
         let recovery = scheduler.recover(live);
@@ -175,9 +132,9 @@ impl Scheduler {
         Ok((scheduler, task, recovery))
     }
 
-    /// The journal job changes are recorded in, if any.
-    pub fn journal(&self) -> Option<&Journal> {
-        self.shared.journal.as_ref()
+    /// The journal job changes are recorded in.
+    pub fn journal(&self) -> &Journal {
+        &self.shared.journal
     }
 
     pub fn board(&self) -> &JobBoard {
@@ -285,11 +242,7 @@ impl Scheduler {
                 .iter()
                 .filter(|r| is_target(&r.id, &r.request))
             {
-                *running
-                    .cancel_reason
-                    .lock()
-                    .expect("cancel reason lock poisoned") = Some(reason.to_string());
-                running.cancel.cancel();
+                running.cancel.cancel(reason);
                 signalled += 1;
             }
         }
@@ -361,7 +314,13 @@ impl Scheduler {
         state: StatusState,
         description: String,
     ) {
-        record_status(&self.shared, id, request, change, state, description);
+        let status = CommitStatus {
+            context: request.backend.status_context(),
+            state,
+            description,
+            target_url: self.shared.logs.job_url(id),
+        };
+        self.shared.announce(id, request, change, status);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
@@ -372,53 +331,25 @@ impl Scheduler {
     }
 }
 
-/// Records a job's state change and posts the status announcing it, linked
-/// to the job's local logs; with a journal both are written in one
-/// transaction first.
-fn record_status(
-    shared: &Shared,
-    id: &JobId,
-    request: &JobRequest,
-    change: JobChange<'_>,
-    state: StatusState,
-    description: String,
-) {
-    let target_url = shared.logs.job_url(id);
-    record_status_to(shared, id, request, change, state, description, target_url);
-}
-
-/// [`record_status`] with an explicit Details link (a job's published logs).
-/// A journal that fails must not stop the job: the status is then posted
-/// from memory.
-fn record_status_to(
-    shared: &Shared,
-    id: &JobId,
-    request: &JobRequest,
-    change: JobChange<'_>,
-    state: StatusState,
-    description: String,
-    target_url: Option<String>,
-) {
-    let status = CommitStatus {
-        context: request.backend.status_context(),
-        state,
-        description,
-        target_url,
-    };
-    if let Some(journal) = &shared.journal {
-        match journal.record_job(id, change, &status) {
-            Ok(status_id) => {
-                shared
-                    .outbox
-                    .send_journaled(status_id, &request.sha, status);
-                return;
-            }
+/// Records a job's state change and the status announcing it in one
+/// journal transaction, then hands the status to the outbox. A journal that
+/// fails must not stop the job: the status is then posted from memory.
+impl Announcer for Shared {
+    fn announce(
+        &self,
+        id: &JobId,
+        request: &JobRequest,
+        change: JobChange<'_>,
+        status: CommitStatus,
+    ) {
+        match self.journal.record_job(id, change, &status) {
+            Ok(status_id) => self.outbox.send_journaled(status_id, &request.sha, status),
             Err(err) => {
-                tracing::error!(job = %id, error = %err, "cannot journal a job change; a restart now will not know of it")
+                error!(job = %id, error = %err, "cannot journal a job change; a restart now will not know of it");
+                self.outbox.send(&request.sha, status);
             }
         }
     }
-    shared.outbox.send(&request.sha, status);
 }
 
 async fn dispatch_loop(shared: Arc<Shared>) {
@@ -438,93 +369,51 @@ async fn dispatch_loop(shared: Arc<Shared>) {
                 let running = Running {
                     id: job.id.clone(),
                     request: job.request.clone(),
-                    cancel: CancellationToken::new(),
-                    cancel_reason: Arc::new(Mutex::new(None)),
+                    cancel: CancelSignal::new(),
                 };
-                let handles = (running.cancel.clone(), running.cancel_reason.clone());
+                let cancel = running.cancel.clone();
                 queue.running.push(running);
-                Some((job, slot, handles))
+                Some((job, slot, cancel))
             }
         };
         match next {
-            Some((job, slot, (cancel, reason))) => {
-                tasks.spawn(run_job(shared.clone(), job, slot, cancel, reason));
+            Some((job, slot, cancel)) => {
+                tasks.spawn(run_job(shared.clone(), job, slot, cancel));
             }
             None => {
                 tokio::select! {
                     _ = notified => {}
-                    Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                    Some(ended) = tasks.join_next(), if !tasks.is_empty() => {
+                        if let Err(err) = ended {
+                            error!(error = %err, "a job task ended abnormally");
+                        }
+                    }
                 }
             }
         }
     }
 }
 
-async fn run_job(
-    shared: Arc<Shared>,
-    queued: QueuedJob,
-    slot: usize,
-    cancel: CancellationToken,
-    cancel_reason: Arc<Mutex<Option<String>>>,
-) {
+async fn run_job(shared: Arc<Shared>, queued: QueuedJob, slot: usize, cancel: CancelSignal) {
     let QueuedJob { id, request } = queued;
     let span = info_span!("job", job = %id, pr = %request.pr, sha = %request.sha.short(), backend = %request.backend);
     let outcome = async {
         info!(slot, "job started");
         shared.board.started(&id);
-        record_status(
-            &shared,
-            &id,
-            &request,
-            JobChange::Started,
-            StatusState::Pending,
-            "running: build and CSI sanity".into(),
-        );
         let job = Job {
             id: id.clone(),
             request: request.clone(),
             slot,
         };
-        let log = shared
-            .logs
-            .open_job(&id, &request, Some(shared.board.step_tracker(&id)));
-        let mut outcome = match &log {
-            Ok(log) => shared.runner.run(&job, log, cancel).await,
-            Err(err) => JobOutcome::Error {
-                step: crate::model::Step::Fetch,
-                reason: format!("cannot create the job's log dir: {err}"),
-            },
+        let parts = JobParts {
+            runner: shared.runner.as_ref(),
+            logs: &shared.logs,
+            announcer: shared.as_ref(),
         };
-        if let JobOutcome::Cancelled { reason } = &mut outcome {
-            if let Some(real) = cancel_reason
-                .lock()
-                .expect("cancel reason lock poisoned")
-                .take()
-            {
-                *reason = real;
-            }
-        }
-        // Publishing is bounded (retries, git timeouts), and the status is
-        // posted whatever happened to the logs.
-        let (target_url, description) = match &log {
-            Ok(log) => {
-                let logs = shared.logs.finish_job(log, &outcome).await;
-                (logs.target_url, logs.description)
-            }
-            Err(_) => (shared.logs.job_url(&id), outcome.description()),
-        };
-        info!(result = %outcome.status_state(), %description, "job finished");
-        shared.board.finished(&id, &outcome);
-        record_status_to(
-            &shared,
-            &id,
-            &request,
-            JobChange::Finished(&outcome),
-            outcome.status_state(),
-            description,
-            target_url,
-        );
-        outcome
+        let tracker = shared.board.step_tracker(&id);
+        let finished = run_to_final_status(&job, &parts, &tracker, cancel).await;
+        shared.board.finished(&id, &finished.outcome);
+        finished.outcome
     }
     .instrument(span)
     .await;

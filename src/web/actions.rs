@@ -273,7 +273,7 @@ fn act(web: &Web, id: &str, action: Action) -> Result<(&'static str, JobId), Act
 /// Queues the job's request again, even though it already has a result.
 fn rerun(web: &Web, id: &JobId) -> Result<JobId, ActionError> {
     let job = job_detail(web, id).ok_or(ActionError::NoSuchJob)?.job;
-    if web.context.config.backend(job.backend.as_str()).is_none() {
+    if web.backend(job.backend.as_str()).is_none() {
         return Err(ActionError::BackendGone(job.backend.to_string()));
     }
     let request = JobRequest {

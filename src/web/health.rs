@@ -68,25 +68,28 @@ pub struct DeliveryHealth {
 
 pub fn health(web: &Web) -> Health {
     let context = &web.context;
-    let config = &context.config;
     let jobs = web.board().jobs();
     let count = |state: JobState| jobs.iter().filter(|job| job.state == state).count();
-    let is_posting = !config.gh_token.is_empty();
+    let reporter = &context.reporter;
     let counts = context.intake.stats().snapshot();
     Health {
-        workers: config.num_workers,
+        workers: context.workers,
         jobs: QueueHealth {
             queued: count(JobState::Queued),
             running: count(JobState::Running),
         },
         github: GitHubHealth {
-            reporting: if is_posting { "github" } else { "console" },
-            api_url: is_posting.then(|| config.gh_api_url.clone()),
+            reporting: if reporter.is_posting() {
+                "github"
+            } else {
+                "console"
+            },
+            api_url: reporter.api_url().map(str::to_string),
             statuses_waiting: context.outbox.backlog(),
         },
         relay: Relay {
             http_endpoint: true,
-            smee_url: config.relay.smee_url.clone(),
+            smee_url: context.relay.smee_url.clone(),
             smee: context.smee.as_ref().map(|health| {
                 let status = health.snapshot();
                 SmeeLink {
@@ -98,7 +101,7 @@ pub fn health(web: &Web) -> Health {
                     last_error: status.last_error.as_deref().map(|e| web.mask(e)),
                 }
             }),
-            poll_interval_secs: config.relay.poll_interval.map(|i| i.as_secs()),
+            poll_interval_secs: context.relay.poll_interval.map(|i| i.as_secs()),
         },
         deliveries: DeliveryHealth {
             accepted: counts.accepted,

@@ -34,11 +34,13 @@ use tokio_util::sync::CancellationToken;
 use warp::path::FullPath;
 use warp::{Filter, Rejection, Reply};
 
-use crate::config::{Config, Secret};
+use crate::config::{find_backend, BackendConfig, RelayConfig, Secret, WebConfig};
+use crate::github::Reporter;
+use crate::github::StatusOutbox;
 use crate::logs::LogStore;
 use crate::model::JobId;
 use crate::relay::RelayHealth;
-use crate::scheduler::{Scheduler, StatusOutbox};
+use crate::scheduler::Scheduler;
 use crate::webhook::Intake;
 
 pub use actions::{ActionError, ActionRefused};
@@ -47,7 +49,16 @@ pub use html::html_escape;
 /// What the web UI reads and acts on; built once by the service.
 #[derive(Clone)]
 pub struct WebContext {
-    pub config: Arc<Config>,
+    pub web: WebConfig,
+    /// `config::summary`, already masked (the backends page shows it).
+    pub config_summary: String,
+    pub backends: Arc<[BackendConfig]>,
+    /// For how deliveries arrive (health).
+    pub relay: RelayConfig,
+    /// NUM_WORKERS, for health.
+    pub workers: usize,
+    /// Asked whether statuses are posted, and where.
+    pub reporter: Arc<Reporter>,
     /// Re-run and cancel go through it; its board is what the pages show.
     pub scheduler: Scheduler,
     /// Where job folders live and their published (Details) links.
@@ -66,8 +77,6 @@ pub struct WebContext {
 /// [`WebContext`] plus what is derived from the config once.
 struct Web {
     context: WebContext,
-    /// `config::summary`, already masked.
-    config_summary: String,
     admin_token: Option<Secret>,
 }
 
@@ -83,6 +92,10 @@ impl Web {
     fn mask(&self, text: &str) -> String {
         self.context.logs.masker().mask(text)
     }
+
+    fn backend(&self, name: &str) -> Option<&BackendConfig> {
+        find_backend(&self.context.backends, name)
+    }
 }
 
 /// Every route of the web UI, for loopback clients only. Combine with the
@@ -91,10 +104,9 @@ pub fn routes(
     context: WebContext,
 ) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
     let web = Arc::new(Web {
-        config_summary: crate::config::summary(&context.config),
         admin_token: context
-            .config
-            .web_admin_token
+            .web
+            .admin_token
             .clone()
             .filter(|token| !token.is_empty()),
         context,

@@ -296,7 +296,7 @@ fn backends(web: &Web) -> String {
          <th>Status context</th><th>Last result</th><th>Pass rate</th><th>Finished since start</th>\
          <th>Running / queued</th></tr>\n",
     );
-    for backend in &web.context.config.backends {
+    for backend in web.context.backends.iter() {
         let name = &backend.name;
         let count = |result: &str| -> u64 {
             totals
@@ -352,7 +352,7 @@ fn backends(web: &Web) -> String {
         body,
         "<h2>Configuration</h2><p>As <code>ember-ci check-config</code> shows it: secrets masked.</p>\
          <pre id=\"config\">{}</pre>",
-        esc(&web.config_summary)
+        esc(&web.context.config_summary)
     );
     page("Backends", DASHBOARD_REFRESH_MS, &body)
 }

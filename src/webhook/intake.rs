@@ -6,7 +6,7 @@
 //! channel unless it is signed, parsed, about the watched repository and new.
 //! Transport-free, so the HTTP endpoint and the smee relay share it.
 //!
-//! With a journal, a delivery is on disk before it is acknowledged: a 202
+//! A delivery is on the journal's disk before it is acknowledged: a 202
 //! means it survives a crash. While the service drains for a stop, every
 //! delivery is answered 503 so GitHub (or the relay) can send it again later.
 
@@ -94,7 +94,9 @@ pub struct Intake {
     forwarded: Mutex<Forwarding>,
     /// Set once the service stops taking deliveries.
     is_draining: AtomicBool,
-    journal: Option<Journal>,
+    /// Every forwarded delivery is recorded here before it is acknowledged,
+    /// and redeliveries of ids it remembers are recognised after a restart.
+    journal: Journal,
     stats: IntakeStats,
 }
 
@@ -119,8 +121,14 @@ impl fmt::Debug for Intake {
 }
 
 impl Intake {
-    /// `repo` is the watched repository; deliveries about any other are ignored.
-    pub fn new(secret: Secret, repo: RepoName, sink: mpsc::Sender<Delivery>) -> Self {
+    /// `repo` is the watched repository; deliveries about any other are
+    /// ignored. Forwarded deliveries are recorded in `journal`.
+    pub fn new(
+        secret: Secret,
+        repo: RepoName,
+        journal: Journal,
+        sink: mpsc::Sender<Delivery>,
+    ) -> Self {
         Self {
             secret,
             repo,
@@ -129,16 +137,9 @@ impl Intake {
                 sink: Some(sink),
             }),
             is_draining: AtomicBool::new(false),
-            journal: None,
+            journal,
             stats: IntakeStats::default(),
         }
-    }
-
-    /// Records every forwarded delivery in `journal` before acknowledging
-    /// it, and recognises redeliveries of ids the journal remembers.
-    pub fn with_journal(mut self, journal: Journal) -> Self {
-        self.journal = Some(journal);
-        self
     }
 
     /// Stops taking deliveries: from now on every one is answered 503, and
@@ -252,20 +253,21 @@ impl Intake {
             Err(TrySendError::Closed(())) => return Outcome::rejected(503, DRAINING_MESSAGE),
         };
         let received_at = SystemTime::now();
-        if let Some(journal) = &self.journal {
-            match journal.record_delivery(&wanted.id, wanted.event_name, received_at, wanted.body) {
-                Ok(DeliveryRecord::New) => {}
-                Ok(DeliveryRecord::AlreadyRecorded) => {
-                    forwarding.seen.remember(&wanted.id);
-                    return Outcome::Duplicate(wanted.id);
-                }
-                Err(error) => {
-                    tracing::error!(%error, "cannot journal the delivery");
-                    return Outcome::rejected(
-                        503,
-                        "cannot record the delivery on disk; send it again later",
-                    );
-                }
+        match self
+            .journal
+            .record_delivery(&wanted.id, wanted.event_name, received_at, wanted.body)
+        {
+            Ok(DeliveryRecord::New) => {}
+            Ok(DeliveryRecord::AlreadyRecorded) => {
+                forwarding.seen.remember(&wanted.id);
+                return Outcome::Duplicate(wanted.id);
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot journal the delivery");
+                return Outcome::rejected(
+                    503,
+                    "cannot record the delivery on disk; send it again later",
+                );
             }
         }
         permit.send(Delivery {
@@ -456,6 +458,13 @@ mod tests {
         assert_eq!(triage(&Event::Ping { zen: None }, &watched), Verdict::Pong);
     }
 
+    /// A journal in a temporary directory, which must outlive it.
+    fn temp_journal() -> (tempfile::TempDir, Journal) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let journal = Journal::open(dir.path()).expect("journal");
+        (dir, journal)
+    }
+
     fn signed_headers(body: &[u8], id: &str) -> DeliveryHeaders {
         DeliveryHeaders {
             event: Some("ping".into()),
@@ -468,7 +477,8 @@ mod tests {
     #[tokio::test]
     async fn empty_secret_refuses_even_deliveries_signed_with_it() {
         let (sink, _deliveries) = mpsc::channel(1);
-        let intake = Intake::new(Secret::new(""), repo("embercsi/ember-csi"), sink);
+        let (_journal_dir, journal) = temp_journal();
+        let intake = Intake::new(Secret::new(""), repo("embercsi/ember-csi"), journal, sink);
         let body = br#"{"zen":"x"}"#;
         let mut headers = signed_headers(body, "d1");
         headers.signature_256 = Some(signature::sign(b"", body).sha256);
@@ -479,7 +489,13 @@ mod tests {
     #[tokio::test]
     async fn full_or_closed_channel_answers_503_and_forgets_the_id() {
         let (sink, mut deliveries) = mpsc::channel(1);
-        let intake = Intake::new(Secret::new(SECRET), repo("embercsi/ember-csi"), sink);
+        let (_journal_dir, journal) = temp_journal();
+        let intake = Intake::new(
+            Secret::new(SECRET),
+            repo("embercsi/ember-csi"),
+            journal,
+            sink,
+        );
         let body = serde_json::to_vec(&serde_json::json!({
             "action": "opened",
             "repository": {"full_name": "embercsi/ember-csi"},
@@ -541,8 +557,12 @@ mod tests {
         let journal = Journal::open(dir.path()).expect("journal");
         let body = pr_opened_body();
         let (sink, _deliveries) = mpsc::channel(4);
-        let intake = Intake::new(Secret::new(SECRET), repo("embercsi/ember-csi"), sink)
-            .with_journal(journal.clone());
+        let intake = Intake::new(
+            Secret::new(SECRET),
+            repo("embercsi/ember-csi"),
+            journal.clone(),
+            sink,
+        );
         assert_eq!(
             intake.handle(&pr_headers(&body, "a"), &body).await.status,
             202
@@ -556,8 +576,12 @@ mod tests {
 
         // A new intake (a restarted service) still knows the id.
         let (sink, _deliveries) = mpsc::channel(4);
-        let restarted = Intake::new(Secret::new(SECRET), repo("embercsi/ember-csi"), sink)
-            .with_journal(journal.clone());
+        let restarted = Intake::new(
+            Secret::new(SECRET),
+            repo("embercsi/ember-csi"),
+            journal.clone(),
+            sink,
+        );
         let again = restarted.handle(&pr_headers(&body, "a"), &body).await;
         assert_eq!(again.status, 200, "{again:?}");
         assert!(again.message.starts_with("duplicate"), "{again:?}");
@@ -570,8 +594,12 @@ mod tests {
         let journal = Journal::open(dir.path()).expect("journal");
         let body = pr_opened_body();
         let (sink, _deliveries) = mpsc::channel(1);
-        let intake = Intake::new(Secret::new(SECRET), repo("embercsi/ember-csi"), sink)
-            .with_journal(journal.clone());
+        let intake = Intake::new(
+            Secret::new(SECRET),
+            repo("embercsi/ember-csi"),
+            journal.clone(),
+            sink,
+        );
         assert_eq!(
             intake.handle(&pr_headers(&body, "a"), &body).await.status,
             202
@@ -588,7 +616,13 @@ mod tests {
     async fn draining_answers_503_and_closes_the_channel_after_its_backlog() {
         let body = pr_opened_body();
         let (sink, mut deliveries) = mpsc::channel(4);
-        let intake = Intake::new(Secret::new(SECRET), repo("embercsi/ember-csi"), sink);
+        let (_journal_dir, journal) = temp_journal();
+        let intake = Intake::new(
+            Secret::new(SECRET),
+            repo("embercsi/ember-csi"),
+            journal,
+            sink,
+        );
         assert_eq!(
             intake.handle(&pr_headers(&body, "a"), &body).await.status,
             202

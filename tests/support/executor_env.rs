@@ -10,9 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ember_ci::config::Config;
-use ember_ci::executor::{Executor, Job, StepObserver, StepResult};
+use ember_ci::executor::{CancelSignal, Executor, Job, StepObserver, StepResult};
 use ember_ci::model::{BackendName, CommitSha, JobId, JobOutcome, JobRequest, PrNumber, Step};
-use tokio_util::sync::CancellationToken;
 
 /// The PR whose plugin never opens its endpoint (made by [`DemoEnv::new`]).
 pub const NEVER_SERVING_PR: u64 = 131;
@@ -57,7 +56,7 @@ pub const EXTRAS_CONTAINERFILE: &str = "COPY sanity.sh /usr/local/share/vendor-s
 
 /// An executor on `config`, with its own Podman service.
 pub async fn start_executor(config: Arc<Config>) -> Executor {
-    Executor::new(config)
+    Executor::new(config.executor.clone(), config.backends.clone())
         .await
         .expect("executor starts its own podman service")
 }
@@ -258,11 +257,12 @@ pub enum Event {
 #[derive(Default)]
 pub struct RecordingObserver {
     events: Mutex<Vec<Event>>,
-    cancel_at: Option<(Step, CancellationToken)>,
+    cancel_at: Option<(Step, CancelSignal)>,
 }
 
 impl RecordingObserver {
-    pub fn cancelling_at(step: Step, token: CancellationToken) -> Self {
+    /// Cancels with the reason "cancelled at <step>" when `step` starts.
+    pub fn cancelling_at(step: Step, token: CancelSignal) -> Self {
         Self {
             events: Mutex::default(),
             cancel_at: Some((step, token)),
@@ -335,7 +335,7 @@ impl StepObserver for RecordingObserver {
         self.push(Event::Started(step));
         if let Some((at, token)) = &self.cancel_at {
             if *at == step {
-                token.cancel();
+                token.cancel(format!("cancelled at {step}"));
             }
         }
     }
@@ -364,7 +364,7 @@ pub async fn run_job(executor: &Executor, job: Job) -> JobRun {
         executor,
         job,
         RecordingObserver::default(),
-        CancellationToken::new(),
+        CancelSignal::new(),
     )
     .await
 }
@@ -374,7 +374,7 @@ pub async fn run_job_observed(
     executor: &Executor,
     job: Job,
     observer: RecordingObserver,
-    cancel: CancellationToken,
+    cancel: CancelSignal,
 ) -> JobRun {
     let outcome = executor.run(&job, &observer, cancel).await;
     JobRun {

@@ -1,13 +1,15 @@
 //! The text of a job's `00-config.txt`: versions of what ran the job and
 //! the effective configuration, as `ember-ci check-config` prints it (secrets
-//! shown only as set / not set, driver-config credentials as `***`). The job
-//! log masks it once more before it is written.
+//! shown only as set / not set, driver-config credentials as `***`). Built
+//! here, by the code that holds the whole config, and handed to the log
+//! store as text; the job log masks it once more before it is written.
 
 use crate::config::Config;
 
 /// Versions and configuration for every job run with `config`.
 pub fn job_context(config: &Config) -> String {
-    let csi_sanity = if config.sandbox_skip_csi_sanity {
+    let executor = &config.executor;
+    let csi_sanity = if executor.sandbox_skip_csi_sanity {
         format!(
             "not installed (SANDBOX_SKIP_CSI_SANITY=1; {} when installed)",
             crate::executor::CSI_SANITY_VERSION
@@ -18,7 +20,7 @@ pub fn job_context(config: &Config) -> String {
     format!(
         "versions\n  ember-ci         {}\n  sandbox image    {}\n  csi-sanity       {csi_sanity}\n\n{}",
         env!("CARGO_PKG_VERSION"),
-        crate::executor::sandbox_image_ref(config),
+        crate::executor::sandbox_image_ref(executor),
         crate::config::summary(config),
     )
 }

@@ -3,9 +3,11 @@
 //! and go on, so reporting never blocks the queue, and statuses for one SHA
 //! can never overtake each other (a late "pending" hiding a final result).
 //!
-//! With a journal, every status is written to disk before it is queued and
-//! removed once GitHub took it (or refused it for good): statuses GitHub did
-//! not get before a stop or crash are posted, still in order, on next start.
+//! Every status is written to the journal before it is queued and removed
+//! once GitHub took it (or refused it for good): statuses GitHub did not
+//! get before a stop or crash are posted, still in order, on next start.
+//! It lives beside the client: the scheduler and the dispatcher hand it
+//! statuses; what to say is theirs, getting it to GitHub is ours.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,9 +15,9 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
-use crate::github::{CommitStatus, Reporter, RetryPolicy};
+use super::{Reporter, RetryPolicy};
 use crate::journal::{Journal, JournalError, StatusId};
-use crate::model::CommitSha;
+use crate::model::{CommitSha, CommitStatus};
 
 /// Backoff between attempts while GitHub fails: the policy's doubling delays
 /// and its honouring of rate-limit hints, without its attempt limit, since a
@@ -31,7 +33,8 @@ fn backoff() -> RetryPolicy {
 struct Outgoing {
     sha: CommitSha,
     status: CommitStatus,
-    /// Its journal row, removed once the status is posted.
+    /// Its journal row, removed once the status is posted; None when the
+    /// journal could not write it (it is posted from memory then).
     journal_id: Option<StatusId>,
 }
 
@@ -43,23 +46,32 @@ pub struct StatusOutbox {
     /// Number of statuses queued and not yet posted (or given up on).
     backlog: watch::Receiver<usize>,
     backlog_tx: Arc<watch::Sender<usize>>,
-    journal: Option<Journal>,
+    journal: Journal,
 }
 
 impl StatusOutbox {
-    /// Starts the posting task, keeping statuses in memory only.
-    pub fn start(reporter: Arc<Reporter>) -> (Self, tokio::task::JoinHandle<()>) {
-        Self::start_with(reporter, None)
-    }
-
     /// Starts the posting task with statuses kept in `journal`; those a
     /// previous run left unsent are queued first. Returns how many those were.
-    pub fn start_journaled(
+    pub fn start(
         reporter: Arc<Reporter>,
         journal: Journal,
     ) -> Result<(Self, tokio::task::JoinHandle<()>, usize), JournalError> {
         let unsent = journal.unsent_statuses()?;
-        let (outbox, task) = Self::start_with(reporter, Some(journal));
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let (backlog_tx, backlog) = watch::channel(0usize);
+        let backlog_tx = Arc::new(backlog_tx);
+        let task = tokio::spawn(post_in_order(
+            reporter,
+            receiver,
+            backlog_tx.clone(),
+            journal.clone(),
+        ));
+        let outbox = Self {
+            sender,
+            backlog,
+            backlog_tx,
+            journal,
+        };
         let resumed = unsent.len();
         for stored in unsent {
             outbox.enqueue(Outgoing {
@@ -71,49 +83,21 @@ impl StatusOutbox {
         Ok((outbox, task, resumed))
     }
 
-    fn start_with(
-        reporter: Arc<Reporter>,
-        journal: Option<Journal>,
-    ) -> (Self, tokio::task::JoinHandle<()>) {
-        let (sender, receiver) = mpsc::unbounded_channel();
-        let (backlog_tx, backlog) = watch::channel(0usize);
-        let backlog_tx = Arc::new(backlog_tx);
-        let task = tokio::spawn(post_in_order(
-            reporter,
-            receiver,
-            backlog_tx.clone(),
-            journal.clone(),
-        ));
-        (
-            Self {
-                sender,
-                backlog,
-                backlog_tx,
-                journal,
-            },
-            task,
-        )
+    /// The journal statuses are kept in.
+    pub fn journal(&self) -> &Journal {
+        &self.journal
     }
 
-    /// The journal statuses are kept in, if any.
-    pub fn journal(&self) -> Option<&Journal> {
-        self.journal.as_ref()
-    }
-
-    /// Queues a status; returns at once. With a journal, the status is on
-    /// disk when this returns (if the disk write fails, it is still posted
-    /// from memory).
+    /// Queues a status; returns at once. The status is on disk when this
+    /// returns (if the disk write fails, it is still posted from memory).
     pub fn send(&self, sha: &CommitSha, status: CommitStatus) {
-        let journal_id = self
-            .journal
-            .as_ref()
-            .and_then(|journal| match journal.queue_status(sha, &status) {
-                Ok(id) => Some(id),
-                Err(err) => {
-                    error!(sha = %sha.short(), error = %err, "cannot journal a status; posting it from memory only");
-                    None
-                }
-            });
+        let journal_id = match self.journal.queue_status(sha, &status) {
+            Ok(id) => Some(id),
+            Err(err) => {
+                error!(sha = %sha.short(), error = %err, "cannot journal a status; posting it from memory only");
+                None
+            }
+        };
         self.enqueue(Outgoing {
             sha: sha.clone(),
             status,
@@ -161,7 +145,7 @@ async fn post_in_order(
     reporter: Arc<Reporter>,
     mut receiver: mpsc::UnboundedReceiver<Outgoing>,
     backlog: Arc<watch::Sender<usize>>,
-    journal: Option<Journal>,
+    journal: Journal,
 ) {
     while let Some(Outgoing {
         sha,
@@ -170,7 +154,7 @@ async fn post_in_order(
     }) = receiver.recv().await
     {
         post_until_accepted(&reporter, &sha, &status).await;
-        if let (Some(journal), Some(id)) = (&journal, journal_id) {
+        if let Some(id) = journal_id {
             if let Err(err) = journal.status_done(id) {
                 // The status was posted; the row only means it is posted
                 // once more after a restart (possibly after a newer one, if
