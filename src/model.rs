@@ -388,18 +388,50 @@ pub enum JobOutcome {
     Success,
     /// The PR's code failed: build, plugin start, or the suite.
     Failure { step: Step, reason: String },
-    /// Our side broke: pre-run, Podman, a timeout.
+    /// Our side broke: pre-run, Podman.
     Error { step: Step, reason: String },
+    /// JOB_TIMEOUT passed while `step` ran: an error on our side, since a
+    /// PR cannot be told apart from a slow host.
+    #[serde(rename = "timed_out")]
+    TimedOut { step: Step, after_secs: u64 },
     /// Stopped on purpose (superseded, PR closed, shutdown, a user).
     Cancelled { reason: String },
 }
 
+/// Who a stopped job is blamed on: the PR's code (`failure`) or our side
+/// (`error`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blame {
+    Pr,
+    Infra,
+}
+
 impl JobOutcome {
+    /// The outcome of a job stopped at `step`, by who is to blame.
+    pub fn stopped(blame: Blame, step: Step, reason: String) -> Self {
+        match blame {
+            Blame::Pr => JobOutcome::Failure { step, reason },
+            Blame::Infra => JobOutcome::Error { step, reason },
+        }
+    }
+
     pub fn status_state(&self) -> StatusState {
         match self {
             JobOutcome::Success => StatusState::Success,
             JobOutcome::Failure { .. } => StatusState::Failure,
-            JobOutcome::Error { .. } | JobOutcome::Cancelled { .. } => StatusState::Error,
+            JobOutcome::Error { .. }
+            | JobOutcome::TimedOut { .. }
+            | JobOutcome::Cancelled { .. } => StatusState::Error,
+        }
+    }
+
+    /// The step that decided a failed, errored or timed-out job.
+    pub fn deciding_step(&self) -> Option<Step> {
+        match self {
+            JobOutcome::Failure { step, .. }
+            | JobOutcome::Error { step, .. }
+            | JobOutcome::TimedOut { step, .. } => Some(*step),
+            JobOutcome::Success | JobOutcome::Cancelled { .. } => None,
         }
     }
 
@@ -408,7 +440,9 @@ impl JobOutcome {
         match self {
             JobOutcome::Success => 0,
             JobOutcome::Failure { .. } => 1,
-            JobOutcome::Error { .. } | JobOutcome::Cancelled { .. } => 2,
+            JobOutcome::Error { .. }
+            | JobOutcome::TimedOut { .. }
+            | JobOutcome::Cancelled { .. } => 2,
         }
     }
 
@@ -419,6 +453,9 @@ impl JobOutcome {
             JobOutcome::Success => "CSI sanity passed".to_string(),
             JobOutcome::Failure { step, reason } => format!("failed at {step}: {reason}"),
             JobOutcome::Error { step, reason } => format!("CI error at {step}: {reason}"),
+            JobOutcome::TimedOut { step, after_secs } => {
+                format!("CI error at {step}: job timed out after {after_secs}s (JOB_TIMEOUT)")
+            }
             JobOutcome::Cancelled { reason } => format!("cancelled: {reason}"),
         };
         truncate_chars(&text, 140)

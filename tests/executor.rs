@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use ember_ci::config::DriverConfig;
 use ember_ci::executor::CancelSignal;
-use ember_ci::model::{JobOutcome, Step};
+use ember_ci::model::{JobOutcome, StatusState, Step};
 use executor_env::{
     assert_nothing_left, run_job, run_job_observed, run_ok, start_executor, DemoEnv,
     RecordingObserver, Timeouts, GENEROUS, NEVER_SERVING_PR,
@@ -164,11 +164,18 @@ async fn job_timeout_abandons_the_step_and_still_runs_post_run_and_cleanup() {
     let started = Instant::now();
     let run = run_job(&executor, env.job(NEVER_SERVING_PR)).await;
 
-    let JobOutcome::Error { step, reason } = &run.outcome else {
-        panic!("expected an error, got {:?}", run.outcome);
+    let JobOutcome::TimedOut { step, after_secs } = &run.outcome else {
+        panic!("expected a timeout, got {:?}", run.outcome);
     };
-    assert_eq!(reason, "job timed out after 8s (JOB_TIMEOUT)");
-    assert!(run.outcome.description().contains("timed out"));
+    assert_eq!(*after_secs, 8);
+    assert!(
+        run.outcome
+            .description()
+            .ends_with(": job timed out after 8s (JOB_TIMEOUT)"),
+        "{}",
+        run.outcome.description()
+    );
+    assert_eq!(run.outcome.status_state(), StatusState::Error);
     let abandoned = run
         .observer
         .finished(*step)

@@ -14,13 +14,12 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::commands::{self, InnerCommand, JobNames, PluginLaunch, PluginProbe};
-use super::eviction;
+use super::sandbox_argv::{self, InnerCommand, JobNames, PluginLaunch, PluginProbe};
 use super::{
     CancelSignal, Executor, ExecutorError, Job, StepObserver, StepResult, INSTANCE_LABEL, JOB_LABEL,
 };
 use crate::config::{find_backend, BackendConfig, DriverConfig, Script};
-use crate::model::{JobOutcome, Step};
+use crate::model::{Blame, JobOutcome, Step};
 
 /// POST_RUN and cleanup run after the job's own deadline, so they have
 /// bounds of their own.
@@ -34,30 +33,31 @@ const SANDBOX_INNER_STORE: &str = "/var/lib/containers";
 /// Kernel modules for storage drivers that load them (iSCSI, multipath).
 const HOST_KERNEL_MODULES: &str = "/lib/modules";
 
-/// Why a step stopped the job.
+/// Why a step stopped the job, and who is to blame.
 #[derive(Debug)]
-struct StepStop {
-    /// True when the PR's code is to blame.
-    is_failure: bool,
-    reason: String,
+pub(super) struct StepStop {
+    blame: Blame,
+    pub(super) reason: String,
     exit_code: Option<i64>,
 }
 
 impl StepStop {
-    fn failure(reason: impl Into<String>) -> Self {
+    fn new(blame: Blame, reason: impl Into<String>) -> Self {
         Self {
-            is_failure: true,
+            blame,
             reason: reason.into(),
             exit_code: None,
         }
     }
 
+    /// The PR's code failed.
+    fn failure(reason: impl Into<String>) -> Self {
+        Self::new(Blame::Pr, reason)
+    }
+
+    /// Our side broke.
     fn error(reason: impl Into<String>) -> Self {
-        Self {
-            is_failure: false,
-            reason: reason.into(),
-            exit_code: None,
-        }
+        Self::new(Blame::Infra, reason)
     }
 
     fn exit(mut self, code: i64) -> Self {
@@ -66,36 +66,22 @@ impl StepStop {
     }
 
     fn into_outcome(self, step: Step) -> JobOutcome {
-        if self.is_failure {
-            JobOutcome::Failure {
-                step,
-                reason: self.reason,
-            }
-        } else {
-            JobOutcome::Error {
-                step,
-                reason: self.reason,
-            }
-        }
+        JobOutcome::stopped(self.blame, step, self.reason)
     }
 }
 
-/// Infrastructure errors are ours, never the PR's.
-macro_rules! ours {
-    ($($error:ty),*) => {$(
-        impl From<$error> for StepStop {
-            fn from(error: $error) -> Self {
-                StepStop::error(error.to_string())
-            }
-        }
-    )*};
+/// Errors of our own machinery: a step they stop is never the PR's fault.
+trait InfraError: std::fmt::Display {}
+impl InfraError for super::PodmanError {}
+impl InfraError for super::GitError {}
+impl InfraError for sandbox_argv::CommandError {}
+impl InfraError for ExecutorError {}
+
+impl<E: InfraError> From<E> for StepStop {
+    fn from(error: E) -> Self {
+        StepStop::error(error.to_string())
+    }
 }
-ours!(
-    super::PodmanError,
-    super::GitError,
-    commands::CommandError,
-    ExecutorError
-);
 
 /// What a step returns: the exit code of the command that decided it.
 type StepBody = Result<Option<i64>, StepStop>;
@@ -106,10 +92,10 @@ enum Interruption {
 }
 
 pub(super) struct JobRun<'a> {
-    executor: &'a Executor,
-    job: &'a Job,
+    pub(super) executor: &'a Executor,
+    pub(super) job: &'a Job,
     observer: &'a dyn StepObserver,
-    names: JobNames,
+    pub(super) names: JobNames,
     work_dir: PathBuf,
     /// The step begun and not yet finished, with its start time.
     current: Option<(Step, Instant)>,
@@ -118,7 +104,7 @@ pub(super) struct JobRun<'a> {
     plugin_log_shown: bool,
     backend_json: Option<String>,
     system_files: Option<String>,
-    plugin_image: String,
+    pub(super) plugin_image: String,
 }
 
 impl<'a> JobRun<'a> {
@@ -168,12 +154,9 @@ impl<'a> JobRun<'a> {
         let outcome = match interrupted {
             Ok(Ok(())) => JobOutcome::Success,
             Ok(Err(outcome)) => outcome,
-            Err(Interruption::TimedOut) => JobOutcome::Error {
+            Err(Interruption::TimedOut) => JobOutcome::TimedOut {
                 step: self.abandon_step("abandoned: the job timed out"),
-                reason: format!(
-                    "job timed out after {}s (JOB_TIMEOUT)",
-                    job_timeout.as_secs()
-                ),
+                after_secs: job_timeout.as_secs(),
             },
             Err(Interruption::Cancelled) => {
                 self.abandon_step("abandoned: the job was cancelled");
@@ -263,12 +246,16 @@ impl<'a> JobRun<'a> {
         }
     }
 
-    fn say(&self, step: Step, text: &str) {
+    pub(super) fn say(&self, step: Step, text: &str) {
         self.observer.output(step, text.as_bytes());
     }
 
     /// Runs `command` in the sandbox with its trace and output in `step`'s log.
-    async fn exec_logged(&self, step: Step, command: &InnerCommand) -> Result<i64, StepStop> {
+    pub(super) async fn exec_logged(
+        &self,
+        step: Step,
+        command: &InnerCommand,
+    ) -> Result<i64, StepStop> {
         self.observer.output(step, command.trace().as_bytes());
         let observer = self.observer;
         let code = self
@@ -282,7 +269,7 @@ impl<'a> JobRun<'a> {
     }
 
     fn job_env(&self) -> Vec<(String, String)> {
-        commands::job_env(&self.job.id, &self.job.request)
+        sandbox_argv::job_env(&self.job.id, &self.job.request)
     }
 
     async fn fetch(&mut self) -> StepBody {
@@ -332,10 +319,10 @@ impl<'a> JobRun<'a> {
         let mut binds = vec![
             bind(
                 self.executor.config_dir.clone(),
-                commands::SANDBOX_CONFIG_DIR,
+                sandbox_argv::SANDBOX_CONFIG_DIR,
                 true,
             ),
-            bind(self.work_dir.clone(), commands::SANDBOX_JOB_DIR, false),
+            bind(self.work_dir.clone(), sandbox_argv::SANDBOX_JOB_DIR, false),
             bind(HOST_IMAGE_STORE.into(), SANDBOX_HOST_STORE, true),
             bind(store_dir.clone(), SANDBOX_INNER_STORE, false),
         ];
@@ -367,7 +354,7 @@ impl<'a> JobRun<'a> {
         // A job killed with the service left its nested containers in the
         // slot's store; they are ours to remove now.
         match self
-            .exec_logged(Step::Sandbox, &commands::reset_slot_store())
+            .exec_logged(Step::Sandbox, &sandbox_argv::reset_slot_store())
             .await?
         {
             0 => Ok(None),
@@ -379,7 +366,7 @@ impl<'a> JobRun<'a> {
     }
 
     async fn pre_run(&mut self, script: &Script) -> StepBody {
-        let command = commands::vendor_script(
+        let command = sandbox_argv::vendor_script(
             script,
             "pre-run",
             &self.executor.config.config_dir,
@@ -394,7 +381,7 @@ impl<'a> JobRun<'a> {
 
     async fn build(&mut self, backend: &BackendConfig) -> StepBody {
         let command =
-            commands::build_pr_image(&self.executor.config.build_file, &self.names.pr_image)?;
+            sandbox_argv::build_pr_image(&self.executor.config.build_file, &self.names.pr_image)?;
         let code = self.exec_logged(Step::Build, &command).await?;
         if code != 0 {
             return Err(StepStop::failure("image build failed").exit(code));
@@ -408,7 +395,7 @@ impl<'a> JobRun<'a> {
             })?),
             None => None,
         };
-        let extras = commands::extras_containerfile(
+        let extras = sandbox_argv::extras_containerfile(
             &self.names.pr_image,
             &backend.extra_packages,
             &backend.extra_pip,
@@ -418,11 +405,11 @@ impl<'a> JobRun<'a> {
             self.keep_store_within_budget().await;
             return Ok(Some(code));
         };
-        let path = self.work_dir.join(commands::EXTRAS_CONTAINERFILE);
+        let path = self.work_dir.join(sandbox_argv::EXTRAS_CONTAINERFILE);
         tokio::fs::write(&path, containerfile)
             .await
             .map_err(|e| StepStop::error(format!("cannot write {}: {e}", path.display())))?;
-        let command = commands::build_extras_image(&self.names.extras_image);
+        let command = sandbox_argv::build_extras_image(&self.names.extras_image);
         match self.exec_logged(Step::Build, &command).await? {
             0 => {
                 self.plugin_image = self.names.extras_image.clone();
@@ -437,7 +424,7 @@ impl<'a> JobRun<'a> {
     }
 
     async fn driver_config(&mut self, driver_config: &DriverConfig) -> StepBody {
-        let json_path = self.work_dir.join(commands::DRIVER_JSON_FILE);
+        let json_path = self.work_dir.join(sandbox_argv::DRIVER_JSON_FILE);
         let script = match driver_config {
             DriverConfig::Json(json) => {
                 tokio::fs::write(&json_path, json).await.map_err(|e| {
@@ -458,7 +445,7 @@ impl<'a> JobRun<'a> {
             || script.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
         );
-        let command = commands::resolve_driver_config(
+        let command = sandbox_argv::resolve_driver_config(
             &self.executor.config.config_dir,
             script,
             self.job_env(),
@@ -483,11 +470,11 @@ impl<'a> JobRun<'a> {
                 "driver config script {script_name} set DRIVER_CONFIG to invalid JSON"
             )));
         }
-        let files_path = self.work_dir.join(commands::SYSTEM_FILES_FILE);
+        let files_path = self.work_dir.join(sandbox_argv::SYSTEM_FILES_FILE);
         let files = tokio::fs::read_to_string(&files_path)
             .await
             .unwrap_or_default();
-        self.system_files = commands::system_files_path(&files)?;
+        self.system_files = sandbox_argv::system_files_path(&files)?;
         if let Some(files) = &self.system_files {
             self.say(Step::DriverConfig, &format!("CSI_SYSTEM_FILES={files}\n"));
         }
@@ -497,7 +484,7 @@ impl<'a> JobRun<'a> {
 
     async fn start_plugin(&mut self) -> StepBody {
         let podman = &self.executor.podman;
-        let probe = commands::existing_paths(&commands::PLUGIN_HOST_MOUNTS);
+        let probe = sandbox_argv::existing_paths(&sandbox_argv::PLUGIN_HOST_MOUNTS);
         let (code, listing) = podman
             .exec_captured(&self.names.sandbox_container, &probe)
             .await?;
@@ -508,7 +495,7 @@ impl<'a> JobRun<'a> {
         }
         let host_mounts: Vec<String> = listing
             .lines()
-            .filter(|line| commands::PLUGIN_HOST_MOUNTS.contains(line))
+            .filter(|line| sandbox_argv::PLUGIN_HOST_MOUNTS.contains(line))
             .map(String::from)
             .collect();
         let backend_config = self
@@ -523,7 +510,7 @@ impl<'a> JobRun<'a> {
             host_mounts: &host_mounts,
             job_id: &self.job.id,
         };
-        let command = commands::start_plugin(&launch);
+        let command = sandbox_argv::start_plugin(&launch);
         // Set first: a failed `podman run` may still have created the
         // container, and its log is then the best clue.
         self.plugin_started = true;
@@ -544,18 +531,18 @@ impl<'a> JobRun<'a> {
             &format!(
                 "waiting up to {}s for the plugin to serve on {}:{}\n",
                 timeout.as_secs(),
-                commands::CSI_ENDPOINT_HOST,
-                commands::CSI_ENDPOINT_PORT
+                sandbox_argv::CSI_ENDPOINT_HOST,
+                sandbox_argv::CSI_ENDPOINT_PORT
             ),
         );
-        let probe = commands::probe_plugin(&self.names.plugin_container);
+        let probe = sandbox_argv::probe_plugin(&self.names.plugin_container);
         loop {
             let (_, output) = self
                 .executor
                 .podman
                 .exec_captured(&self.names.sandbox_container, &probe)
                 .await?;
-            let stop = match commands::parse_probe(&output) {
+            let stop = match sandbox_argv::parse_probe(&output) {
                 PluginProbe::Serving => {
                     let waited = started.elapsed().as_secs_f32();
                     self.say(
@@ -586,7 +573,7 @@ impl<'a> JobRun<'a> {
     }
 
     async fn sanity(&mut self, sanity_command: &str) -> StepBody {
-        let command = commands::sanity(sanity_command, self.job_env());
+        let command = sandbox_argv::sanity(sanity_command, self.job_env());
         match self.exec_logged(Step::Sanity, &command).await? {
             0 => Ok(Some(0)),
             code => Err(StepStop::failure(format!("sanity suite failed (exit {code})")).exit(code)),
@@ -613,7 +600,7 @@ impl<'a> JobRun<'a> {
     }
 
     async fn run_post_run(&mut self, script: &Script, result: i32) -> StepBody {
-        let command = commands::vendor_script(
+        let command = sandbox_argv::vendor_script(
             script,
             "post-run",
             &self.executor.config.config_dir,
@@ -643,7 +630,7 @@ impl<'a> JobRun<'a> {
             step,
             &format!("--- log of the plugin container {name} ---\n"),
         );
-        let command = commands::plugin_logs(name);
+        let command = sandbox_argv::plugin_logs(name);
         match tokio::time::timeout(CLEANUP_EXEC_TIMEOUT, self.exec_logged(step, &command)).await {
             Ok(Ok(_)) => {}
             Ok(Err(stop)) => self.say(
@@ -665,7 +652,7 @@ impl<'a> JobRun<'a> {
             if self.plugin_started && !self.plugin_log_shown {
                 self.show_plugin_log(Step::Cleanup).await;
             }
-            let command = commands::reset_slot_store();
+            let command = sandbox_argv::reset_slot_store();
             match tokio::time::timeout(
                 CLEANUP_EXEC_TIMEOUT,
                 self.exec_logged(Step::Cleanup, &command),
@@ -716,132 +703,6 @@ impl<'a> JobRun<'a> {
             .await
             .map(|_| ())
             .map_err(|e| e.to_string())
-    }
-
-    /// Brings the slot's store back within its budget (the build may have
-    /// grown it): dangling images first, then the least recently used,
-    /// never this job's images or their cache layers. Records this job's
-    /// use of its images for the next eviction. Housekeeping: a problem is
-    /// reported in the build log and never fails the job.
-    async fn keep_store_within_budget(&self) {
-        if let Err(problem) = self.try_keep_store_within_budget().await {
-            tracing::warn!(job = %self.job.id, "image store: {problem}");
-            self.say(Step::Build, &format!("image store: {problem}\n"));
-        }
-    }
-
-    async fn try_keep_store_within_budget(&self) -> Result<(), String> {
-        let store = self.executor.slot_store(self.job.slot);
-        let budget = self.executor.store_budget_bytes;
-        let in_use = [self.names.pr_image.as_str(), self.plugin_image.as_str()];
-        let images = self.stored_images().await?;
-        let protected = eviction::in_use_with_ancestors(&images, &in_use);
-        let present: Vec<String> = images.iter().map(|i| i.id.clone()).collect();
-        store
-            .record_use(&protected, &present)
-            .await
-            .map_err(|e| format!("cannot record image use: {e}"))?;
-
-        let usage = || async {
-            store
-                .usage_bytes()
-                .await
-                .map_err(|e| format!("cannot measure {}: {e}", store.containers_dir().display()))
-        };
-        let mut used = usage().await?;
-        self.say(
-            Step::Build,
-            &format!(
-                "image store: {} of {} budget used\n",
-                human_bytes(used),
-                human_bytes(budget)
-            ),
-        );
-        if used <= budget {
-            return Ok(());
-        }
-        self.say(
-            Step::Build,
-            "image store over budget: removing dangling images of superseded builds\n",
-        );
-        self.run_store_command(&commands::prune_dangling_images())
-            .await?;
-        used = usage().await?;
-        let last_used = store.last_used().await;
-        while used > budget {
-            let images = self.stored_images().await?;
-            let Some(next) = eviction::next_to_evict(&images, &protected, &last_used) else {
-                let left: Vec<String> = images
-                    .iter()
-                    .filter(|image| !image.read_only)
-                    .map(eviction::StoredImage::label)
-                    .collect();
-                self.say(
-                    Step::Build,
-                    &format!(
-                        "image store still over budget at {}: every image left is in use ({})\n",
-                        human_bytes(used),
-                        left.join(", ")
-                    ),
-                );
-                return Ok(());
-            };
-            self.say(
-                Step::Build,
-                &format!("evicting least recently used image {}\n", next.label()),
-            );
-            self.run_store_command(&commands::remove_image(&next.id))
-                .await?;
-            used = usage().await?;
-        }
-        self.say(
-            Step::Build,
-            &format!("image store now at {}\n", human_bytes(used)),
-        );
-        Ok(())
-    }
-
-    async fn stored_images(&self) -> Result<Vec<eviction::StoredImage>, String> {
-        let (code, output) = self
-            .executor
-            .podman
-            .exec_captured(&self.names.sandbox_container, &commands::list_images())
-            .await
-            .map_err(|e| e.to_string())?;
-        if code != 0 {
-            return Err(format!(
-                "listing images failed (exit {code}): {}",
-                output.trim()
-            ));
-        }
-        eviction::parse_image_list(&output).map_err(|e| e.to_string())
-    }
-
-    async fn run_store_command(&self, command: &InnerCommand) -> Result<(), String> {
-        match self.exec_logged(Step::Build, command).await {
-            Ok(0) => Ok(()),
-            Ok(code) => Err(format!("{} failed (exit {code})", command.trace().trim())),
-            Err(stop) => Err(stop.reason),
-        }
-    }
-}
-
-/// Bytes for a log reader, in the decimal units of IMAGE_STORE_MAX_GB.
-fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["kB", "MB", "GB", "TB"];
-    let mut value = bytes as f64;
-    let mut unit = "B";
-    for next in UNITS {
-        if value < 1000.0 {
-            break;
-        }
-        value /= 1000.0;
-        unit = next;
-    }
-    if unit == "B" {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {unit}")
     }
 }
 

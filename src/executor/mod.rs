@@ -10,7 +10,7 @@
 //! Submodules, each with one job:
 //! - `cancel`: [`CancelSignal`], cancellation with its reason.
 //! - `job`: the step sequence, who decides the outcome, cleanup on every path.
-//! - `commands`: the argument lists run inside the sandbox (pure).
+//! - `sandbox_argv`: the argument lists run inside the sandbox (pure).
 //! - `git`: the cached bare clone and tree export (host side).
 //! - `podman`: the only podman-api user.
 //! - `podman_service`: our own `podman system service` when none is given.
@@ -18,10 +18,11 @@
 //! - `store`: a slot's persistent image store on the host, its size and
 //!   last-use record (and why there is one store per slot).
 //! - `eviction`: which image goes next when a store is over its budget.
+//! - `store_budget`: the budget policy applied after each build (prune,
+//!   then evict), apart from the step sequence.
 //! - `process`: host child processes with streamed output.
 
 mod cancel;
-mod commands;
 mod eviction;
 mod git;
 mod job;
@@ -29,8 +30,10 @@ mod observer;
 mod podman;
 mod podman_service;
 mod process;
+mod sandbox_argv;
 mod sandbox_image;
 mod store;
+mod store_budget;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

@@ -20,7 +20,7 @@ use podman_api::opts::{
 use podman_api::Podman;
 use thiserror::Error;
 
-use super::commands::InnerCommand;
+use super::sandbox_argv::InnerCommand;
 
 /// How long an exec session may still report "running" after its output
 /// stream closed (Podman records the exit code just after).

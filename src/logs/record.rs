@@ -45,10 +45,7 @@ pub struct JobRecord {
 impl JobRecord {
     /// The step that decided a failed or errored job.
     pub fn deciding_step(&self) -> Option<Step> {
-        match &self.outcome {
-            Some(JobOutcome::Failure { step, .. } | JobOutcome::Error { step, .. }) => Some(*step),
-            _ => None,
-        }
+        self.outcome.as_ref().and_then(JobOutcome::deciding_step)
     }
 
     /// Reads `<dir>/job.json`.

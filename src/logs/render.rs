@@ -177,7 +177,7 @@ fn result_of(outcome: Option<&JobOutcome>) -> (&'static str, &'static str) {
         None => ("running", "running"),
         Some(JobOutcome::Success) => ("success", "success"),
         Some(JobOutcome::Failure { .. }) => ("failure", "failure"),
-        Some(JobOutcome::Error { .. }) => ("error", "error"),
+        Some(JobOutcome::Error { .. } | JobOutcome::TimedOut { .. }) => ("error", "error"),
         Some(JobOutcome::Cancelled { .. }) => ("cancelled", "cancelled"),
     }
 }

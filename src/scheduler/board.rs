@@ -42,7 +42,7 @@ pub fn result_label(outcome: &JobOutcome) -> &'static str {
     match outcome {
         JobOutcome::Success => "success",
         JobOutcome::Failure { .. } => "failure",
-        JobOutcome::Error { .. } => "error",
+        JobOutcome::Error { .. } | JobOutcome::TimedOut { .. } => "error",
         JobOutcome::Cancelled { .. } => "cancelled",
     }
 }
