@@ -10,7 +10,8 @@
 //!   by section (GitHub, relay, backends, executor, service, web, logs), from
 //!   one table of keys; each part is handed its section only.
 //! - [`model`]: ids, SHAs, backend names, job requests, outcomes and commit
-//!   statuses; no I/O.
+//!   statuses; no I/O. From the core crate (`ember_ci_core`, crates/core),
+//!   like [`policy`], [`commands`] and the webhook's `event` and `signature`.
 //! - [`policy`]: who may trigger what; pure.
 //! - [`commands`]: the PR comment-command parser (`recheck`, `/ok-to-test`, ...); pure.
 //! - [`webhook`]: body cap, HMAC over the raw bytes, payload -> [`webhook::Delivery`].
@@ -31,15 +32,12 @@
 //!   (and for in-process tests), graceful shutdown.
 //! - [`run`]: `ember-ci run`, one job now.
 
-pub mod commands;
 pub mod config;
 pub mod dispatch;
 pub mod executor;
 pub mod github;
 pub mod journal;
 pub mod logs;
-pub mod model;
-pub mod policy;
 pub mod relay;
 pub mod run;
 pub mod scheduler;
@@ -47,3 +45,5 @@ pub mod send;
 pub mod service;
 pub mod web;
 pub mod webhook;
+
+pub use ember_ci_core::{commands, model, policy};

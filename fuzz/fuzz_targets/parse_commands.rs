@@ -3,7 +3,7 @@
 //! never a command.
 #![no_main]
 
-use ember_ci::commands::{parse_commands, Command};
+use ember_ci_core::commands::{parse_commands, Command};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|body: &str| {

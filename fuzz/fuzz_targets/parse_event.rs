@@ -3,7 +3,7 @@
 //! later reach git and Podman).
 #![no_main]
 
-use ember_ci::webhook::Event;
+use ember_ci_core::event::Event;
 use libfuzzer_sys::fuzz_target;
 
 /// The events ember-ci reads, plus ones it only checks to be JSON.

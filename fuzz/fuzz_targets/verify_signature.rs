@@ -3,7 +3,7 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use ember_ci::webhook::signature::{sign, verify, SignatureError};
+use ember_ci_core::signature::{sign, verify, SignatureError};
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Debug, Arbitrary)]

@@ -9,16 +9,17 @@
 //! the handler only checks, parses and enqueues. It never calls GitHub or
 //! Podman; whoever reads the channel does the work.
 //!
-//! - [`signature`]: `X-Hub-Signature-256` / `X-Hub-Signature` signing and checking.
-//! - [`event`]: a verified body -> [`Event`].
+//! - [`signature`]: `X-Hub-Signature-256` / `X-Hub-Signature` signing and
+//!   checking, and [`event`]: a verified body -> [`Event`]; both pure, in
+//!   the core crate (`ember_ci_core`), re-exported here.
 //! - `intake`: the order of checks, the decision, de-duplication, counters.
 //! - `endpoint`: the warp filter, body cap and rejection replies.
 
 mod endpoint;
-pub mod event;
 mod intake;
 mod seen;
-pub mod signature;
+
+pub use ember_ci_core::{event, signature};
 
 use std::time::SystemTime;
 

@@ -263,7 +263,10 @@ mod tests {
     /// Parses a smee-form fixture from tests/data/github the way the intake
     /// would see it: event name from the header, body as compact JSON.
     fn parse_fixture(file: &str) -> Event {
-        let path = format!("{}/tests/data/github/{file}", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/../../tests/data/github/{file}",
+            env!("CARGO_MANIFEST_DIR")
+        );
         let text = std::fs::read_to_string(&path).expect("fixture is readable");
         let saved: serde_json::Value = serde_json::from_str(&text).expect("fixture is JSON");
         let name = saved["x-github-event"]
