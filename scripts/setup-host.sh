@@ -19,7 +19,7 @@ done
 dpkg -s libssl-dev >/dev/null 2>&1 || need_packages+=(libssl-dev)
 dpkg -s uidmap >/dev/null 2>&1 || need_packages+=(uidmap)
 # --with-browser: Debian's chromium and node for the browser test
-# (tests/browser.rs drives chromium with playwright-core, which never
+# (tests/all/browser.rs drives chromium with playwright-core, which never
 # downloads a browser).
 if [ "${1:-}" = --with-browser ]; then
   for tool in chromium:chromium node:nodejs npm:npm; do

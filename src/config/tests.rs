@@ -1,6 +1,6 @@
 //! Unit tests of the config reader's pure parts: the bash-compatible
 //! reader, single-value parsers and the credential rule. Loading whole
-//! config dirs is tested in tests/config.rs.
+//! config dirs is tested in tests/all/config.rs.
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -8,10 +8,8 @@
 //! forwards them like any other, and the dispatcher's work for them is a
 //! queue scan, so the soak measures ember-ci rather than 2,000 Podman jobs.
 
-#[path = "support/ci_env.rs"]
-mod ci_env;
-#[path = "support/fake_github.rs"]
-mod fake_github;
+use ember_ci_test_kit::ci_env;
+use ember_ci_test_kit::fake_github;
 
 use std::time::{Duration, Instant};
 
@@ -194,6 +192,7 @@ fn proc_status_kb(pid: u32, field: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_thousand_signed_deliveries_are_journaled_bad_ones_refused_memory_flat() {
+    let _podman = ember_ci_test_kit::podman_lock().await;
     let dir = tempfile::tempdir().expect("temp dir");
     let repo = ci_env::DemoRepo::create(dir.path());
     let github = FakeGitHub::start_with(ci_env::TEST_TOKEN, "embercsi/ember-csi").await;

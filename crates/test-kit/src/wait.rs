@@ -1,6 +1,5 @@
 //! Waiting on a condition with a deadline (tests never sleep for a fixed
 //! time to let something happen).
-#![allow(dead_code)]
 
 use std::time::Duration;
 

@@ -4,14 +4,10 @@
 //! statuses per commit, comments, reactions, open pull requests, and a log of
 //! every request with the status it got.
 //!
-//! Include it from a test file with
-//! `#[path = "support/fake_github.rs"] mod fake_github;`.
-//!
 //! It checks the token like GitHub does (401 "Bad credentials"), validates
 //! what GitHub validates for these calls (status state, 140-character
 //! descriptions, reaction names), and can be told to fail: `fail_next` for
 //! 5xx/4xx answers, `rate_limit_next` for GitHub's rate-limit 403.
-#![allow(dead_code)]
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;

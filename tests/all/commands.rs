@@ -8,10 +8,8 @@
 //! (scripts/setup-host.sh). The first job on a fresh host also builds the
 //! sandbox image, hence the long job deadline.
 
-#[path = "support/ci_env.rs"]
-mod ci_env;
-#[path = "support/fake_github.rs"]
-mod fake_github;
+use ember_ci_test_kit::ci_env;
+use ember_ci_test_kit::fake_github;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -22,10 +20,6 @@ use ci_env::{
 use ember_ci::relay::saved::prepare_saved_delivery;
 use fake_github::{FakeGitHub, FakeState, BOT_LOGIN};
 use serde_json::Value;
-
-/// Every `ember-ci serve` sweeps all job containers on the host when it
-/// starts, and services share worker-slot image tags: one at a time.
-static ONE_SERVICE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Jobs take seconds once the sandbox image exists; the first one on a
 /// fresh host builds it.
@@ -61,7 +55,7 @@ impl Ci {
     /// `extra_config` lines go after the demo config; `config_for` may use
     /// the demo repository's SHAs.
     async fn start(extra_config: impl FnOnce(&DemoRepo) -> String) -> Ci {
-        let serial = ONE_SERVICE_AT_A_TIME.lock().await;
+        let serial = ember_ci_test_kit::podman_lock().await;
         let dir = tempfile::tempdir().expect("temp dir");
         let github = FakeGitHub::start_with(TEST_TOKEN, "embercsi/ember-csi").await;
         let repo = DemoRepo::create(dir.path());

@@ -3,12 +3,9 @@
 //! sent with `ember-ci send`, statuses recorded by a local GitHub API, jobs
 //! on real Podman.
 
-#[path = "support/ci_env.rs"]
-mod ci_env;
-#[path = "support/demo_setup.rs"]
-mod demo_setup;
-#[path = "support/fake_github.rs"]
-mod fake_github;
+use ember_ci_test_kit::ci_env;
+use ember_ci_test_kit::demo_setup;
+use ember_ci_test_kit::fake_github;
 
 use std::time::Duration;
 
@@ -35,6 +32,7 @@ async fn send_async(url: String, file: std::path::PathBuf, secret: &'static str)
 
 #[tokio::test(flavor = "multi_thread")]
 async fn fixture_deliveries_end_in_success_and_failure_with_log_links() {
+    let _podman = ember_ci_test_kit::podman_lock().await;
     let DemoSetup {
         dir,
         repo,

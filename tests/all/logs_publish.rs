@@ -7,10 +7,8 @@
 //! The end-to-end case needs root Podman with runc and
 //! localhost/debian:bookworm (scripts/setup-host.sh).
 
-#[path = "support/executor_env.rs"]
-mod executor_env;
-#[path = "support/fake_github.rs"]
-mod fake_github;
+use ember_ci_test_kit::executor_env;
+use ember_ci_test_kit::fake_github;
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -245,6 +243,7 @@ fn request(pr: u64, sha: &CommitSha) -> JobRequest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_jobs_publish_masked_logs_with_working_links_to_the_branch() {
+    let _podman = ember_ci_test_kit::podman_lock().await;
     let mut env = DemoEnv::new();
     let leaky_sha = push_leaky_pr(&mut env);
     let github = FakeGitHub::start().await;

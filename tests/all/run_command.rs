@@ -1,8 +1,7 @@
 //! `ember-ci run` on the demo config: one job now, printing each step and
 //! the statuses (no GH_TOKEN), exit code 0 on success and 1 on failure.
 
-#[path = "support/ci_env.rs"]
-mod ci_env;
+use ember_ci_test_kit::ci_env;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -42,6 +41,7 @@ fn run_pr(config: &Path, pr: &str, extra: &[&str]) -> (i32, String) {
 
 #[test]
 fn run_succeeds_on_the_demo_and_exits_1_on_the_broken_pr() {
+    let _podman = ember_ci_test_kit::podman_lock_blocking();
     let dir = tempfile::tempdir().unwrap();
     let (repo, config) = demo_config_without_github(dir.path());
 

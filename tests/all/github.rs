@@ -1,8 +1,7 @@
 //! The github module against a fake GitHub over real HTTP: what octocrab
 //! sends and parses, how failures are sorted and retried.
 
-#[path = "support/fake_github.rs"]
-mod fake_github;
+use ember_ci_test_kit::fake_github;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -469,7 +468,7 @@ async fn console_reporter_prints_the_status_line() {
     // stdout, so run this very test again in a child and read its stdout.
     let output = std::process::Command::new(std::env::current_exe().expect("test binary path"))
         .args([
-            "console_reporter_prints_the_status_line",
+            "github::console_reporter_prints_the_status_line",
             "--exact",
             "--test-threads=1",
             "--nocapture",

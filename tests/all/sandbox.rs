@@ -6,8 +6,7 @@
 //! Needs root Podman with runc and localhost/debian:bookworm
 //! (scripts/setup-host.sh); the extras case needs the Debian mirror.
 
-#[path = "support/executor_env.rs"]
-mod executor_env;
+use ember_ci_test_kit::executor_env;
 
 use std::process::Command;
 use std::sync::Arc;
@@ -60,6 +59,7 @@ fn build_step<'a>(build_log: &'a str, instruction: &str) -> &'a str {
 
 #[tokio::test]
 async fn source_only_change_reuses_dependency_layers_across_a_restart() {
+    let _podman = ember_ci_test_kit::podman_lock().await;
     let _heavy = HEAVY_CASES.acquire().await.expect("semaphore");
     let mut env = DemoEnv::new();
     push_dependency_prs(&mut env);
@@ -110,6 +110,7 @@ async fn source_only_change_reuses_dependency_layers_across_a_restart() {
 
 #[tokio::test]
 async fn store_over_budget_evicts_old_images_first_and_keeps_the_running_jobs() {
+    let _podman = ember_ci_test_kit::podman_lock().await;
     let _heavy = HEAVY_CASES.acquire().await.expect("semaphore");
     let mut env = DemoEnv::new();
     push_dependency_prs(&mut env);
@@ -160,6 +161,7 @@ async fn store_over_budget_evicts_old_images_first_and_keeps_the_running_jobs() 
 /// plugin insists on both, byte for byte ("require_files").
 #[tokio::test]
 async fn ceph_style_system_files_reach_the_plugin_with_their_content() {
+    let _podman = ember_ci_test_kit::podman_lock().await;
     let _heavy = HEAVY_CASES.acquire().await.expect("semaphore");
     let env = DemoEnv::new();
     const CONF: &str = "[global]\nfsid = 6f1a4a3c\nmon_host = 192.0.2.10:6789\n";
@@ -232,6 +234,7 @@ async fn ceph_style_system_files_reach_the_plugin_with_their_content() {
 
 #[tokio::test]
 async fn extra_package_is_installed_into_the_plugin_image() {
+    let _podman = ember_ci_test_kit::podman_lock().await;
     let _heavy = HEAVY_CASES.acquire().await.expect("semaphore");
     let env = DemoEnv::new();
     let needs_jq =
@@ -278,6 +281,7 @@ async fn extra_package_is_installed_into_the_plugin_image() {
 /// at the same moment, and each suite reached its own.
 #[tokio::test]
 async fn two_workers_run_two_backends_at_once() {
+    let _podman = ember_ci_test_kit::podman_lock().await;
     let _heavy = HEAVY_CASES.acquire().await.expect("semaphore");
     let env = DemoEnv::new();
     let go = env.config_dir.join("both-in-sanity");
@@ -345,6 +349,7 @@ async fn two_workers_run_two_backends_at_once() {
 /// first (and not a job still running), the slot's next job the second.
 #[tokio::test]
 async fn killed_job_is_swept_and_the_next_job_of_its_slot_clears_the_store() {
+    let _podman = ember_ci_test_kit::podman_lock().await;
     let _heavy = HEAVY_CASES.acquire().await.expect("semaphore");
     let env = DemoEnv::new();
     let executor = Arc::new(start_executor(env.config(GENEROUS)).await);

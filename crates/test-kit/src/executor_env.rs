@@ -19,8 +19,9 @@ pub const NEVER_SERVING_PR: u64 = 131;
 /// distinctive one makes test images easy to spot in logs.
 pub const TEST_SLOT: usize = 900;
 
+/// The repository's root.
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    crate::ci_env::project_dir()
 }
 
 /// Runs a command that must succeed, returning its stdout.
@@ -71,6 +72,12 @@ pub struct DemoEnv {
     pub heads: Vec<(u64, CommitSha)>,
     /// The bare repository standing in for embercsi/ember-csi.
     pub repo: PathBuf,
+}
+
+impl Default for DemoEnv {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl DemoEnv {

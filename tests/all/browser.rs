@@ -7,10 +7,8 @@
 //! Needs chromium, node and tests/browser/node_modules: scripts/test.sh
 //! installs them; a missing one fails the test saying so.
 
-#[path = "support/ci_env.rs"]
-mod ci_env;
-#[path = "support/fake_github.rs"]
-mod fake_github;
+use ember_ci_test_kit::ci_env;
+use ember_ci_test_kit::fake_github;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -120,6 +118,7 @@ fn run_browser_script(url: &str, job_id: &str, artifacts: &Path) -> (bool, Strin
 
 #[test]
 fn dashboard_follows_a_real_job_from_running_to_done_without_reload() {
+    let _podman = ember_ci_test_kit::podman_lock_blocking();
     assert_browser_tools();
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let github = runtime.block_on(FakeGitHub::start_with(TEST_TOKEN, "embercsi/ember-csi"));

@@ -3,12 +3,9 @@
 //! `ember-ci serve` receiving the two vendor deliveries through smee and
 //! running them as real Podman jobs.
 
-#[path = "support/ci_env.rs"]
-mod ci_env;
-#[path = "support/fake_github.rs"]
-mod fake_github;
-#[path = "support/fake_smee.rs"]
-mod fake_smee;
+use ember_ci_test_kit::ci_env;
+use ember_ci_test_kit::fake_github;
+use ember_ci_test_kit::fake_smee;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -539,6 +536,7 @@ fn last_state(statuses: &[fake_github::RecordedStatus]) -> Option<&str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn serve_runs_both_vendor_deliveries_received_through_smee() {
+    let _podman = ember_ci_test_kit::podman_lock().await;
     let temp = tempfile::tempdir().expect("temp dir");
     let dir = temp.path().to_path_buf();
     let repo = {

@@ -4,8 +4,7 @@
 //! job runner the test drives line by line (the real executor on Podman is
 //! exercised by tests/browser.rs through `ember-ci serve`).
 
-#[path = "support/fake_github.rs"]
-mod fake_github;
+use ember_ci_test_kit::fake_github;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -2,7 +2,6 @@
 //! bare git repo standing in for embercsi/ember-csi, a vendor config dir
 //! pointing at it and at a local GitHub API, fixture deliveries re-targeted
 //! at the local commits, and `ember-ci serve` as a real child process.
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -14,12 +13,23 @@ use std::time::{Duration, Instant};
 pub const TEST_SECRET: &str = "test-webhook-secret";
 pub const TEST_TOKEN: &str = "test-github-token";
 
+/// The repository's root (this crate lives in crates/test-kit).
 pub fn project_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    dir.canonicalize().unwrap_or(dir)
 }
 
+/// The `ember-ci` binary Cargo built for the integration tests: beside the
+/// test executable's `deps` dir, wherever the target dir is.
 pub fn ember_ci_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_ember-ci"))
+    let test_exe = std::env::current_exe().expect("the test executable's path");
+    let dir = test_exe.parent().expect("the test executable's dir");
+    let dir = if dir.ends_with("deps") {
+        dir.parent().expect("the target profile dir")
+    } else {
+        dir
+    };
+    dir.join("ember-ci")
 }
 
 /// The demo plugin repository with PR refs 129 (works) and 130 (broken).

@@ -1,7 +1,6 @@
 //! The usual end-to-end setup: the demo repository, a fake GitHub, and a
 //! config dir pointing at both with a private state dir. Test binaries that
 //! include this also include `ci_env` and `fake_github` at their root.
-#![allow(dead_code)]
 
 use std::path::PathBuf;
 

@@ -10,7 +10,6 @@
 //!
 //! Include it from a test file with
 //! `#[path = "support/fake_smee.rs"] mod fake_smee;`.
-#![allow(dead_code)]
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -6,8 +6,7 @@
 //! (scripts/setup-host.sh). Each case has its own state dir (so its own
 //! image stores); they run one at a time to keep a 2-core CI host calm.
 
-#[path = "support/executor_env.rs"]
-mod executor_env;
+use ember_ci_test_kit::executor_env;
 
 use std::process::Command;
 use std::sync::Arc;
@@ -21,12 +20,9 @@ use executor_env::{
     RecordingObserver, Timeouts, GENEROUS, NEVER_SERVING_PR,
 };
 
-/// Jobs are heavy (a privileged sandbox, nested builds); see the module docs.
-static ONE_JOB_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 #[tokio::test]
 async fn passing_pr_succeeds_and_second_run_reuses_the_layer_cache() {
-    let _serial = ONE_JOB_AT_A_TIME.lock().await;
+    let _podman = ember_ci_test_kit::podman_lock().await;
     let env = DemoEnv::new();
     let executor = start_executor(env.config(GENEROUS)).await;
 
@@ -88,7 +84,7 @@ async fn passing_pr_succeeds_and_second_run_reuses_the_layer_cache() {
 
 #[tokio::test]
 async fn broken_pr_fails_naming_the_plugin_exit() {
-    let _serial = ONE_JOB_AT_A_TIME.lock().await;
+    let _podman = ember_ci_test_kit::podman_lock().await;
     let env = DemoEnv::new();
     let executor = start_executor(env.config(GENEROUS)).await;
 
@@ -115,7 +111,7 @@ async fn broken_pr_fails_naming_the_plugin_exit() {
 
 #[tokio::test]
 async fn never_serving_plugin_is_an_error_within_the_start_timeout() {
-    let _serial = ONE_JOB_AT_A_TIME.lock().await;
+    let _podman = ember_ci_test_kit::podman_lock().await;
     let env = DemoEnv::new();
     let plugin_start = Duration::from_secs(5);
     let executor = start_executor(env.config(Timeouts {
@@ -148,7 +144,7 @@ async fn never_serving_plugin_is_an_error_within_the_start_timeout() {
 
 #[tokio::test]
 async fn job_timeout_abandons_the_step_and_still_runs_post_run_and_cleanup() {
-    let _serial = ONE_JOB_AT_A_TIME.lock().await;
+    let _podman = ember_ci_test_kit::podman_lock().await;
     let env = DemoEnv::new();
     let executor = start_executor(env.config(Timeouts {
         job: Duration::from_secs(8),
@@ -195,7 +191,7 @@ async fn job_timeout_abandons_the_step_and_still_runs_post_run_and_cleanup() {
 
 #[tokio::test]
 async fn cancelled_job_runs_post_run_and_cleanup() {
-    let _serial = ONE_JOB_AT_A_TIME.lock().await;
+    let _podman = ember_ci_test_kit::podman_lock().await;
     let env = DemoEnv::new();
     let executor = start_executor(env.config(GENEROUS)).await;
     let cancel = CancelSignal::new();
@@ -224,7 +220,7 @@ async fn cancelled_job_runs_post_run_and_cleanup() {
 
 #[tokio::test]
 async fn commit_missing_from_the_pr_ref_is_an_error_at_fetch() {
-    let _serial = ONE_JOB_AT_A_TIME.lock().await;
+    let _podman = ember_ci_test_kit::podman_lock().await;
     let env = DemoEnv::new();
     let executor = start_executor(env.config(GENEROUS)).await;
     // #130's head is a descendant of #129's, so fetching #129 cannot bring it.
@@ -337,7 +333,7 @@ async fn sweep_removes_this_instances_job_leftovers_only() {
 
 #[tokio::test]
 async fn driver_config_script_feeds_the_plugin_and_its_system_files() {
-    let _serial = ONE_JOB_AT_A_TIME.lock().await;
+    let _podman = ember_ci_test_kit::podman_lock().await;
     let env = DemoEnv::new();
     let staging = env.dir.path().join("system-files");
     std::fs::create_dir_all(staging.join("etc/demo")).expect("staging dir");
@@ -395,7 +391,7 @@ async fn driver_config_script_feeds_the_plugin_and_its_system_files() {
 
 #[tokio::test]
 async fn vendor_extras_layer_is_built_on_the_pr_image() {
-    let _serial = ONE_JOB_AT_A_TIME.lock().await;
+    let _podman = ember_ci_test_kit::podman_lock().await;
     let env = DemoEnv::new();
     let mut config = (*env.config(GENEROUS)).clone();
     config.backends[0].extra_containerfile = Some(env.write_extras_containerfile());

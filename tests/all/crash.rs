@@ -6,14 +6,10 @@
 //! End to end (real Podman): `ember-ci serve` is SIGKILLed while a job runs
 //! and another waits, and restarted on the same state dir.
 
-#[path = "support/ci_env.rs"]
-mod ci_env;
-#[path = "support/demo_setup.rs"]
-mod demo_setup;
-#[path = "support/fake_github.rs"]
-mod fake_github;
-#[path = "support/wait.rs"]
-mod wait;
+use ember_ci_test_kit::ci_env;
+use ember_ci_test_kit::demo_setup;
+use ember_ci_test_kit::fake_github;
+use ember_ci_test_kit::wait;
 
 use demo_setup::DemoSetup;
 use std::path::Path;
@@ -355,6 +351,7 @@ async fn wait_for_podman(what: &str, deadline: Duration, condition: impl Fn() ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkilled_service_resumes_its_jobs_and_posts_each_final_status_once() {
+    let _podman = ember_ci_test_kit::podman_lock().await;
     // One worker, and a pre-run long enough to be killed in the middle of.
     let DemoSetup {
         dir,
@@ -468,6 +465,7 @@ const DEMO_ARRAY_PASSWORD: &str = "demo-array-password";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_mid_job_answers_503_lets_the_job_finish_and_exits_0_without_logging_secrets() {
+    let _podman = ember_ci_test_kit::podman_lock().await;
     let DemoSetup {
         dir,
         repo,
@@ -550,6 +548,7 @@ async fn sigterm_mid_job_answers_503_lets_the_job_finish_and_exits_0_without_log
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statuses_arrive_in_order_after_github_fails_and_rate_limits() {
+    let _podman = ember_ci_test_kit::podman_lock().await;
     let DemoSetup {
         dir,
         repo,

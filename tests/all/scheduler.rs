@@ -2,10 +2,8 @@
 //! GitHub over HTTP and runners that finish, fail or hang on command (the
 //! executor itself is tested on real Podman in tests/e2e.rs).
 
-#[path = "support/fake_github.rs"]
-mod fake_github;
-#[path = "support/wait.rs"]
-mod wait;
+use ember_ci_test_kit::fake_github;
+use ember_ci_test_kit::wait;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -1,0 +1,20 @@
+//! Every integration test of ember-ci in one binary (one link, one run),
+//! a module per area. Test support is the `ember_ci_test_kit` crate
+//! (crates/test-kit). Tests that run real jobs on Podman take
+//! `ember_ci_test_kit::podman_lock`.
+
+mod browser;
+mod commands;
+mod config;
+mod crash;
+mod e2e;
+mod executor;
+mod github;
+mod logs_publish;
+mod relay;
+mod run_command;
+mod sandbox;
+mod scheduler;
+mod soak;
+mod web;
+mod webhook;
