@@ -9,10 +9,14 @@
 
 use ember_ci_test_kit::ci_env;
 use ember_ci_test_kit::fake_github;
+use ember_ci_test_kit::wait::poll_until_blocking;
+
+/// How often the test looks again.
+const POLL: Duration = Duration::from_millis(200);
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ci_env::{
     delivery_for, project_dir, send, write_config, DemoRepo, Service, TEST_SECRET, TEST_TOKEN,
@@ -66,22 +70,20 @@ fn poll_json<T>(
     service: &Service,
     pick: impl Fn(&Value) -> Option<T>,
 ) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        let body: Option<Value> = runtime.block_on(async {
+    let fetch = || -> Option<Value> {
+        runtime.block_on(async {
             let response = reqwest::get(url).await.ok()?;
             response.json().await.ok()
-        });
-        if let Some(found) = body.as_ref().and_then(&pick) {
-            return found;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out polling {url}; last answer {body:?}; service log:\n{}",
+        })
+    };
+    let found = poll_until_blocking(limit, POLL, || fetch().as_ref().and_then(&pick));
+    found.unwrap_or_else(|| {
+        panic!(
+            "timed out polling {url}; last answer {:?}; service log:\n{}",
+            fetch(),
             service.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        )
+    })
 }
 
 /// Runs `node dashboard.mjs`, bounded; returns (success, combined output).
@@ -98,18 +100,14 @@ fn run_browser_script(url: &str, job_id: &str, artifacts: &Path) -> (bool, Strin
         .stdin(Stdio::null())
         .spawn()
         .expect("starting node");
-    let deadline = Instant::now() + BROWSER_LIMIT;
-    let success = loop {
-        if let Some(status) = child.try_wait().expect("waiting for node") {
-            break status.success();
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break false;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let exited = poll_until_blocking(BROWSER_LIMIT, POLL, || {
+        child.try_wait().expect("waiting for node")
+    });
+    if exited.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let success = exited.is_some_and(|status| status.success());
     (
         success,
         std::fs::read_to_string(&log_path).unwrap_or_default(),

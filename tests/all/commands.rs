@@ -10,6 +10,7 @@
 
 use ember_ci_test_kit::ci_env;
 use ember_ci_test_kit::fake_github;
+use ember_ci_test_kit::wait::poll_until;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -163,18 +164,12 @@ impl Ci {
 
     /// Polls `/api/jobs` until one job satisfies `predicate`; returns it.
     async fn wait_for_job(&self, what: &str, predicate: impl Fn(&Value) -> bool) -> Value {
-        let deadline = tokio::time::Instant::now() + JOB_DEADLINE;
-        loop {
-            if let Some(job) = self.jobs().await.into_iter().find(|job| predicate(job)) {
-                return job;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "no job became {what}; service log:\n{}",
-                self.service.log()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let found = poll_until(JOB_DEADLINE, Duration::from_millis(200), || async {
+            self.jobs().await.into_iter().find(|job| predicate(job))
+        })
+        .await;
+        found
+            .unwrap_or_else(|| panic!("no job became {what}; service log:\n{}", self.service.log()))
     }
 
     /// The text of a finished job's log file for `step`.

@@ -339,14 +339,7 @@ fn finals(statuses: &[RecordedStatus]) -> Vec<String> {
 }
 
 async fn wait_for_podman(what: &str, deadline: Duration, condition: impl Fn() -> bool) {
-    let until = tokio::time::Instant::now() + deadline;
-    while !condition() {
-        assert!(
-            tokio::time::Instant::now() < until,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait::wait_until_every(what, deadline, Duration::from_millis(200), condition).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -450,14 +443,7 @@ async fn sigkilled_service_resumes_its_jobs_and_posts_each_final_status_once() {
 
 /// Polls `condition` every 200 ms until it holds or `limit` passes.
 fn wait_blocking(what: &str, limit: Duration, condition: impl Fn() -> bool) {
-    let deadline = std::time::Instant::now() + limit;
-    while !condition() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait::wait_until_blocking(what, limit, Duration::from_millis(200), condition);
 }
 
 /// The driver password of the demo config (examples/demo/config).

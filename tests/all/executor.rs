@@ -7,6 +7,7 @@
 //! image stores); they run one at a time to keep a 2-core CI host calm.
 
 use ember_ci_test_kit::executor_env;
+use ember_ci_test_kit::wait::wait_until_every;
 
 use std::process::Command;
 use std::sync::Arc;
@@ -279,14 +280,13 @@ async fn sweep_removes_this_instances_job_leftovers_only() {
         .kill_on_drop(true)
         .spawn()
         .expect("isolated podman service");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !socket.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "isolated podman service did not start"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until_every(
+        "the isolated podman service to start",
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || socket.exists(),
+    )
+    .await;
     let mut config = (*env.config(GENEROUS)).clone();
     config.executor.podman_socket = Some(socket.clone());
     let executor = start_executor(Arc::new(config)).await;

@@ -6,6 +6,7 @@
 use ember_ci_test_kit::ci_env;
 use ember_ci_test_kit::fake_github;
 use ember_ci_test_kit::fake_smee;
+use ember_ci_test_kit::wait;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -149,18 +150,15 @@ impl RunningRelay {
     }
 
     async fn wait_for_health(&self, what: &str, condition: impl Fn(&RelayStatus) -> bool) {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let status = self.health.snapshot();
-            if condition(&status) {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "relay health never showed {what}; last: {status:?}"
-            );
-            tokio::time::sleep(CONDITION_POLL).await;
-        }
+        let seen = wait::poll_until(WAIT, CONDITION_POLL, || {
+            std::future::ready(Some(self.health.snapshot()).filter(|status| condition(status)))
+        })
+        .await;
+        assert!(
+            seen.is_some(),
+            "relay health never showed {what}; last: {:?}",
+            self.health.snapshot()
+        );
     }
 
     /// Cancels the relay and checks that it ends promptly.

@@ -7,10 +7,11 @@
 //! (scripts/setup-host.sh); the extras case needs the Debian mirror.
 
 use ember_ci_test_kit::executor_env;
+use ember_ci_test_kit::wait::{poll_until, wait_until_every};
 
 use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ember_ci::executor::CancelSignal;
 use ember_ci::model::{JobOutcome, Step};
@@ -317,16 +318,24 @@ async fn two_workers_run_two_backends_at_once() {
                 .await
         }));
     }
-    let deadline = Instant::now() + Duration::from_secs(300);
     let in_sanity = |o: &RecordingObserver| o.started_steps().contains(&Step::Sanity);
     let ended = |o: &RecordingObserver| o.started_steps().contains(&Step::Cleanup);
-    while !observers.iter().all(|o| in_sanity(o)) {
-        assert!(
-            Instant::now() < deadline && !observers.iter().any(|o| ended(o)),
-            "the two jobs never were in their sanity steps together"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    // Some(true): both in sanity; Some(false): one ended first (give up).
+    let together = poll_until(Duration::from_secs(300), Duration::from_millis(200), || {
+        std::future::ready(if observers.iter().all(|o| in_sanity(o)) {
+            Some(true)
+        } else if observers.iter().any(|o| ended(o)) {
+            Some(false)
+        } else {
+            None
+        })
+    })
+    .await;
+    assert_eq!(
+        together,
+        Some(true),
+        "the two jobs never were in their sanity steps together"
+    );
     std::fs::write(&go, "").expect("go file");
     for task in tasks {
         assert_eq!(task.await.expect("job task"), JobOutcome::Success);
@@ -383,14 +392,13 @@ async fn killed_job_is_swept_and_the_next_job_of_its_slot_clears_the_store() {
         );
         tokio::spawn(async move { executor.run(&job, observer.as_ref(), cancel).await })
     };
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while !survivor_seen.started_steps().contains(&Step::WaitPlugin) {
-        assert!(
-            Instant::now() < deadline,
-            "the surviving job never started its plugin"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_until_every(
+        "the surviving job to start its plugin",
+        Duration::from_secs(300),
+        Duration::from_millis(200),
+        || survivor_seen.started_steps().contains(&Step::WaitPlugin),
+    )
+    .await;
 
     // The killed job (slot 0): its future is dropped once its plugin runs.
     let killed = env.job_for("demo", NEVER_SERVING_PR, 0);

@@ -10,6 +10,7 @@
 
 use ember_ci_test_kit::ci_env;
 use ember_ci_test_kit::fake_github;
+use ember_ci_test_kit::wait;
 
 use std::time::{Duration, Instant};
 
@@ -280,11 +281,13 @@ async fn two_thousand_signed_deliveries_are_journaled_bad_ones_refused_memory_fl
             .has_delivery(&format!("soak-{n:05}"))
             .expect("lookup"));
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !journal.undispatched_deliveries().expect("read").is_empty() {
-        assert!(Instant::now() < deadline, "deliveries left undispatched");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait::wait_until_every(
+        "every delivery to be dispatched",
+        Duration::from_secs(60),
+        Duration::from_millis(100),
+        || journal.undispatched_deliveries().expect("read").is_empty(),
+    )
+    .await;
     // A redelivery of an accepted id is recognised, not queued again.
     let (status, text) = fire(&client, &url, &valid(&base, 0)).await;
     assert_eq!(

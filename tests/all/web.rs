@@ -5,6 +5,7 @@
 //! exercised by tests/browser.rs through `ember-ci serve`).
 
 use ember_ci_test_kit::fake_github;
+use ember_ci_test_kit::wait::poll_until;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,6 +25,8 @@ use tokio::sync::{mpsc, Mutex};
 use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(30);
+/// How often a test asks the UI again.
+const POLL: Duration = Duration::from_millis(20);
 
 const WEBHOOK_SECRET: &str = "webhook-secret-4321";
 const ALPHA_PASSWORD: &str = "array-password-9876";
@@ -247,17 +250,17 @@ impl Ui {
         what: &str,
         condition: impl Fn(&Value) -> bool,
     ) -> Value {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let job = self.get_json(&format!("/api/jobs/{id}")).await;
-            if condition(&job) {
-                return job;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for job {id} {what}; last: {job:#}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let path = format!("/api/jobs/{id}");
+        let found = poll_until(WAIT, POLL, || async {
+            Some(self.get_json(&path).await).filter(|job| condition(job))
+        })
+        .await;
+        match found {
+            Some(job) => job,
+            None => panic!(
+                "timed out waiting for job {id} {what}; last: {:#}",
+                self.get_json(&path).await
+            ),
         }
     }
 
@@ -454,14 +457,11 @@ async fn health_and_metrics_count_jobs_queue_and_deliveries() {
         .expect("a number");
     assert!(sum > 0.0, "{sum_line}");
     // Statuses reach the fake GitHub, so the outbox drains.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while ui.get_json("/api/health").await["github"]["statuses_waiting"] != 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "outbox never drained"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let drained = poll_until(WAIT, POLL, || async {
+        (ui.get_json("/api/health").await["github"]["statuses_waiting"] == 0).then_some(())
+    })
+    .await;
+    assert!(drained.is_some(), "outbox never drained");
 }
 
 #[tokio::test]
@@ -487,19 +487,14 @@ async fn pages_show_jobs_steps_backends_and_logs_without_javascript() {
     );
 
     let live_line = "sanity: check one passed";
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let job_page = loop {
-        let (status, page) = ui.get(&format!("/jobs/{passing}")).await;
+    let job_path = format!("/jobs/{passing}");
+    let job_page = poll_until(WAIT, POLL, || async {
+        let (status, page) = ui.get(&job_path).await;
         assert_eq!(status, 200);
-        if page.contains(live_line) {
-            break page;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "live log tail never showed the line:\n{page}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+        Some(page).filter(|page| page.contains(live_line))
+    })
+    .await
+    .unwrap_or_else(|| panic!("live log tail never showed {live_line:?}"));
     assert!(job_page.contains("id=\"live-log\""), "{job_page}");
     assert!(
         job_page.contains(&format!("action=\"/jobs/{passing}/cancel\"")),

@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub const TEST_SECRET: &str = "test-webhook-secret";
 pub const TEST_TOKEN: &str = "test-github-token";
@@ -260,16 +260,14 @@ impl Service {
     /// Waits (bounded) for the process to exit; returns its exit code, or
     /// None when it had to be killed.
     pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
-        let deadline = Instant::now() + limit;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        let exited = crate::wait::poll_until_blocking(limit, Duration::from_millis(100), || {
+            self.child.try_wait().ok().flatten()
+        });
+        if exited.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        None
+        exited.and_then(|status| status.code())
     }
 }
 

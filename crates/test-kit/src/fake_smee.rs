@@ -181,20 +181,17 @@ impl FakeSmee {
 
     /// Waits until at least `count` streams are open.
     pub async fn wait_for_streams(&self, count: usize, timeout: Duration) -> Result<(), String> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let open = self.open_streams();
-            if open >= count {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(format!(
-                    "fake smee: {open} open streams after {timeout:?}, wanted {count} ({} opened in all)",
-                    self.streams_opened()
-                ));
-            }
-            tokio::time::sleep(POLL_INTERVAL).await;
-        }
+        let met = crate::wait::poll_until(timeout, POLL_INTERVAL, || {
+            std::future::ready((self.open_streams() >= count).then_some(()))
+        })
+        .await;
+        met.ok_or_else(|| {
+            format!(
+                "fake smee: {} open streams after {timeout:?}, wanted {count} ({} opened in all)",
+                self.open_streams(),
+                self.streams_opened()
+            )
+        })
     }
 
     /// Ends every open stream (clients see the stream end), stops listening

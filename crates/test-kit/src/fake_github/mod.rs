@@ -221,24 +221,21 @@ impl FakeGitHub {
         predicate: impl Fn(&FakeState) -> bool,
         timeout: Duration,
     ) -> Result<(), String> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            if predicate(&self.shared.lock()) {
-                return Ok(());
-            }
-            if tokio::time::Instant::now() >= deadline {
-                let log: Vec<String> = self
-                    .requests()
-                    .iter()
-                    .map(|r| format!("{} {} -> {}", r.method, r.path, r.status))
-                    .collect();
-                return Err(format!(
-                    "fake GitHub: condition not met within {timeout:?}; requests seen:\n{}",
-                    log.join("\n")
-                ));
-            }
-            tokio::time::sleep(POLL_INTERVAL).await;
-        }
+        let met = crate::wait::poll_until(timeout, POLL_INTERVAL, || {
+            std::future::ready(predicate(&self.shared.lock()).then_some(()))
+        })
+        .await;
+        met.ok_or_else(|| {
+            let log: Vec<String> = self
+                .requests()
+                .iter()
+                .map(|r| format!("{} {} -> {}", r.method, r.path, r.status))
+                .collect();
+            format!(
+                "fake GitHub: condition not met within {timeout:?}; requests seen:\n{}",
+                log.join("\n")
+            )
+        })
     }
 
     /// Waits until the latest status posted for `sha` is in `state`.
