@@ -1,10 +1,12 @@
 //! Pull-request comments and pushes driving the CI, through the front door:
-//! `ember-ci serve` as a child process, signed deliveries (the fixtures in
-//! tests/data/github, re-targeted) posted to its webhook endpoint, a local
-//! GitHub API recording statuses, comments and reactions, and jobs of the
-//! demo plugin on real Podman.
+//! signed deliveries (the fixtures in tests/data/github, re-targeted) posted
+//! to the webhook endpoint, a local GitHub API recording statuses, comments
+//! and reactions. Each scenario runs twice: in process (`service::start`
+//! with a scripted job runner: the commands, trust and supersede logic in
+//! seconds), and through `ember-ci serve` as a child process running the
+//! demo plugin's jobs on real Podman (the same scenario end to end).
 //!
-//! Needs root Podman with runc and localhost/debian:bookworm
+//! The Podman runs need root Podman with runc and localhost/debian:bookworm
 //! (scripts/setup-host.sh). The first job on a fresh host also builds the
 //! sandbox image, hence the long job deadline.
 
@@ -13,7 +15,17 @@ use ember_ci_test_kit::fake_github;
 use ember_ci_test_kit::wait::poll_until;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+use async_trait::async_trait;
+use ember_ci::config::Config;
+use ember_ci::executor::{CancelSignal, Job, StepObserver, StepResult};
+use ember_ci::github::Reporter;
+use ember_ci::model::{JobOutcome, Step};
+use ember_ci::scheduler::JobRunner;
+use ember_ci::service::Parts;
+use tokio_util::sync::CancellationToken;
 
 use ci_env::{
     containers_with_label, volumes_with_label, DemoRepo, Service, TEST_SECRET, TEST_TOKEN,
@@ -39,33 +51,155 @@ DRIVER_CONFIG_2='{"name": "demo2", "driver": "DemoDriver", "password": "demo-arr
 SANITY_COMMAND_2="/config/sanity.sh 127.0.0.1:50051"
 "#;
 
+/// Where the scenario runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Front {
+    /// `service::start` in this process, jobs run by [`ScriptedJobs`].
+    InProcess,
+    /// `ember-ci serve` as a child, jobs on real Podman.
+    Serve,
+}
+
+/// The running service, either way.
+enum Running {
+    InProcess {
+        url: String,
+        shutdown: CancellationToken,
+        _service: ember_ci::service::Running,
+    },
+    Serve(Service),
+}
+
+impl Running {
+    fn url(&self) -> &str {
+        match self {
+            Running::InProcess { url, .. } => url,
+            Running::Serve(service) => &service.url,
+        }
+    }
+
+    fn hook_url(&self) -> String {
+        format!("{}/change_hook/github", self.url())
+    }
+
+    fn log(&self) -> String {
+        match self {
+            Running::InProcess { .. } => "(in process: see the test's own output)".to_string(),
+            Running::Serve(service) => service.log(),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Running::InProcess { shutdown, .. } = self {
+            shutdown.cancel();
+        }
+    }
+}
+
+/// Runs jobs in process the way the demo config's scripts would, without
+/// Podman: a pre-run saying its head, then success; a job of the head
+/// `hangs_on` waits in its pre-run until it is cancelled; a post-run always
+/// reports the result (as POST_RUN's `$1`).
+struct ScriptedJobs {
+    hangs_on: Option<String>,
+}
+
+#[async_trait]
+impl JobRunner for ScriptedJobs {
+    async fn run(
+        &self,
+        job: &Job,
+        observer: &dyn StepObserver,
+        cancel: CancelSignal,
+    ) -> JobOutcome {
+        let sha = job.request.sha.as_str();
+        let passed = StepResult {
+            exit_code: Some(0),
+            duration: Duration::from_millis(1),
+            note: None,
+        };
+        observer.step_started(Step::PreRun);
+        observer.output(Step::PreRun, format!("pre-run for {sha}\n").as_bytes());
+        let outcome = if self.hangs_on.as_deref() == Some(sha) {
+            cancel.cancelled().await;
+            cancel.outcome()
+        } else {
+            JobOutcome::Success
+        };
+        observer.step_finished(Step::PreRun, &passed);
+        observer.step_started(Step::PostRun);
+        let result = format!("post-run for {sha}: result {}\n", outcome.exit_code());
+        observer.output(Step::PostRun, result.as_bytes());
+        observer.step_finished(Step::PostRun, &passed);
+        outcome
+    }
+}
+
 /// One running service with its own repository, state dir and fake GitHub.
 /// Fields drop in order: the service stops while the fake GitHub still
 /// answers, before its state dir goes.
 struct Ci {
-    service: Service,
+    service: Running,
+    front: Front,
     github: FakeGitHub,
     repo: DemoRepo,
     state_dir: PathBuf,
     http: reqwest::Client,
     _dir: tempfile::TempDir,
-    _serial: tokio::sync::MutexGuard<'static, ()>,
+    _serial: Option<tokio::sync::MutexGuard<'static, ()>>,
 }
 
 impl Ci {
     /// `extra_config` lines go after the demo config; `config_for` may use
-    /// the demo repository's SHAs.
-    async fn start(extra_config: impl FnOnce(&DemoRepo) -> String) -> Ci {
-        let serial = ember_ci_test_kit::podman_lock().await;
+    /// the demo repository's SHAs. In process, jobs of `hangs_on` wait for
+    /// their cancel.
+    async fn start(
+        front: Front,
+        hangs_on: impl FnOnce(&DemoRepo) -> Option<String>,
+        extra_config: impl FnOnce(&DemoRepo) -> String,
+    ) -> Ci {
+        let serial = match front {
+            Front::Serve => Some(ember_ci_test_kit::podman_lock().await),
+            Front::InProcess => None,
+        };
         let dir = tempfile::tempdir().expect("temp dir");
         let github = FakeGitHub::start_with(TEST_TOKEN, "embercsi/ember-csi").await;
         let repo = DemoRepo::create(dir.path());
         let state_dir = dir.path().join("state");
         let extra = format!("GH_USER=\"{BOT_LOGIN}\"\n{}", extra_config(&repo));
         let config = ci_env::write_config(dir.path(), &repo, &github.url(), &state_dir, &extra);
-        let service = Service::start(&config, dir.path());
+        let service = match front {
+            Front::Serve => Running::Serve(Service::start(&config, dir.path())),
+            Front::InProcess => {
+                let config = Config::load(&config).expect("the test config loads");
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("binding 127.0.0.1:0");
+                let parts = Parts {
+                    runner: Arc::new(ScriptedJobs {
+                        hangs_on: hangs_on(&repo),
+                    }),
+                    reporter: Arc::new(
+                        Reporter::from_config(&config.github).expect("the GitHub client"),
+                    ),
+                    listener,
+                };
+                let shutdown = CancellationToken::new();
+                let service = ember_ci::service::start(config, parts, shutdown.clone())
+                    .await
+                    .expect("the service starts");
+                Running::InProcess {
+                    url: format!("http://{}", service.address()),
+                    shutdown,
+                    _service: service,
+                }
+            }
+        };
         Ci {
             service,
+            front,
             github,
             repo,
             state_dir,
@@ -149,7 +283,7 @@ impl Ci {
 
     /// The job board as `/api/jobs` shows it.
     async fn jobs(&self) -> Vec<Value> {
-        let url = format!("{}/api/jobs", self.service.url);
+        let url = format!("{}/api/jobs", self.service.url());
         let jobs: Value = self
             .http
             .get(&url)
@@ -242,8 +376,17 @@ const DEMO: &str = "3rdparty/demo";
 const DEMO2: &str = "3rdparty/demo2";
 
 #[tokio::test(flavor = "multi_thread")]
-async fn recheck_reruns_backends_and_help_lists_them() {
-    let ci = Ci::start(|_| TWO_BACKENDS.to_string()).await;
+async fn recheck_reruns_backends_and_help_lists_them_in_process() {
+    recheck_reruns_backends_and_help_lists_them(Front::InProcess).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn recheck_reruns_backends_and_help_lists_them_through_serve() {
+    recheck_reruns_backends_and_help_lists_them(Front::Serve).await;
+}
+
+async fn recheck_reruns_backends_and_help_lists_them(front: Front) {
+    let ci = Ci::start(front, |_| None, |_| TWO_BACKENDS.to_string()).await;
     let sha = ci.repo.ok_sha.clone();
     ci.github.add_pull(129, &sha, "Test PR", MEMBER, "MEMBER");
 
@@ -359,8 +502,17 @@ async fn recheck_reruns_backends_and_help_lists_them() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn untrusted_pull_request_waits_for_a_members_ok_to_test() {
-    let ci = Ci::start(|_| String::new()).await;
+async fn untrusted_pull_request_waits_for_a_members_ok_to_test_in_process() {
+    untrusted_pull_request_waits_for_a_members_ok_to_test(Front::InProcess).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn untrusted_pull_request_waits_for_a_members_ok_to_test_through_serve() {
+    untrusted_pull_request_waits_for_a_members_ok_to_test(Front::Serve).await;
+}
+
+async fn untrusted_pull_request_waits_for_a_members_ok_to_test(front: Front) {
+    let ci = Ci::start(front, |_| None, |_| String::new()).await;
     let first = ci.repo.ok_sha.clone();
     ci.github
         .add_pull(129, &first, "Drive-by fix", STRANGER, "CONTRIBUTOR");
@@ -426,10 +578,19 @@ async fn untrusted_pull_request_waits_for_a_members_ok_to_test() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn push_while_a_job_runs_supersedes_it() {
+async fn push_while_a_job_runs_supersedes_it_in_process() {
+    push_while_a_job_runs_supersedes_it(Front::InProcess).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn push_while_a_job_runs_supersedes_it_through_serve() {
+    push_while_a_job_runs_supersedes_it(Front::Serve).await;
+}
+
+async fn push_while_a_job_runs_supersedes_it(front: Front) {
     // The first head's PRE_RUN outlasts the test's patience; any later head
     // runs straight through. POST_RUN says what it was told.
-    let ci = Ci::start(|repo| {
+    let ci = Ci::start(front, |repo| Some(repo.ok_sha.clone()), |repo| {
         format!(
             "PRE_RUN_1='echo \"pre-run for $COMMIT_SHA\"; if [ \"$COMMIT_SHA\" = {} ]; then sleep 600; fi'\n\
              POST_RUN_1='echo \"post-run for $COMMIT_SHA: result $1\"'\n",
@@ -446,8 +607,9 @@ async fn push_while_a_job_runs_supersedes_it() {
         .await;
     let old_job_id = old_job["id"].as_str().expect("job id").to_string();
     let label = format!("ember-ci.job={old_job_id}");
+    let is_on_podman = ci.front == Front::Serve;
     assert!(
-        !containers_with_label(&label).is_empty(),
+        !is_on_podman || !containers_with_label(&label).is_empty(),
         "the running job has no sandbox"
     );
 
@@ -477,8 +639,10 @@ async fn push_while_a_job_runs_supersedes_it() {
     );
     let pre_run = ci.step_log(&old_job_id, "pre-run");
     assert!(pre_run.contains(&format!("pre-run for {old}")), "{pre_run}");
-    assert_eq!(containers_with_label(&label), Vec::<String>::new());
-    assert_eq!(volumes_with_label(&label), Vec::<String>::new());
+    if is_on_podman {
+        assert_eq!(containers_with_label(&label), Vec::<String>::new());
+        assert_eq!(volumes_with_label(&label), Vec::<String>::new());
+    }
     let jobs = ci.jobs().await;
     assert_eq!(jobs.len(), 2, "{jobs:#?}");
 }
