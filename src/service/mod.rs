@@ -107,6 +107,7 @@ pub async fn serve(
 pub struct Running {
     address: SocketAddr,
     scheduler: Scheduler,
+    recovery: Recovery,
     intake: Arc<Intake>,
     outbox: StatusOutbox,
     journal: Journal,
@@ -121,6 +122,11 @@ impl Running {
 
     pub fn scheduler(&self) -> &Scheduler {
         &self.scheduler
+    }
+
+    /// What start-up did with the jobs an earlier run left live.
+    pub fn recovery(&self) -> &Recovery {
+        &self.recovery
     }
 
     pub fn intake(&self) -> &Intake {
@@ -262,6 +268,7 @@ pub async fn start(
     Ok(Running {
         address,
         scheduler,
+        recovery,
         intake,
         outbox,
         journal,

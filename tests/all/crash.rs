@@ -1,8 +1,9 @@
 //! Restart recovery: nothing acknowledged is lost, nothing stays pending,
 //! nothing runs twice.
 //!
-//! In process (fast): the journaled scheduler and outbox are "crashed" by
-//! aborting their tasks mid-job and started again on the same journal.
+//! In process (fast): the whole service (`service::start`, a scripted job
+//! runner) is "crashed" by shutting its runtime down mid-job, every task
+//! stopping where it is, and started again on the same state dir.
 //! End to end (real Podman): `ember-ci serve` is SIGKILLed while a job runs
 //! and another waits, and restarted on the same state dir.
 
@@ -18,16 +19,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ember_ci::config::Secret;
+use ember_ci::config::Config;
 use ember_ci::executor::{CancelSignal, Job, StepObserver, JOB_LABEL};
-use ember_ci::github::{GitHub, Reporter, StatusOutbox};
+use ember_ci::github::Reporter;
 use ember_ci::journal::{JobPhase, Journal};
-use ember_ci::logs::{LogStore, Masker};
-use ember_ci::model::{BackendName, CommitSha, JobId, JobOutcome, JobRequest, PrNumber, RepoName};
+use ember_ci::model::{BackendName, CommitSha, JobId, JobOutcome, JobRequest, PrNumber};
 use ember_ci::scheduler::{
     Enqueued, JobRunner, Recovery, Scheduler, GIVEN_UP_REASON, REQUEUED_DESCRIPTION,
 };
+use ember_ci::service::Parts;
 use fake_github::{FakeGitHub, RecordedStatus};
+use tokio_util::sync::CancellationToken;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -52,45 +54,81 @@ impl JobRunner for Runner {
     }
 }
 
-/// One "life" of the service in process: outbox and scheduler on a journal.
+/// One "life" of the whole service in process (`service::start`) on a
+/// runtime of its own, so a crash can stop every task where it is.
 struct Life {
-    scheduler: Scheduler,
+    service: ember_ci::service::Running,
     runner: Arc<Runner>,
-    recovery: Recovery,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Taken by `crash` or on drop: a runtime cannot be dropped in an
+    /// async context, only shut down in the background.
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl Life {
     async fn start(github: &FakeGitHub, state: &Path, hangs: bool) -> Life {
-        let journal = Journal::open(state).expect("opening the journal");
-        let client = GitHub::new(
-            &github.url(),
-            &Secret::new(github.token()),
-            RepoName::new(&github.repo()).expect("repo"),
-        )
-        .expect("client");
-        let (outbox, outbox_task, _) =
-            StatusOutbox::start(Arc::new(Reporter::GitHub(client)), journal.clone())
-                .expect("outbox");
-        let logs = LogStore::new(state.join("jobs"), None, Masker::new(Vec::<String>::new()));
+        let config_dir = state.join("config-dir");
+        std::fs::create_dir_all(&config_dir).expect("config dir");
+        let text = format!(
+            "GH_TOKEN=\"{token}\"\nGH_API_URL=\"{api}\"\nGH_REPO=\"{repo}\"\n\
+             GH_EMBER_SECRET=\"{}\"\nCI_DIR=\"{state}\"\n\
+             DRIVER_NAME_1=demo\nDRIVER_CONFIG_1='{{}}'\n",
+            ci_env::TEST_SECRET,
+            token = github.token(),
+            api = github.url(),
+            repo = github.repo(),
+            state = state.display(),
+        );
+        std::fs::write(config_dir.join("config"), text).expect("config file");
+        let config = Config::load(&config_dir).expect("the test config loads");
         let runner = Arc::new(Runner {
             hangs,
             started: AtomicUsize::new(0),
         });
-        let (scheduler, scheduler_task, recovery) =
-            Scheduler::start(runner.clone(), outbox, logs, 1, journal).expect("scheduler");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a runtime for this life");
+        let job_runner = runner.clone();
+        let service = runtime
+            .spawn(async move {
+                let parts = Parts {
+                    runner: job_runner,
+                    reporter: Arc::new(Reporter::from_config(&config.github).expect("reporter")),
+                    listener: tokio::net::TcpListener::bind("127.0.0.1:0")
+                        .await
+                        .expect("binding 127.0.0.1:0"),
+                };
+                ember_ci::service::start(config, parts, CancellationToken::new()).await
+            })
+            .await
+            .expect("the start task")
+            .expect("the service starts");
         Life {
-            scheduler,
+            service,
             runner,
-            recovery,
-            tasks: vec![outbox_task, scheduler_task],
+            runtime: Some(runtime),
         }
+    }
+
+    fn scheduler(&self) -> &Scheduler {
+        self.service.scheduler()
+    }
+
+    fn recovery(&self) -> &Recovery {
+        self.service.recovery()
     }
 
     /// Ends this life the way a crash would: every task stops where it is.
     fn crash(self) {
-        for task in self.tasks {
-            task.abort();
+        drop(self);
+    }
+}
+
+impl Drop for Life {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
         }
     }
 }
@@ -128,10 +166,10 @@ async fn interrupted_job_is_requeued_once_and_queued_jobs_resume_in_order() {
     let (running, waiting) = (request(1, 'a'), request(2, 'b'));
 
     let life = Life::start(&github, state.path(), true).await;
-    let Enqueued::Queued(running_id) = life.scheduler.enqueue(running.clone()) else {
+    let Enqueued::Queued(running_id) = life.scheduler().enqueue(running.clone()) else {
         panic!("first job not queued")
     };
-    let Enqueued::Queued(waiting_id) = life.scheduler.enqueue(waiting.clone()) else {
+    let Enqueued::Queued(waiting_id) = life.scheduler().enqueue(waiting.clone()) else {
         panic!("second job not queued")
     };
     wait_until("the first job to start", || {
@@ -146,7 +184,7 @@ async fn interrupted_job_is_requeued_once_and_queued_jobs_resume_in_order() {
 
     let life = Life::start(&github, state.path(), false).await;
     assert_eq!(
-        life.recovery,
+        life.recovery().clone(),
         Recovery {
             requeued: vec![running_id.clone()],
             resumed: vec![waiting_id.clone()],
@@ -155,7 +193,7 @@ async fn interrupted_job_is_requeued_once_and_queued_jobs_resume_in_order() {
     );
     // Still only one live job per commit and backend after the restart.
     assert_eq!(
-        life.scheduler.enqueue(running.clone()),
+        life.scheduler().enqueue(running.clone()),
         Enqueued::AlreadyLive(running_id.clone())
     );
     for job in [&running, &waiting] {
@@ -199,7 +237,7 @@ async fn interrupted_job_is_requeued_once_and_queued_jobs_resume_in_order() {
         Some((JobPhase::Finished, 1))
     );
     // A finished commit stays finished across the restart: no second run.
-    assert_eq!(life.scheduler.enqueue(waiting), Enqueued::AlreadyFinished);
+    assert_eq!(life.scheduler().enqueue(waiting), Enqueued::AlreadyFinished);
 }
 
 #[tokio::test]
@@ -210,7 +248,7 @@ async fn a_job_interrupted_twice_is_reported_as_an_error() {
     let sha = job.sha.as_str().to_string();
 
     let life = Life::start(&github, state.path(), true).await;
-    let Enqueued::Queued(id) = life.scheduler.enqueue(job.clone()) else {
+    let Enqueued::Queued(id) = life.scheduler().enqueue(job.clone()) else {
         panic!("not queued")
     };
     wait_until("the first attempt", || {
@@ -220,7 +258,7 @@ async fn a_job_interrupted_twice_is_reported_as_an_error() {
     life.crash();
 
     let life = Life::start(&github, state.path(), true).await;
-    assert_eq!(life.recovery.requeued, std::slice::from_ref(&id));
+    assert_eq!(life.recovery().requeued, std::slice::from_ref(&id));
     wait_until("the second attempt", || {
         life.runner.started.load(Ordering::SeqCst) == 1
     })
@@ -228,7 +266,7 @@ async fn a_job_interrupted_twice_is_reported_as_an_error() {
     life.crash();
 
     let life = Life::start(&github, state.path(), true).await;
-    assert_eq!(life.recovery.given_up, std::slice::from_ref(&id));
+    assert_eq!(life.recovery().given_up, std::slice::from_ref(&id));
     github
         .wait_for(
             |s| {
@@ -262,9 +300,9 @@ async fn statuses_github_never_got_are_posted_after_a_restart_in_order() {
     // GitHub is down for longer than this life lasts.
     github.fail_next(1_000, 502);
     let life = Life::start(&github, state.path(), false).await;
-    life.scheduler.enqueue(job.clone());
+    life.scheduler().enqueue(job.clone());
     wait_until("the job to finish", || {
-        life.scheduler
+        life.scheduler()
             .board()
             .jobs()
             .iter()

@@ -1,6 +1,6 @@
 //! Job logs published to a git branch, with real git and a local bare repo
-//! as LOGS_REPO: the demo jobs end to end (scheduler, real executor on real
-//! Podman, fake GitHub for statuses), secret masking checked over every
+//! as LOGS_REPO: the demo jobs end to end (the service in process, the real
+//! executor on real Podman, fake GitHub for statuses), secret masking checked over every
 //! object of the branch's history, the publish gate, push retries, and
 //! rotation with a shifted clock.
 //!
@@ -22,18 +22,19 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use ember_ci::config::{Config, Secret};
 use ember_ci::executor::{CancelSignal, Executor, Job, StepObserver, StepResult};
-use ember_ci::github::{Reporter, StatusOutbox};
-use ember_ci::journal::Journal;
+use ember_ci::github::Reporter;
 use ember_ci::logs::{
     JobLog, LogStore, Masker, Publication, PublishTarget, Publisher, PushRetry, RetentionPolicy,
 };
 use ember_ci::model::{
     BackendName, CommitSha, JobId, JobOutcome, JobRequest, PrNumber, RepoName, Step,
 };
-use ember_ci::scheduler::{Enqueued, JobRunner, Scheduler};
+use ember_ci::scheduler::{Enqueued, JobRunner};
+use ember_ci::service::Parts;
 use executor_env::{replace_dockerfile_cmd, run_ok, start_executor, DemoEnv, GENEROUS};
 use fake_github::FakeGitHub;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+use tokio_util::sync::CancellationToken;
 
 const BRANCH: &str = "gh-pages";
 const LOGS_URL: &str = "https://logs.example/ember-ci";
@@ -275,19 +276,19 @@ async fn demo_jobs_publish_masked_logs_with_working_links_to_the_branch() {
             .unwrap_or_else(|errors| panic!("test config is invalid:\n{errors}")),
     );
 
-    let reporter = Arc::new(Reporter::from_config(&config.github).expect("reporter"));
-    let journal = Journal::open(&config.service.state_dir).expect("journal");
-    let (outbox, _outbox_task, _) = StatusOutbox::start(reporter, journal.clone()).expect("outbox");
-    let logs = ember_ci::service::log_store(&config, Some(LOCAL_URL.into()));
-    let executor = start_executor(config.clone()).await;
-    let (scheduler, scheduler_task, _) = Scheduler::start(
-        Arc::new(OwnSlotExecutor(executor)),
-        outbox,
-        logs.clone(),
-        1,
-        journal,
-    )
-    .expect("scheduler");
+    // The whole service in process, with the real executor in this test's slot.
+    let parts = Parts {
+        runner: Arc::new(OwnSlotExecutor(start_executor(config.clone()).await)),
+        reporter: Arc::new(Reporter::from_config(&config.github).expect("reporter")),
+        listener: tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding 127.0.0.1:0"),
+    };
+    let shutdown = CancellationToken::new();
+    let service = ember_ci::service::start((*config).clone(), parts, shutdown.clone())
+        .await
+        .expect("the service starts");
+    let scheduler = service.scheduler().clone();
     let jobs = [
         (129, env.head(129)),
         (130, env.head(130)),
@@ -312,8 +313,8 @@ async fn demo_jobs_publish_masked_logs_with_working_links_to_the_branch() {
         )
         .await
         .expect("three final statuses");
-    scheduler.shutdown(Duration::from_secs(60)).await;
-    let _ = scheduler_task.await;
+    shutdown.cancel();
+    service.stopped().await.expect("the service stops");
 
     let mut folders = Vec::new();
     for ((pr, sha), id) in jobs.iter().zip(&ids) {
