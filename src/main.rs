@@ -52,6 +52,10 @@ enum Command {
         /// Re-sign the body with this secret (X-Hub-Signature-256 and X-Hub-Signature).
         #[arg(long, env = "EMBER_CI_SEND_SECRET")]
         secret: Option<String>,
+        /// Post it form-encoded (`payload=<JSON>`, GitHub's other content
+        /// type); needs --secret, since the signed bytes change.
+        #[arg(long)]
+        form: bool,
     },
     /// Validate a config dir and print a summary with secrets masked.
     CheckConfig {
@@ -64,7 +68,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            // The SSE crate warns on every failed reconnect; the relay
+            // warns once per outage itself.
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,eventsource_client=error")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -105,10 +112,21 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             let outcome = ember_ci::run::run_pull_request(config, pr, backend.as_deref()).await?;
             Ok(ExitCode::from(outcome.exit_code() as u8))
         }
-        Command::Send { url, file, secret } => {
-            let report = ember_ci::send::send_saved_delivery(&url, &file, secret.as_deref())
-                .await
-                .with_context(|| format!("sending {}", file.display()))?;
+        Command::Send {
+            url,
+            file,
+            secret,
+            form,
+        } => {
+            let encoding = if form {
+                ember_ci::send::BodyEncoding::Form
+            } else {
+                ember_ci::send::BodyEncoding::AsSaved
+            };
+            let report =
+                ember_ci::send::send_saved_delivery(&url, &file, secret.as_deref(), encoding)
+                    .await
+                    .with_context(|| format!("sending {}", file.display()))?;
             println!("{} {}", report.status, report.response.trim_end());
             Ok(if (200..300).contains(&report.status) {
                 ExitCode::SUCCESS
