@@ -67,12 +67,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            // The SSE crate warns on every failed reconnect; the relay
-            // warns once per outage itself.
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("info,eventsource_client=error")),
-        )
+        .with_env_filter(log_filter())
         .with_writer(std::io::stderr)
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
@@ -139,6 +134,21 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             print!("{}", summary(&config));
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// RUST_LOG, else info. The SSE crate warns on every failed reconnect
+/// attempt; the relay warns once per outage itself, so the crate is kept
+/// to errors unless RUST_LOG names it.
+fn log_filter() -> EnvFilter {
+    const QUIET_SSE: &str = "eventsource_client=error";
+    let names_sse =
+        std::env::var("RUST_LOG").is_ok_and(|filter| filter.contains("eventsource_client"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    if names_sse {
+        filter
+    } else {
+        filter.add_directive(QUIET_SSE.parse().expect("a valid directive"))
     }
 }
 

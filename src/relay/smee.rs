@@ -229,6 +229,7 @@ impl SmeeRelay {
             return;
         };
         let is_start = self.marked_at.is_none();
+        self.marked_at = Some(Instant::now());
         let length = outage.elapsed();
         info!(url = %self.url, "connected to smee channel");
         let Some(catch_up) = self.catch_up.clone() else {
@@ -262,7 +263,6 @@ impl SmeeRelay {
                 }
             }
         });
-        self.marked_at = Some(Instant::now());
     }
 
     /// Advances the catch-up mark every [`MARK_EVERY`] while the link is up.

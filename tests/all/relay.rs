@@ -426,6 +426,8 @@ async fn a_delivery_replayed_through_the_relay_is_forwarded_once() {
 
 #[tokio::test]
 async fn relay_reconnects_after_the_server_restarts_mid_stream() {
+    let log = CapturedLog::default();
+    let _guard = log.install();
     let smee = FakeSmee::start().await;
     let mut relay = connected_relay(&smee).await;
     smee.publish(&signed(fixture("test-ok.json"), SECRET));
@@ -436,6 +438,8 @@ async fn relay_reconnects_after_the_server_restarts_mid_stream() {
         .wait_for_health("the dropped stream", |s| !s.is_connected)
         .await;
     assert!(relay.health.snapshot().last_error.is_some());
+    // Long enough for several refused attempts (50 ms apart here).
+    tokio::time::sleep(Duration::from_millis(500)).await;
 
     let smee = FakeSmee::start_on(addr).await;
     smee.wait_for_streams(1, WAIT)
@@ -445,10 +449,25 @@ async fn relay_reconnects_after_the_server_restarts_mid_stream() {
     assert_eq!(pr_number(&relay.next_delivery().await), 130);
     assert!(relay.health.snapshot().is_connected);
     relay.stop().await;
+    let text = log.text();
+    let warnings = text
+        .lines()
+        .filter(|line| line.contains("WARN") && line.contains("smee channel"))
+        .count();
+    assert_eq!(warnings, 1, "one warning per outage:\n{text}");
+    assert!(
+        text.lines()
+            .any(|line| line.contains("smee channel back after a")
+                && line.contains("outage")
+                && line.contains("outage_secs")),
+        "no line closing the outage:\n{text}"
+    );
 }
 
 #[tokio::test]
 async fn relay_keeps_retrying_until_the_channel_appears() {
+    let log = CapturedLog::default();
+    let _guard = log.install();
     // A free port with nothing listening on it yet.
     let addr = {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -470,6 +489,13 @@ async fn relay_keeps_retrying_until_the_channel_appears() {
     smee.publish(&signed(fixture("test-ok.json"), SECRET));
     assert_eq!(pr_number(&relay.next_delivery().await), 129);
     relay.stop().await;
+    let text = log.text();
+    let warnings: Vec<&str> = text
+        .lines()
+        .filter(|line| line.contains("WARN") && line.contains("smee channel"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "one warning per outage:\n{text}");
+    assert!(warnings[0].contains("unreachable"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
