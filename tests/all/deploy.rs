@@ -157,7 +157,7 @@ fn image_serves_passes_its_health_check_and_drains_on_sigterm() {
     let health = stdout(&podman(&[
         "inspect",
         "--format",
-        "{{.Config.Healthcheck.Test}}",
+        "{{.HealthCheck.Test}}",
         IMAGE,
     ]));
     assert!(
@@ -182,8 +182,8 @@ fn image_serves_passes_its_health_check_and_drains_on_sigterm() {
     let healthy = poll_until_blocking(Duration::from_secs(90), Duration::from_secs(1), || {
         Command::new("podman")
             .args(["healthcheck", "run", &name])
-            .status()
-            .is_ok_and(|status| status.success())
+            .output()
+            .is_ok_and(|output| output.status.success())
             .then_some(())
     });
     let logs = || {
