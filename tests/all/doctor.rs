@@ -8,6 +8,7 @@ use std::process::Output;
 
 use ember_ci_test_kit::ci_env::ember_ci_bin;
 use ember_ci_test_kit::fake_github::FakeGitHub;
+use ember_ci_test_kit::fake_smee::FakeSmee;
 
 fn write_config(dir: &Path, github: &FakeGitHub, extra: &str) -> std::path::PathBuf {
     let config = dir.join("config");
@@ -49,9 +50,14 @@ fn line_with<'a>(report: &'a str, start: &str) -> &'a str {
 #[tokio::test]
 async fn a_good_config_on_a_set_up_host_is_ready() {
     let github = FakeGitHub::start().await;
+    let smee = FakeSmee::start().await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let logs = format!("LOGS_REPO=https://github.com/{}.git", github.repo());
-    let config = write_config(dir.path(), &github, &logs);
+    let extra = format!(
+        "LOGS_REPO=https://github.com/{}.git\nSMEE_URL={}",
+        github.repo(),
+        smee.url()
+    );
+    let config = write_config(dir.path(), &github, &extra);
     let (code, report) = doctor(&config).await;
     assert_eq!(code, Some(0), "{report}");
     assert!(
@@ -61,6 +67,7 @@ async fn a_good_config_on_a_set_up_host_is_ready() {
     assert!(line_with(&report, "ok    GH_REPO").contains("readable"));
     assert!(line_with(&report, "ok    LOGS_REPO").contains("writable"));
     assert!(line_with(&report, "ok    clock").contains("s from GitHub"));
+    assert!(line_with(&report, "ok    relay").contains("opens an event stream"));
     assert!(line_with(&report, "ok    podman").contains("podman version"));
     assert!(report.contains("\nready\n"), "{report}");
     assert_eq!(github.count_requests("GET", "/user"), 1);
@@ -74,7 +81,8 @@ async fn missing_scopes_unreachable_repositories_and_a_bad_config_block_with_fix
     let config = write_config(
         dir.path(),
         &github,
-        "GH_REPO=embercsi/not-there\nLOGS_REPO=git@github.com:acme/missing-logs.git\nNUM_WORKER=2",
+        "GH_REPO=embercsi/not-there\nLOGS_REPO=git@github.com:acme/missing-logs.git\nNUM_WORKER=2\n\
+         SMEE_URL=http://127.0.0.1:9/no-channel",
     );
     let (code, report) = doctor(&config).await;
     assert_eq!(code, Some(1), "{report}");
@@ -83,6 +91,7 @@ async fn missing_scopes_unreachable_repositories_and_a_bad_config_block_with_fix
     assert!(line_with(&report, "BLOCK GH_REPO").contains("embercsi/not-there: GitHub answers 404"));
     assert!(line_with(&report, "BLOCK LOGS_REPO").contains("acme/missing-logs"));
     assert!(line_with(&report, "WARN  config").contains("did you mean NUM_WORKERS?"));
+    assert!(line_with(&report, "BLOCK relay").contains("127.0.0.1:9/no-channel"));
     assert!(report.contains("fix: regenerate the token with repo:status and public_repo"));
     assert!(
         report.contains("not ready: fix the BLOCK lines"),

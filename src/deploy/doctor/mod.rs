@@ -2,10 +2,12 @@
 //! says what to fix. Each check yields findings; a `Block` finding means a
 //! job cannot run (or cannot report) until it is fixed, and makes the
 //! command exit non-zero. Host probes read /sys, /dev and `podman`;
-//! GitHub probes ask the configured API with the configured token.
+//! GitHub probes ask the configured API with the configured token; the
+//! relay probe opens the configured smee channel.
 
 mod github;
 mod host;
+mod relay;
 
 use std::fmt;
 use std::path::Path;
@@ -130,6 +132,7 @@ pub async fn diagnose(dir: &Path) -> Report {
                 ));
             }
             findings.extend(host::disk(&config));
+            findings.push(relay::check(&config.relay).await);
             findings.extend(github::checks(&config).await);
         }
     }
