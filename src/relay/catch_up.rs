@@ -15,7 +15,7 @@
 //! It decides nothing about what runs; the dispatcher does.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -54,8 +54,11 @@ pub struct CatchUp {
     /// `3rdparty/<backend>` of every backend: a head with one is handled.
     contexts: Vec<String>,
     mark_path: PathBuf,
-    /// A gap is owed a sweep: the mark must not advance over it.
-    is_behind: AtomicBool,
+    /// Gaps opened (start-up counts as one) and the last one a sweep
+    /// covered: while a gap is owed a sweep the mark must not advance over
+    /// it, even if a sweep that started before it ends meanwhile.
+    gaps: AtomicU64,
+    swept: AtomicU64,
     /// One sweep at a time; a second waits and then finds little.
     sweeping: tokio::sync::Mutex<()>,
 }
@@ -73,7 +76,8 @@ impl CatchUp {
             contexts,
             mark_path: state_dir.join(MARK_FILE),
             // At start, the time ember-ci was down is a gap too.
-            is_behind: AtomicBool::new(true),
+            gaps: AtomicU64::new(1),
+            swept: AtomicU64::new(0),
             sweeping: tokio::sync::Mutex::new(()),
         }
     }
@@ -98,12 +102,12 @@ impl CatchUp {
 
     /// The link went down: the mark stays where it is until a sweep.
     pub fn fell_behind(&self) {
-        self.is_behind.store(true, Ordering::SeqCst);
+        self.gaps.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Records that everything up to `at` was seen, unless a gap is owed.
     pub fn seen_until(&self, at: SystemTime) {
-        if !self.is_behind.load(Ordering::SeqCst) {
+        if self.swept.load(Ordering::SeqCst) >= self.gaps.load(Ordering::SeqCst) {
             self.write_mark(at);
         }
     }
@@ -128,13 +132,17 @@ impl CatchUp {
     /// so the next sweep covers the gap again.
     pub async fn sweep(&self) -> Result<CatchUpReport, GitHubError> {
         let _one_at_a_time = self.sweeping.lock().await;
+        let gap = self.gaps.load(Ordering::SeqCst);
         let started = SystemTime::now();
         let report = match self.window_start() {
             Some(since) => self.sweep_since(since).await?,
             None => CatchUpReport::default(),
         };
-        self.is_behind.store(false, Ordering::SeqCst);
-        self.write_mark(started);
+        // A gap opened during the sweep is still owed: the mark stays.
+        if self.gaps.load(Ordering::SeqCst) == gap {
+            self.write_mark(started);
+        }
+        self.swept.fetch_max(gap, Ordering::SeqCst);
         Ok(report)
     }
 
