@@ -28,6 +28,7 @@ mod git;
 mod job;
 mod observer;
 mod podman;
+mod podman_conf;
 mod podman_service;
 mod process;
 mod sandbox_argv;

@@ -1,7 +1,8 @@
 //! Our own Podman API service, for hosts where no PODMAN_SOCKET is given:
 //! `podman system service --time=0` on a socket under the state dir, as a
 //! child that dies with the executor. Its log goes to a file beside the
-//! socket (a pipe nobody reads would eventually block it).
+//! socket (a pipe nobody reads would eventually block it), and it reads the
+//! host's containers.conf with the exit-command delay bounded (podman_conf).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -10,6 +11,7 @@ use std::time::Duration;
 use tokio::process::{Child, Command};
 
 use super::podman::PodmanClient;
+use super::podman_conf;
 
 const READY_POLL: Duration = Duration::from_millis(100);
 
@@ -21,6 +23,8 @@ pub enum ServiceError {
         #[source]
         source: std::io::Error,
     },
+    #[error("writing the Podman service's containers.conf: {0}")]
+    Conf(#[from] podman_conf::ConfError),
     #[error("`podman system service` exited ({status}) before serving; see {log}")]
     Exited { status: String, log: String },
     #[error("`podman system service` did not answer on {socket} within {secs} s; see {log}")]
@@ -55,6 +59,8 @@ impl PodmanService {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(spawn_error(e)),
             _ => {}
         }
+        let conf = socket.with_extension("conf");
+        podman_conf::write(&conf)?;
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -64,6 +70,7 @@ impl PodmanService {
         command
             .args(["system", "service", "--time=0"])
             .arg(format!("unix://{}", socket.display()))
+            .env(podman_conf::CONTAINERS_CONF, &conf)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file)
