@@ -33,6 +33,7 @@
 //! - [`run`]: `ember-ci run`, one job now.
 //! - [`deploy`]: `ember-ci health` and `ember-ci quadlet`: running it as a service.
 
+pub mod cli;
 pub mod config;
 pub mod deploy;
 pub mod dispatch;

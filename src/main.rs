@@ -42,6 +42,10 @@ enum Command {
         /// Only this backend (DRIVER_NAME_n); all when omitted.
         #[arg(long)]
         backend: Option<String>,
+        /// Stream every step's full output (the default shows a line per step;
+        /// the output is in the job's log either way).
+        #[arg(long, short)]
+        verbose: bool,
     },
     /// Replay a delivery saved in smee's JSON form (replaces `pysmee send`).
     Send {
@@ -78,8 +82,13 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A quiet `run` keeps the console to its step lines; warnings still show.
+    let default_level = match &cli.command {
+        Command::Run { verbose: false, .. } => "warn",
+        _ => "info",
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(log_filter())
+        .with_env_filter(log_filter(default_level))
         .with_writer(std::io::stderr)
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
@@ -114,9 +123,11 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             config,
             pr,
             backend,
+            verbose,
         } => {
             let config = load_config(&config)?;
-            let outcome = ember_ci::run::run_pull_request(config, pr, backend.as_deref()).await?;
+            let outcome =
+                ember_ci::run::run_pull_request(config, pr, backend.as_deref(), verbose).await?;
             Ok(ExitCode::from(outcome.exit_code() as u8))
         }
         Command::Send {
@@ -165,11 +176,12 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
 /// RUST_LOG, else info. The SSE crate warns on every failed reconnect
 /// attempt; the relay warns once per outage itself, so the crate is kept
 /// to errors unless RUST_LOG names it.
-fn log_filter() -> EnvFilter {
+fn log_filter(default_level: &str) -> EnvFilter {
     const QUIET_SSE: &str = "eventsource_client=error";
     let names_sse =
         std::env::var("RUST_LOG").is_ok_and(|filter| filter.contains("eventsource_client"));
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     if names_sse {
         filter
     } else {

@@ -1,5 +1,5 @@
-//! `ember-ci run`: one job now, without a delivery, printing each step as it
-//! runs. Vendors use it to check their setup before going live. A job here
+//! `ember-ci run`: one job now, without a delivery, printing a line per
+//! step (`cli::progress`), or with `--verbose` everything it prints. Vendors use it to check their setup before going live. A job here
 //! lives the same life as one the scheduler runs (`scheduler::lifecycle`),
 //! its statuses going through the journaled outbox, so one GitHub did not
 //! take is posted by the next `serve`.
@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
+use crate::cli::progress::ProgressObserver;
 use crate::config::{BackendConfig, Config};
 use crate::executor::{CancelSignal, Executor, Job, StepObserver, StepResult};
 use crate::github::{Reporter, StatusOutbox};
@@ -22,11 +23,13 @@ use crate::scheduler::lifecycle::{run_to_final_status, Announcer, JobParts};
 const STATUS_FLUSH_LIMIT: Duration = Duration::from_secs(30);
 
 /// Runs one job per selected backend (all when `backend` is None), one after
-/// the other, and returns the worst outcome.
+/// the other, and returns the worst outcome. `verbose` streams the steps'
+/// output to the console too.
 pub async fn run_pull_request(
     config: Config,
     pr: PrNumber,
     backend: Option<&str>,
+    verbose: bool,
 ) -> anyhow::Result<JobOutcome> {
     let backends: Vec<&BackendConfig> = match backend {
         Some(name) => match config.backend(name) {
@@ -52,16 +55,25 @@ pub async fn run_pull_request(
     let reporter = Reporter::from_config(&config.github).context("setting up the GitHub client")?;
     let journal = Journal::open(&config.service.state_dir).context("opening the journal")?;
     // Statuses an earlier run or serve left unsent go out first, in order.
+    let posting = reporter.is_posting();
     let (outbox, outbox_task, _unsent) = StatusOutbox::start(Arc::new(reporter), journal)
         .context("reading unsent statuses from the journal")?;
+    let started = std::time::Instant::now();
     let executor = Executor::new(config.executor.clone(), config.backends.clone())
         .await
         .context("connecting to Podman")?;
+    if config.executor.podman_socket.is_none() {
+        println!(
+            "started the Podman API service in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+    }
     let logs = crate::service::log_store(&config, None);
 
     let mut worst = JobOutcome::Success;
     for backend in backends {
-        let outcome = run_one(&executor, &outbox, &logs, pr, &sha, backend).await;
+        let console = Console { verbose, posting };
+        let outcome = run_one(&executor, &outbox, &logs, pr, &sha, backend, console).await;
         if outcome.exit_code() > worst.exit_code() {
             worst = outcome;
         }
@@ -76,14 +88,32 @@ pub async fn run_pull_request(
     Ok(worst)
 }
 
+/// How a job is shown: `verbose` streams its output; `posting` when
+/// statuses go to GitHub.
+#[derive(Clone, Copy)]
+struct Console {
+    verbose: bool,
+    posting: bool,
+}
+
 /// `ember-ci run`'s jobs are not the scheduler's: only their statuses are
 /// journaled (for the outbox), never the jobs, so a `serve` on the same
-/// state dir never resumes them.
-struct OutboxOnly<'a>(&'a StatusOutbox);
+/// state dir never resumes them. Each status posted to GitHub is told on
+/// the console (without GitHub, the reporter prints them itself).
+struct OutboxOnly<'a> {
+    outbox: &'a StatusOutbox,
+    say: Option<&'a (dyn Fn(&str) + Sync)>,
+}
 
 impl Announcer for OutboxOnly<'_> {
     fn announce(&self, _: &JobId, request: &JobRequest, _: JobChange<'_>, status: CommitStatus) {
-        self.0.send(&request.sha, status);
+        if let Some(say) = self.say {
+            say(&format!(
+                "== posting status {} {}: {}",
+                status.context, status.state, status.description
+            ));
+        }
+        self.outbox.send(&request.sha, status);
     }
 }
 
@@ -94,6 +124,7 @@ async fn run_one(
     pr: PrNumber,
     sha: &CommitSha,
     backend: &BackendConfig,
+    Console { verbose, posting }: Console,
 ) -> JobOutcome {
     let job = Job {
         id: JobId::generate(),
@@ -105,10 +136,26 @@ async fn run_one(
         slot: 0,
     };
     println!("== job {} : {}", job.id, job.request);
+    let job_dir = logs.jobs_dir.join(job.id.as_str());
+    let quiet = (!verbose).then(|| ProgressObserver::new(logs.masker().clone(), &job_dir));
+    let streaming = ConsoleObserver {
+        masker: RwLock::new(logs.masker().clone()),
+    };
+    let console: &dyn StepObserver = match &quiet {
+        Some(quiet) => quiet,
+        None => &streaming,
+    };
+    let say = |line: &str| match &quiet {
+        Some(quiet) => quiet.println(line),
+        None => println!("{line}"),
+    };
     let parts = JobParts {
         runner: executor,
         logs,
-        announcer: &OutboxOnly(outbox),
+        announcer: &OutboxOnly {
+            outbox,
+            say: posting.then_some(&say),
+        },
     };
     let cancel = CancelSignal::new();
     let on_interrupt = cancel.clone();
@@ -117,10 +164,7 @@ async fn run_one(
             on_interrupt.cancel("interrupted");
         }
     });
-    let console = ConsoleObserver {
-        masker: RwLock::new(logs.masker().clone()),
-    };
-    let finished = run_to_final_status(&job, &parts, &console, cancel).await;
+    let finished = run_to_final_status(&job, &parts, console, cancel).await;
     interrupt.abort();
     let outcome = finished.outcome;
     println!(
@@ -128,7 +172,7 @@ async fn run_one(
         outcome.status_state(),
         outcome.description()
     );
-    println!("== logs: {}", logs.jobs_dir.join(job.id.as_str()).display());
+    println!("== logs: {}", job_dir.display());
     match finished.logs.map(|logs| logs.publication) {
         Some(Publication::Published(Some(url))) => println!("== published: {url}"),
         Some(Publication::Published(None)) => println!("== published (LOGS_URL is not set)"),

@@ -1,5 +1,6 @@
-//! `ember-ci run` on the demo config: one job now, printing each step and
-//! the statuses (no GH_TOKEN), exit code 0 on success and 1 on failure.
+//! `ember-ci run` on the demo config: one job now, printing a line per step
+//! (everything with `--verbose`) and the statuses (no GH_TOKEN), exit code 0
+//! on success and 1 on failure.
 
 use ember_ci_test_kit::ci_env;
 
@@ -47,16 +48,23 @@ fn run_succeeds_on_the_demo_and_exits_1_on_the_broken_pr() {
 
     let (code, output) = run_pr(&config, "129", &[]);
     assert_eq!(code, 0, "{output}");
-    for expected in [
-        "-- fetch",
-        "-- build",
-        "-- sanity",
-        "PASS: 1 of 1 checks passed",
-        "post-run: job result 0",
-    ] {
+    // Quiet: a line per step; the steps' output is in their log files.
+    for expected in ["✓ fetch", "✓ build", "✓ sanity", "✓ cleanup"] {
         assert!(
             output.contains(expected),
             "missing {expected:?} in:\n{output}"
+        );
+    }
+    assert!(!output.contains("PASS: 1 of 1"), "{output}");
+    let job_dir = logs_dir(&output);
+    for (step, expected) in [
+        ("sanity", "PASS: 1 of 1 checks passed"),
+        ("post-run", "post-run: job result 0"),
+    ] {
+        let log = step_log(&job_dir, step);
+        assert!(
+            log.contains(expected),
+            "{step} log lacks {expected:?}:\n{log}"
         );
     }
     let short = &repo.ok_sha[..7];
@@ -73,10 +81,53 @@ fn run_succeeds_on_the_demo_and_exits_1_on_the_broken_pr() {
     // The driver config's password is masked in what is printed.
     assert!(!output.contains("demo-array-password"), "{output}");
 
+    // A failed step shows the end of its output and where the rest is.
     let (code, output) = run_pr(&config, "130", &[]);
     assert_eq!(code, 1, "{output}");
-    assert!(output.contains("plugin exited"), "{output}");
+    assert!(output.contains("✗ wait-plugin"), "{output}");
+    assert!(output.contains("cannot import name DemoDriver"), "{output}");
+    let full = output
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("full output: "))
+        .unwrap_or_else(|| panic!("no log file named in:\n{output}"));
+    assert!(Path::new(full).is_file(), "{full}");
     assert!(output.contains("3rdparty/demo failure"), "{output}");
+
+    // --verbose streams every step's output as it comes.
+    let (code, output) = run_pr(&config, "130", &["--verbose"]);
+    assert_eq!(code, 1, "{output}");
+    for expected in [
+        "-- fetch",
+        "-- build",
+        "plugin exited",
+        "3rdparty/demo failure",
+    ] {
+        assert!(
+            output.contains(expected),
+            "missing {expected:?} in:\n{output}"
+        );
+    }
+}
+
+/// The job's log folder, from the `== logs: <dir>` line.
+fn logs_dir(output: &str) -> PathBuf {
+    output
+        .lines()
+        .find_map(|line| line.strip_prefix("== logs: "))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| panic!("no logs line in:\n{output}"))
+}
+
+/// The text of `NN-<step>.txt` in `job_dir`.
+fn step_log(job_dir: &Path, step: &str) -> String {
+    let suffix = format!("-{step}.txt");
+    let path = std::fs::read_dir(job_dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", job_dir.display()))
+        .flatten()
+        .map(|entry| entry.path())
+        .find(|path| path.to_string_lossy().ends_with(&suffix))
+        .unwrap_or_else(|| panic!("no {step} log in {}", job_dir.display()));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 #[test]

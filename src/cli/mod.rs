@@ -1,0 +1,3 @@
+//! Console output of the commands a person runs.
+
+pub mod progress;
