@@ -16,5 +16,6 @@ mod run_command;
 mod sandbox;
 mod scheduler;
 mod soak;
+mod vendor_flows;
 mod web;
 mod webhook;

@@ -9,6 +9,7 @@
 //!   `ember-ci serve` as a child process.
 //! - [`demo_setup`]: the usual end-to-end setup in one value.
 //! - [`executor_env`]: the executor's environment on real Podman.
+//! - [`git_server`]: `git daemon` on 127.0.0.1 serving a csi-sanity stand-in.
 //! - [`podman_lock`]: one real-Podman test at a time.
 
 pub mod ci_env;
@@ -16,6 +17,7 @@ pub mod demo_setup;
 pub mod executor_env;
 pub mod fake_github;
 pub mod fake_smee;
+pub mod git_server;
 pub mod wait;
 
 /// Tests that run real jobs on Podman take this lock: on two cores, two
