@@ -52,6 +52,10 @@ enum Command {
         /// Re-sign the body with this secret (X-Hub-Signature-256 and X-Hub-Signature).
         #[arg(long, env = "EMBER_CI_SEND_SECRET")]
         secret: Option<String>,
+        /// Keep the saved X-GitHub-Delivery id (the CI then drops a repeat
+        /// as a duplicate); by default each send gets a fresh id.
+        #[arg(long)]
+        keep_id: bool,
     },
     /// Validate a config dir and print a summary with secrets masked.
     CheckConfig {
@@ -105,8 +109,18 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             let outcome = ember_ci::run::run_pull_request(config, pr, backend.as_deref()).await?;
             Ok(ExitCode::from(outcome.exit_code() as u8))
         }
-        Command::Send { url, file, secret } => {
-            let report = ember_ci::send::send_saved_delivery(&url, &file, secret.as_deref())
+        Command::Send {
+            url,
+            file,
+            secret,
+            keep_id,
+        } => {
+            let id = if keep_id {
+                ember_ci::send::DeliveryId::Keep
+            } else {
+                ember_ci::send::DeliveryId::Fresh
+            };
+            let report = ember_ci::send::send_saved_delivery(&url, &file, secret.as_deref(), id)
                 .await
                 .with_context(|| format!("sending {}", file.display()))?;
             println!("{} {}", report.status, report.response.trim_end());

@@ -10,7 +10,7 @@ use ember_ci::config::Secret;
 use ember_ci::journal::Journal;
 use ember_ci::model::RepoName;
 use ember_ci::relay::saved::prepare_saved_delivery;
-use ember_ci::send::{send_saved_delivery, SendReport};
+use ember_ci::send::{send_saved_delivery, DeliveryId, SendReport};
 use ember_ci::webhook::{
     recover, routes, signature, Delivery, Event, Intake, IntakeCounts, PrAction, MAX_BODY_BYTES,
 };
@@ -128,6 +128,7 @@ async fn resigned_ok_fixture_is_accepted_and_forwarded_once() {
         &server.hook_url(),
         &fixture_path("test-ok.json"),
         Some(SECRET),
+        DeliveryId::Keep,
     )
     .await
     .expect("replay reaches the server");
@@ -149,6 +150,37 @@ async fn resigned_ok_fixture_is_accepted_and_forwarded_once() {
         }
         other => panic!("expected a pull_request event, got {other:?}"),
     }
+    server.assert_nothing_forwarded();
+}
+
+#[tokio::test]
+async fn each_send_of_a_file_is_a_new_delivery_unless_the_id_is_kept() {
+    const SAVED_ID: &str = "9507dc00-aed8-11e9-8ceb-6a4befef72c9";
+    let mut server = Server::start().await;
+    let file = fixture_path("test-broken.json");
+    let url = server.hook_url();
+    let send = |id| send_saved_delivery(&url, &file, Some(SECRET), id);
+    for _ in 0..2 {
+        let report = send(DeliveryId::Fresh).await.expect("replay");
+        assert_eq!(report.status, 202, "{}", report.response);
+    }
+    let kept = send(DeliveryId::Keep).await.expect("replay");
+    assert_eq!(kept.status, 202, "{}", kept.response);
+    let repeat = send(DeliveryId::Keep).await.expect("replay");
+    assert_eq!(
+        (repeat.status, repeat.response.as_str()),
+        (
+            200,
+            format!("duplicate delivery {SAVED_ID}, already accepted").as_str()
+        )
+    );
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(server.next_delivery().await.id);
+    }
+    assert_ne!(ids[0], ids[1]);
+    assert!(!ids[..2].contains(&SAVED_ID.to_string()), "{ids:?}");
+    assert_eq!(ids[2], SAVED_ID);
     server.assert_nothing_forwarded();
 }
 
@@ -185,6 +217,7 @@ async fn wrong_secret_is_refused_and_nothing_forwarded() {
         &server.hook_url(),
         &fixture_path("test-ok.json"),
         Some("not-our-secret"),
+        DeliveryId::Fresh,
     )
     .await
     .expect("replay reaches the server");
@@ -350,9 +383,14 @@ async fn pr_updates_and_pr_comments_are_forwarded() {
         ),
     ];
     for (file, expected) in cases {
-        let report = send_saved_delivery(&server.hook_url(), &fixture_path(file), Some(SECRET))
-            .await
-            .expect("replay reaches the server");
+        let report = send_saved_delivery(
+            &server.hook_url(),
+            &fixture_path(file),
+            Some(SECRET),
+            DeliveryId::Fresh,
+        )
+        .await
+        .expect("replay reaches the server");
         assert_eq!(
             (report.status, report.response.as_str()),
             (202, expected),
