@@ -1,12 +1,13 @@
 //! A vendor's old scripts and the default csi-sanity path, on real Podman:
 //! an LVM pre-run with no post-run passing twice in a row (host hygiene
 //! removes what it left), a Ceph-style driver script that runs `docker run`
-//! and ships CSI_SYSTEM_FILES, and a csi-sanity tag that is not the pinned
-//! commit failing the sandbox build. csi-sanity is built from the stand-in
+//! and ships CSI_SYSTEM_FILES, a csi-sanity tag that is not the pinned
+//! commit failing the sandbox build, and refs/pull/N/merge built when it
+//! merges the head. csi-sanity is built from the stand-in
 //! served by `git daemon` (ember_ci_test_kit::git_server).
 
 use ember_ci_test_kit::executor_env::{
-    assert_nothing_left, run_job, start_executor, DemoEnv, GENEROUS,
+    assert_nothing_left, run_job, run_ok, start_executor, DemoEnv, GENEROUS,
 };
 use ember_ci_test_kit::git_server::csi_sanity_standin;
 
@@ -136,4 +137,82 @@ async fn csi_sanity_tag_on_another_commit_fails_the_sandbox_build_naming_both() 
         "{reason}"
     );
     assert_nothing_left(&env, &run.job.id);
+}
+
+/// Pushes, as refs/pull/<pr>/merge, a merge of `merged_head` into main
+/// after main gained a commit of its own; returns the merge commit.
+fn push_merge_ref(env: &DemoEnv, pr: u64, merged_head: &str) -> String {
+    let work = env.dir.path().join(format!("merge-{pr}"));
+    let git = |args: &[&str]| {
+        run_ok(
+            std::process::Command::new("git")
+                .arg("-C")
+                .arg(&work)
+                .args(["-c", "user.name=test", "-c", "user.email=test@localhost"])
+                .args(args),
+        )
+        .trim()
+        .to_string()
+    };
+    run_ok(
+        std::process::Command::new("git")
+            .args(["clone", "-q", "--branch", "main"])
+            .arg(&env.repo)
+            .arg(&work),
+    );
+    std::fs::write(work.join("BASE-ONLY"), "a change on the base branch\n").expect("file");
+    git(&["add", "BASE-ONLY"]);
+    git(&["commit", "-q", "-m", "base moves on"]);
+    git(&["fetch", "-q", "origin", merged_head]);
+    git(&["merge", "-q", "--no-ff", "-m", "test merge", merged_head]);
+    git(&[
+        "push",
+        "-q",
+        "origin",
+        &format!("HEAD:refs/pull/{pr}/merge"),
+    ]);
+    git(&["rev-parse", "HEAD"])
+}
+
+#[tokio::test]
+async fn the_merge_ref_is_built_when_it_merges_the_head_else_the_head() {
+    let _podman = ember_ci_test_kit::podman_lock().await;
+    let mut env = DemoEnv::new();
+    let head = env.push_pr(150, "PR with a merge ref", |work| {
+        std::fs::write(work.join("PR-150"), "the PR's change\n").expect("file");
+    });
+    let merge = push_merge_ref(&env, 150, head.as_str());
+    // #151's merge ref still merges #150's head: GitHub has not recomputed it.
+    let newer = env.push_pr(151, "PR whose merge ref is stale", |work| {
+        std::fs::write(work.join("PR-151"), "the PR's change\n").expect("file");
+    });
+    push_merge_ref(&env, 151, head.as_str());
+    let executor = start_executor(env.config(GENEROUS)).await;
+
+    let run = run_job(&executor, env.job(150)).await;
+    let fetch = run.output_of(Step::Fetch);
+    assert_eq!(run.outcome, JobOutcome::Success, "{fetch}");
+    assert!(
+        fetch.contains(&format!(
+            "building refs/pull/150/merge {merge}: head {head} merged into its base"
+        )),
+        "{fetch}"
+    );
+    assert!(fetch.contains(&format!("checked out {merge}")), "{fetch}");
+
+    let run = run_job(&executor, env.job(151)).await;
+    let fetch = run.output_of(Step::Fetch);
+    assert_eq!(run.outcome, JobOutcome::Success, "{fetch}");
+    assert!(
+        fetch.contains(&format!(
+            "no current refs/pull/151/merge (conflicts, or not computed yet): building the head {newer}"
+        )),
+        "{fetch}"
+    );
+    assert!(fetch.contains(&format!("checked out {newer}")), "{fetch}");
+    // No merge ref at all (the demo's #129): the head, too.
+    let run = run_job(&executor, env.job(129)).await;
+    assert!(run
+        .output_of(Step::Fetch)
+        .contains("no current refs/pull/129/merge"));
 }
