@@ -183,7 +183,7 @@ pub async fn start(
     ));
 
     let (scheduler, scheduler_task, recovery) = Scheduler::start(
-        runner,
+        runner.clone(),
         outbox.clone(),
         logs.clone(),
         config.service.num_workers,
@@ -231,6 +231,7 @@ pub async fn start(
         outbox: outbox.clone(),
         intake: intake.clone(),
         smee: relays.smee_health(),
+        host: runner,
         shutdown: shutdown.clone(),
     };
     let routes = webhook::routes(intake.clone())
