@@ -13,6 +13,8 @@ bash scripts/local-registry.sh seed localhost/debian:bookworm docker.io/library/
 trap 'bash scripts/local-registry.sh stop' EXIT
 bash scripts/ensure-rust.sh
 export PATH="$HOME/.cargo/bin:$PATH"
+# Podman 5's quadlet generator for the unit test (cached under /var/cache).
+bash scripts/quadlet-generator.sh >/dev/null
 
 # The browser test's npm packages (playwright-core), reinstalled only when
 # the lock file changes.
