@@ -377,7 +377,9 @@ impl<'a> JobRun<'a> {
         self.say(
             Step::Sandbox,
             &format!(
-                "starting sandbox {} from {image} (image store {})\n",
+                "starting sandbox {} from {image} (image store {})\n\
+                 short image names (e.g. centos:7) resolve on docker.io, as on Fedora/RHEL hosts; \
+                 `docker` is Podman\n",
                 spec.name,
                 store_dir.display()
             ),

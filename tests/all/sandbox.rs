@@ -205,7 +205,7 @@ async fn ceph_style_system_files_reach_the_plugin_with_their_content() {
     assert_eq!(run.outcome, JobOutcome::Success);
     assert!(run
         .output_of(Step::DriverConfig)
-        .contains("CSI_SYSTEM_FILES=/tmp/"));
+        .contains("CSI_SYSTEM_FILES=/job/scratch/"));
     let plugin_log = run.output_of(Step::Cleanup);
     for file in ["ceph.conf", "ceph.client.admin.keyring"] {
         let line =

@@ -93,6 +93,9 @@ CSI_SYSTEM_FILES="$SCRATCH_DIR/ceph.tar"
 
     let run = run_job(&executor, env.job(129)).await;
 
+    assert!(run
+        .output_of(Step::Sandbox)
+        .contains("short image names (e.g. centos:7) resolve on docker.io"));
     let driver = run.output_of(Step::DriverConfig);
     assert_eq!(run.outcome, JobOutcome::Success, "{driver}");
     assert!(
