@@ -245,6 +245,10 @@ fn synthetic_delivery(repo: &RepoName, pull: &PullRequestInfo) -> Delivery {
             author: pull.author.clone(),
             author_association: pull.author_association.clone(),
             html_url: pull.html_url.clone(),
+            // Unknown: the poller read the head, it did not see the push.
+            sender: None,
+            head_owner: None,
+            updated_at: None,
         }),
         received_at: SystemTime::now(),
     }

@@ -57,7 +57,7 @@ pub struct IntakeCounts {
     pub accepted: u64,
     /// Answered 2xx without forwarding: pings, other events, other repos.
     pub ignored: u64,
-    /// Forwarded before under the same delivery id.
+    /// Forwarded before under the same delivery id or with the same body.
     pub duplicates: u64,
     /// Refused with 4xx/5xx: bad signature, bad payload, channel full.
     pub rejected: u64,
@@ -237,9 +237,15 @@ impl Intake {
     /// channel is reserved before the journal write: a delivery on disk is
     /// always also on its way (or, after a crash, re-dispatched at start).
     fn forward(&self, wanted: Wanted<'_>) -> Outcome {
+        // The signature covers the body only: the same body under another
+        // (or no) delivery id is a replay, remembered by its digest.
+        let digest = crate::journal::body_digest(wanted.body).map(|hex| format!("sha256:{hex}"));
         let mut guard = self.lock_forwarding();
         let forwarding = &mut *guard;
-        if forwarding.seen.contains(&wanted.id) {
+        let was_seen = |seen: &SeenDeliveries| {
+            seen.contains(&wanted.id) || digest.as_deref().is_some_and(|d| seen.contains(d))
+        };
+        if was_seen(&forwarding.seen) {
             return Outcome::Duplicate(wanted.id);
         }
         let Some(sink) = &forwarding.sink else {
@@ -259,7 +265,7 @@ impl Intake {
         {
             Ok(DeliveryRecord::New) => {}
             Ok(DeliveryRecord::AlreadyRecorded) => {
-                forwarding.seen.remember(&wanted.id);
+                remember(&mut forwarding.seen, &wanted.id, digest.as_deref());
                 return Outcome::Duplicate(wanted.id);
             }
             Err(error) => {
@@ -275,10 +281,17 @@ impl Intake {
             event: wanted.event,
             received_at,
         });
-        forwarding.seen.remember(&wanted.id);
+        remember(&mut forwarding.seen, &wanted.id, digest.as_deref());
         Outcome::Accepted {
             summary: wanted.summary,
         }
+    }
+}
+
+fn remember(seen: &mut SeenDeliveries, id: &str, digest: Option<&str>) {
+    seen.remember(id);
+    if let Some(digest) = digest {
+        seen.remember(digest);
     }
 }
 
@@ -409,6 +422,9 @@ mod tests {
             author: "Akrog".into(),
             author_association: "MEMBER".into(),
             html_url: "https://github.com/embercsi/ember-csi/pull/129".into(),
+            sender: None,
+            head_owner: None,
+            updated_at: None,
         })
     }
 
@@ -422,6 +438,7 @@ mod tests {
             body: "recheck".into(),
             author: "Akrog".into(),
             author_association: "MEMBER".into(),
+            created_at: None,
         })
     }
 
@@ -496,21 +513,16 @@ mod tests {
             journal,
             sink,
         );
-        let body = serde_json::to_vec(&serde_json::json!({
-            "action": "opened",
-            "repository": {"full_name": "embercsi/ember-csi"},
-            "pull_request": {"number": 129, "title": "t", "html_url": "u",
-                "author_association": "MEMBER", "user": {"login": "Akrog"},
-                "head": {"sha": "4155f91779c72125baee651f628640274794ca37"}}
-        }))
-        .expect("JSON serialises");
-        let headers = |id: &str| DeliveryHeaders {
-            event: Some("pull_request".into()),
-            ..signed_headers(&body, id)
+        // One body per id: a byte-identical body is a duplicate whatever its id.
+        let send = |id: &'static str| {
+            let body = pr_opened_body(id);
+            let headers = pr_headers(&body, id);
+            let intake = &intake;
+            async move { intake.handle(&headers, &body).await }
         };
 
-        assert_eq!(intake.handle(&headers("a"), &body).await.status, 202);
-        let full = intake.handle(&headers("b"), &body).await;
+        assert_eq!(send("a").await.status, 202);
+        let full = send("b").await;
         assert_eq!(
             (full.status, full.message.as_str()),
             (503, "not accepting deliveries: queue full")
@@ -518,10 +530,10 @@ mod tests {
 
         // "b" was not forwarded, so its retry must not count as a duplicate.
         deliveries.recv().await.expect("first delivery queued");
-        assert_eq!(intake.handle(&headers("b"), &body).await.status, 202);
+        assert_eq!(send("b").await.status, 202);
 
         drop(deliveries);
-        assert_eq!(intake.handle(&headers("c"), &body).await.status, 503);
+        assert_eq!(send("c").await.status, 503);
         assert_eq!(
             intake.stats().snapshot(),
             IntakeCounts {
@@ -533,11 +545,11 @@ mod tests {
         );
     }
 
-    fn pr_opened_body() -> Vec<u8> {
+    fn pr_opened_body(title: &str) -> Vec<u8> {
         serde_json::to_vec(&serde_json::json!({
             "action": "opened",
             "repository": {"full_name": "embercsi/ember-csi"},
-            "pull_request": {"number": 129, "title": "t", "html_url": "u",
+            "pull_request": {"number": 129, "title": title, "html_url": "u",
                 "author_association": "MEMBER", "user": {"login": "Akrog"},
                 "head": {"sha": "4155f91779c72125baee651f628640274794ca37"}}
         }))
@@ -555,7 +567,7 @@ mod tests {
     async fn accepted_deliveries_are_journaled_and_known_after_a_restart() {
         let dir = tempfile::tempdir().expect("temp dir");
         let journal = Journal::open(dir.path()).expect("journal");
-        let body = pr_opened_body();
+        let body = pr_opened_body("t");
         let (sink, _deliveries) = mpsc::channel(4);
         let intake = Intake::new(
             Secret::new(SECRET),
@@ -589,10 +601,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_byte_identical_body_is_a_duplicate_under_any_id_or_none() {
+        let (_journal_dir, journal) = temp_journal();
+        let (sink, _deliveries) = mpsc::channel(4);
+        let intake = Intake::new(
+            Secret::new(SECRET),
+            repo("embercsi/ember-csi"),
+            journal,
+            sink,
+        );
+        let body = pr_opened_body("t");
+        assert_eq!(
+            intake.handle(&pr_headers(&body, "a"), &body).await.status,
+            202
+        );
+        let mut without_id = pr_headers(&body, "-");
+        without_id.delivery_id = None;
+        for headers in [pr_headers(&body, "b"), without_id] {
+            let replay = intake.handle(&headers, &body).await;
+            assert_eq!(replay.status, 200, "{replay:?}");
+            assert!(replay.message.starts_with("duplicate"), "{replay:?}");
+        }
+        assert_eq!(intake.stats().snapshot().duplicates, 2);
+    }
+
+    #[tokio::test]
     async fn a_delivery_refused_for_a_full_queue_is_not_journaled() {
         let dir = tempfile::tempdir().expect("temp dir");
         let journal = Journal::open(dir.path()).expect("journal");
-        let body = pr_opened_body();
+        let (body, other) = (pr_opened_body("t"), pr_opened_body("u"));
         let (sink, _deliveries) = mpsc::channel(1);
         let intake = Intake::new(
             Secret::new(SECRET),
@@ -605,7 +642,7 @@ mod tests {
             202
         );
         assert_eq!(
-            intake.handle(&pr_headers(&body, "b"), &body).await.status,
+            intake.handle(&pr_headers(&other, "b"), &other).await.status,
             503
         );
         assert!(journal.has_delivery("a").expect("lookup"));
@@ -614,7 +651,7 @@ mod tests {
 
     #[tokio::test]
     async fn draining_answers_503_and_closes_the_channel_after_its_backlog() {
-        let body = pr_opened_body();
+        let body = pr_opened_body("t");
         let (sink, mut deliveries) = mpsc::channel(4);
         let (_journal_dir, journal) = temp_journal();
         let intake = Intake::new(

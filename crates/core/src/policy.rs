@@ -14,6 +14,32 @@ pub fn is_trusted(login: &str, author_association: &str, trusted_users: &[String
         || trusted_users.iter().any(|u| u.eq_ignore_ascii_case(login))
 }
 
+/// Whether a push to a trusted author's PR may run without an ok. A
+/// member's PR can come from a branch others push to (an outsider's fork):
+/// the push runs by itself only when the pusher (`sender`) is the author or
+/// a listed user, or the head's repository belongs to the author, a listed
+/// user or the watched repository's owner (whose pushers have write access).
+/// With no sender known the author's trust decides alone.
+pub fn is_push_trusted(
+    sender: Option<&str>,
+    author: &str,
+    head_owner: Option<&str>,
+    base_owner: &str,
+    trusted_users: &[String],
+) -> bool {
+    let is_listed = |login: &str| trusted_users.iter().any(|u| u.eq_ignore_ascii_case(login));
+    let Some(sender) = sender else {
+        return true;
+    };
+    sender.eq_ignore_ascii_case(author)
+        || is_listed(sender)
+        || head_owner.is_some_and(|owner| {
+            owner.eq_ignore_ascii_case(author)
+                || owner.eq_ignore_ascii_case(base_owner)
+                || is_listed(owner)
+        })
+}
+
 /// Whether a comment was written by the bot itself (it must not answer
 /// its own replies).
 pub fn is_own_comment(comment_author: &str, bot_login: &str) -> bool {
@@ -34,6 +60,20 @@ mod tests {
         assert!(!is_trusted("stranger", "CONTRIBUTOR", &listed));
         assert!(!is_trusted("stranger", "FIRST_TIME_CONTRIBUTOR", &[]));
         assert!(!is_trusted("stranger", "NONE", &[]));
+    }
+
+    #[test]
+    fn a_push_by_an_outsider_to_an_outsiders_branch_is_not_trusted() {
+        let listed = vec!["vendor-bot".to_string()];
+        let trusted =
+            |sender, head_owner| is_push_trusted(sender, "Member", head_owner, "embercsi", &listed);
+        assert!(trusted(Some("member"), Some("outsider")));
+        assert!(trusted(Some("Vendor-Bot"), Some("outsider")));
+        assert!(trusted(Some("outsider"), Some("Member")));
+        assert!(trusted(Some("outsider"), Some("EmberCSI")));
+        assert!(trusted(None, Some("outsider")));
+        assert!(!trusted(Some("outsider"), Some("outsider")));
+        assert!(!trusted(Some("outsider"), None));
     }
 
     #[test]
