@@ -153,8 +153,9 @@ pub const KEYS: &[Key] = &[
     Key::new("GH_API_URL", GitHub, DefaultTo("https://api.github.com"), "set it to the GitHub API base URL, e.g. https://api.github.com or https://HOST/api/v3"),
     Key::new("GH_REPO", GitHub, DefaultTo("embercsi/ember-csi"), "set it to the watched repository as owner/name"),
     Key::new("GH_CLONE_URL", Executor, DefaultTo("https://github.com/$GH_REPO.git"), "set it to a git URL or path of the repository to clone"),
-    Key::new("SMEE_ID", Relay, Optional, "set it to the channel id from https://smee.io/<id>"),
-    Key::new("SMEE_URL", Relay, Optional, "set it to the full channel URL, e.g. https://smee.io/<id>"),
+    // Secret: anyone who follows the channel collects signed bodies.
+    Key::new("SMEE_ID", Relay, Optional, "set it to the channel id from https://smee.io/<id>").secret(),
+    Key::new("SMEE_URL", Relay, Optional, "set it to the full channel URL, e.g. https://smee.io/<id>").secret(),
     Key::new("POLL_INTERVAL", Relay, Optional, "give whole seconds, or a number with s, m or h (e.g. 300, 5m)"),
     Key::new("NUM_DRIVERS", Backends, DefaultTo("1"), "set it to the number of backends (DRIVER_NAME_1 ... DRIVER_NAME_n)"),
     Key::new("DRIVER_NAME", Backends, Required, "set it to the backend's name; its status context is 3rdparty/<name>").per_backend().also_unsuffixed(),
