@@ -97,6 +97,11 @@ pub async fn serve(
     shutdown: CancellationToken,
     on_listening: impl FnOnce(SocketAddr),
 ) -> anyhow::Result<()> {
+    // Before any socket: idle connections must hit our cap, not EMFILE.
+    match crate::webhook::limits::raise_open_files_limit() {
+        Ok((before, after)) => info!(before, after, "open files limit"),
+        Err(error) => warn!(%error, "cannot raise the open files limit"),
+    }
     let parts = Parts::for_config(&config).await?;
     let running = start(config, parts, shutdown).await?;
     on_listening(running.address());
@@ -240,11 +245,11 @@ pub async fn start(
     // (GitHub shows it; a relay retries) instead of a refused connection.
     let stop_listening = CancellationToken::new();
     let server_stopped = stop_listening.clone();
-    let server = warp::serve(routes)
-        .incoming(listener)
-        .graceful(async move { server_stopped.cancelled().await })
-        .run();
-    let server = tokio::spawn(server);
+    let server = tokio::spawn(crate::server::serve(
+        listener,
+        warp::service(routes),
+        server_stopped,
+    ));
     info!(%address, repo = %config.github.repo, backends = config.backends.len(), workers = config.service.num_workers, "ember-ci listening");
 
     let tasks = Tasks {

@@ -36,15 +36,25 @@ const MAX_READ_PER_TICK: u64 = 256 * 1024;
 const FIRST_TAIL_BYTES: u64 = 64 * 1024;
 /// Events buffered for a slow client before the reader waits.
 const EVENT_BUFFER: usize = 16;
+/// Open streams at once: each holds a socket and a polling task for as
+/// long as its job runs.
+pub const MAX_LIVE_STREAMS: usize = 32;
 
 pub fn routes(web: Arc<Web>) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    let streams = Arc::new(tokio::sync::Semaphore::new(MAX_LIVE_STREAMS));
     warp::path!("jobs" / String / "live").and(warp::get()).map(
         move |id: String| match JobId::parse(&id)
             .ok()
             .filter(|id| job_detail(&web, id).is_some())
         {
             Some(id) => {
-                let events = stream_job(web.clone(), id);
+                let Ok(permit) = streams.clone().try_acquire_owned() else {
+                    return json_error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "too many live log streams open; try again later",
+                    );
+                };
+                let events = stream_job(web.clone(), id, permit);
                 warp::sse::reply(warp::sse::keep_alive().stream(events)).into_response()
             }
             None => json_error(StatusCode::NOT_FOUND, "no such job"),
@@ -71,9 +81,17 @@ pub fn tail_of_file(path: &Path, max_bytes: u64) -> String {
     String::from_utf8_lossy(&bytes[from..]).into_owned()
 }
 
-fn stream_job(web: Arc<Web>, id: JobId) -> ReceiverStream<Result<Event, Infallible>> {
+/// The permit is held by the following task: the stream counts until it ends.
+fn stream_job(
+    web: Arc<Web>,
+    id: JobId,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> ReceiverStream<Result<Event, Infallible>> {
     let (sender, receiver) = mpsc::channel(EVENT_BUFFER);
-    tokio::spawn(follow_job(web, id, sender));
+    tokio::spawn(async move {
+        follow_job(web, id, sender).await;
+        drop(permit);
+    });
     ReceiverStream::new(receiver)
 }
 

@@ -111,7 +111,7 @@ pub fn routes(
             .filter(|token| !token.is_empty()),
         context,
     });
-    let local = warp::addr::remote().and_then(|remote: Option<SocketAddr>| async move {
+    let local = crate::server::peer_addr().and_then(|remote: Option<SocketAddr>| async move {
         match remote {
             Some(addr) if addr.ip().is_loopback() => Ok(()),
             _ => Err(warp::reject::not_found()),

@@ -1,5 +1,6 @@
 //! The warp side of the intake: `POST /change_hook/github`, the body cap,
-//! and plain-text replies for requests that never reach the intake.
+//! deadline and shared budget (`limits`), and plain-text replies for
+//! requests that never reach the intake.
 //!
 //! Nothing here judges a delivery; it only turns HTTP into
 //! [`DeliveryHeaders`] + bytes and the [`IntakeReply`] back into HTTP.
@@ -14,6 +15,7 @@ use warp::reject::{MethodNotAllowed, PayloadTooLarge, Reject};
 use warp::{Filter, Rejection, Reply};
 
 use super::intake::{Intake, IntakeReply};
+use super::limits::{self, BodyBudget, Reservation};
 use super::{DeliveryHeaders, MAX_BODY_BYTES};
 
 /// Why a request body was not read.
@@ -23,6 +25,17 @@ enum BodyError {
     TooLarge { limit: u64 },
     #[error("request body could not be read: {0}")]
     Unreadable(String),
+    #[error("request body not received within {} s", limits::BODY_DEADLINE.as_secs())]
+    TooSlow,
+    #[error("too many deliveries being received; send it again later")]
+    Busy,
+}
+
+/// What all deliveries share: reading slots and the buffered-bytes budget.
+#[derive(Clone)]
+struct BodyLimits {
+    slots: Arc<tokio::sync::Semaphore>,
+    budget: BodyBudget,
 }
 
 impl Reject for BodyError {}
@@ -37,7 +50,15 @@ pub fn routes(
     warp::path!("change_hook" / "github")
         .and(warp::post())
         .and(warp::header::headers_cloned().map(|headers: HeaderMap| delivery_headers(&headers)))
-        .and(capped_body(MAX_BODY_BYTES))
+        .and(capped_body(
+            MAX_BODY_BYTES,
+            BodyLimits {
+                slots: Arc::new(tokio::sync::Semaphore::new(
+                    limits::MAX_CONCURRENT_DELIVERIES,
+                )),
+                budget: BodyBudget::new(limits::MAX_BUFFERED_BYTES),
+            },
+        ))
         .then(move |headers: DeliveryHeaders, body: Bytes| {
             let intake = Arc::clone(&intake);
             async move { into_response(intake.handle(&headers, &body).await) }
@@ -53,6 +74,8 @@ pub async fn recover(rejection: Rejection) -> Result<impl Reply, Rejection> {
         let status = match error {
             BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             BodyError::Unreadable(_) => StatusCode::BAD_REQUEST,
+            BodyError::TooSlow => StatusCode::REQUEST_TIMEOUT,
+            BodyError::Busy => StatusCode::SERVICE_UNAVAILABLE,
         };
         (status, error.to_string())
     } else if rejection.find::<PayloadTooLarge>().is_some() {
@@ -88,8 +111,13 @@ fn into_response(reply: IntakeReply) -> warp::reply::Response {
 }
 
 /// The whole body, refused as soon as it exceeds `limit`: up front when
-/// Content-Length says so, otherwise (chunked bodies) while reading.
-fn capped_body(limit: u64) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
+/// Content-Length says so, otherwise (chunked bodies) while reading; also
+/// refused when it takes longer than the body deadline, or when the
+/// deliveries being read already hold the shared budget.
+fn capped_body(
+    limit: u64,
+    shared: BodyLimits,
+) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
     warp::header::optional::<u64>("content-length")
         .and_then(move |declared: Option<u64>| async move {
             match declared {
@@ -101,14 +129,32 @@ fn capped_body(limit: u64) -> impl Filter<Extract = (Bytes,), Error = Rejection>
         })
         .untuple_one()
         .and(warp::body::stream())
-        .and_then(move |body| async move {
-            collect_capped(body, limit)
-                .await
-                .map_err(warp::reject::custom)
+        .and_then(move |body| {
+            let shared = shared.clone();
+            async move {
+                let _slot = shared
+                    .slots
+                    .try_acquire_owned()
+                    .map_err(|_| warp::reject::custom(BodyError::Busy))?;
+                let mut reservation = shared.budget.reservation();
+                let read = collect_capped(body, limit, &mut reservation);
+                let body = tokio::time::timeout(limits::BODY_DEADLINE, read)
+                    .await
+                    .map_err(|_| BodyError::TooSlow)
+                    .and_then(|read| read)
+                    .map_err(warp::reject::custom)?;
+                // The budget covers bodies being read; the intake handles
+                // this one at once.
+                Ok::<_, Rejection>(body)
+            }
         })
 }
 
-async fn collect_capped<S, B, E>(body: S, limit: u64) -> Result<Bytes, BodyError>
+async fn collect_capped<S, B, E>(
+    body: S,
+    limit: u64,
+    reservation: &mut Reservation,
+) -> Result<Bytes, BodyError>
 where
     S: Stream<Item = Result<B, E>>,
     B: Buf,
@@ -120,6 +166,9 @@ where
         let chunk = chunk.map_err(|error| BodyError::Unreadable(error.to_string()))?;
         if collected.len() as u64 + chunk.remaining() as u64 > limit {
             return Err(BodyError::TooLarge { limit });
+        }
+        if !reservation.grow(chunk.remaining() as u64) {
+            return Err(BodyError::Busy);
         }
         collected.put(chunk);
     }
@@ -142,7 +191,7 @@ mod tests {
 
     #[tokio::test]
     async fn body_at_the_limit_is_read_whole() {
-        let body = collect_capped(chunks(&[3, 4, 3]), 10)
+        let body = collect_capped(chunks(&[3, 4, 3]), 10, &mut budget(100).reservation())
             .await
             .expect("within the cap");
         assert_eq!(body.len(), 10);
@@ -150,18 +199,33 @@ mod tests {
 
     #[tokio::test]
     async fn body_over_the_limit_is_refused_while_streaming() {
-        let result = collect_capped(chunks(&[6, 6]), 10).await;
+        let result = collect_capped(chunks(&[6, 6]), 10, &mut budget(100).reservation()).await;
         assert!(
             matches!(result, Err(BodyError::TooLarge { limit: 10 })),
             "{result:?}"
         );
     }
 
+    fn budget(bytes: u64) -> BodyBudget {
+        BodyBudget::new(bytes)
+    }
+
+    #[tokio::test]
+    async fn bodies_beyond_the_shared_budget_are_refused_as_busy() {
+        let shared = budget(10);
+        let mut held = shared.reservation();
+        assert!(held.grow(6));
+        let result = collect_capped(chunks(&[3, 3]), 100, &mut shared.reservation()).await;
+        assert!(matches!(result, Err(BodyError::Busy)), "{result:?}");
+        drop(held);
+        assert_eq!(shared.free(), 10, "a refused body gives its bytes back");
+    }
+
     #[tokio::test]
     async fn read_errors_are_reported() {
         let failing =
             futures_util::stream::iter([Ok(Bytes::from_static(b"ab")), Err("connection reset")]);
-        let result = collect_capped(failing, 10).await;
+        let result = collect_capped(failing, 10, &mut budget(100).reservation()).await;
         assert!(matches!(result, Err(BodyError::Unreadable(ref why)) if why == "connection reset"));
     }
 }
