@@ -15,7 +15,7 @@ use warp::reject::{MethodNotAllowed, PayloadTooLarge, Reject};
 use warp::{Filter, Rejection, Reply};
 
 use super::intake::{Intake, IntakeReply};
-use super::limits::{self, BodyBudget, Reservation};
+use super::limits::{self, Allowance, BodyLimits};
 use super::{DeliveryHeaders, MAX_BODY_BYTES};
 
 /// Why a request body was not read.
@@ -31,13 +31,6 @@ enum BodyError {
     Busy,
 }
 
-/// What all deliveries share: reading slots and the buffered-bytes budget.
-#[derive(Clone)]
-struct BodyLimits {
-    slots: Arc<tokio::sync::Semaphore>,
-    budget: BodyBudget,
-}
-
 impl Reject for BodyError {}
 
 /// `POST /change_hook/github`: every delivery goes through `intake`.
@@ -50,15 +43,7 @@ pub fn routes(
     warp::path!("change_hook" / "github")
         .and(warp::post())
         .and(warp::header::headers_cloned().map(|headers: HeaderMap| delivery_headers(&headers)))
-        .and(capped_body(
-            MAX_BODY_BYTES,
-            BodyLimits {
-                slots: Arc::new(tokio::sync::Semaphore::new(
-                    limits::MAX_CONCURRENT_DELIVERIES,
-                )),
-                budget: BodyBudget::new(limits::MAX_BUFFERED_BYTES),
-            },
-        ))
+        .and(capped_body(MAX_BODY_BYTES, BodyLimits::default()))
         .then(move |headers: DeliveryHeaders, body: Bytes| {
             let intake = Arc::clone(&intake);
             async move { into_response(intake.handle(&headers, &body).await) }
@@ -132,12 +117,8 @@ fn capped_body(
         .and_then(move |body| {
             let shared = shared.clone();
             async move {
-                let _slot = shared
-                    .slots
-                    .try_acquire_owned()
-                    .map_err(|_| warp::reject::custom(BodyError::Busy))?;
-                let mut reservation = shared.budget.reservation();
-                let read = collect_capped(body, limit, &mut reservation);
+                let mut allowance = shared.allowance();
+                let read = collect_capped(body, limit, &mut allowance);
                 let body = tokio::time::timeout(limits::BODY_DEADLINE, read)
                     .await
                     .map_err(|_| BodyError::TooSlow)
@@ -153,7 +134,7 @@ fn capped_body(
 async fn collect_capped<S, B, E>(
     body: S,
     limit: u64,
-    reservation: &mut Reservation,
+    allowance: &mut Allowance,
 ) -> Result<Bytes, BodyError>
 where
     S: Stream<Item = Result<B, E>>,
@@ -167,7 +148,7 @@ where
         if collected.len() as u64 + chunk.remaining() as u64 > limit {
             return Err(BodyError::TooLarge { limit });
         }
-        if !reservation.grow(chunk.remaining() as u64) {
+        if !allowance.take(chunk.remaining() as u64) {
             return Err(BodyError::Busy);
         }
         collected.put(chunk);
@@ -191,41 +172,51 @@ mod tests {
 
     #[tokio::test]
     async fn body_at_the_limit_is_read_whole() {
-        let body = collect_capped(chunks(&[3, 4, 3]), 10, &mut budget(100).reservation())
-            .await
-            .expect("within the cap");
+        let body = collect_capped(
+            chunks(&[3, 4, 3]),
+            10,
+            &mut BodyLimits::new(100, 1, 100).allowance(),
+        )
+        .await
+        .expect("within the cap");
         assert_eq!(body.len(), 10);
     }
 
     #[tokio::test]
     async fn body_over_the_limit_is_refused_while_streaming() {
-        let result = collect_capped(chunks(&[6, 6]), 10, &mut budget(100).reservation()).await;
+        let result = collect_capped(
+            chunks(&[6, 6]),
+            10,
+            &mut BodyLimits::new(100, 1, 100).allowance(),
+        )
+        .await;
         assert!(
             matches!(result, Err(BodyError::TooLarge { limit: 10 })),
             "{result:?}"
         );
     }
 
-    fn budget(bytes: u64) -> BodyBudget {
-        BodyBudget::new(bytes)
-    }
-
     #[tokio::test]
     async fn bodies_beyond_the_shared_budget_are_refused_as_busy() {
-        let shared = budget(10);
-        let mut held = shared.reservation();
-        assert!(held.grow(6));
-        let result = collect_capped(chunks(&[3, 3]), 100, &mut shared.reservation()).await;
+        let shared = BodyLimits::new(2, 2, 10);
+        let mut held = shared.allowance();
+        assert!(held.take(9));
+        let result = collect_capped(chunks(&[3, 3]), 100, &mut shared.allowance()).await;
         assert!(matches!(result, Err(BodyError::Busy)), "{result:?}");
         drop(held);
-        assert_eq!(shared.free(), 10, "a refused body gives its bytes back");
+        assert_eq!(
+            shared.budget().free(),
+            10,
+            "a refused body gives its bytes back"
+        );
     }
 
     #[tokio::test]
     async fn read_errors_are_reported() {
         let failing =
             futures_util::stream::iter([Ok(Bytes::from_static(b"ab")), Err("connection reset")]);
-        let result = collect_capped(failing, 10, &mut budget(100).reservation()).await;
+        let result =
+            collect_capped(failing, 10, &mut BodyLimits::new(100, 1, 100).allowance()).await;
         assert!(matches!(result, Err(BodyError::Unreadable(ref why)) if why == "connection reset"));
     }
 }

@@ -5,10 +5,12 @@
 //! - Connections: at most [`MAX_CONNECTIONS`] open at once (more are closed
 //!   at accept); each must finish its request headers within
 //!   [`HEADER_DEADLINE`] (the server's job, `crate::server`).
-//! - Deliveries: at most [`MAX_CONCURRENT_DELIVERIES`] bodies being read at
-//!   once, each within [`BODY_DEADLINE`], and all of them together within
-//!   [`MAX_BUFFERED_BYTES`] ([`BodyBudget`]); a refused one gets a 503 and
-//!   GitHub may redeliver it.
+//! - Bodies: each within [`BODY_DEADLINE`]. The first [`SMALL_BODY_BYTES`]
+//!   of a body (a whole ordinary delivery) are always allowed, so stalled
+//!   bodies cannot keep ordinary deliveries out; beyond that a body needs one
+//!   of [`MAX_LARGE_DELIVERIES`] slots and bytes of the shared
+//!   [`MAX_BUFFERED_BYTES`] ([`BodyLimits`]), or it gets a 503. Memory held
+//!   by bodies is so bounded by connections × small + the shared budget.
 //! - [`raise_open_files_limit`]: the soft `RLIMIT_NOFILE` up to the hard one
 //!   at start, so the caps above bind before the process runs out of files.
 //!
@@ -24,11 +26,84 @@ pub const HEADER_DEADLINE: Duration = Duration::from_secs(10);
 pub const BODY_DEADLINE: Duration = Duration::from_secs(10);
 /// Open connections at once, idle ones included.
 pub const MAX_CONNECTIONS: usize = 512;
-/// Delivery bodies being read at once.
-pub const MAX_CONCURRENT_DELIVERIES: usize = 64;
-/// Bytes of delivery bodies buffered at once, all requests together: two
-/// of GitHub's largest payloads.
-pub const MAX_BUFFERED_BYTES: u64 = 2 * super::MAX_BODY_BYTES;
+/// What any body may buffer without the shared budget: GitHub's pull
+/// request and comment payloads are 10-40 KiB.
+pub const SMALL_BODY_BYTES: u64 = 64 * 1024;
+/// Bodies larger than [`SMALL_BODY_BYTES`] being read at once.
+pub const MAX_LARGE_DELIVERIES: usize = 4;
+/// Bytes beyond [`SMALL_BODY_BYTES`] buffered at once, all requests
+/// together: one of GitHub's largest payloads.
+pub const MAX_BUFFERED_BYTES: u64 = super::MAX_BODY_BYTES;
+
+/// What all deliveries being read share. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct BodyLimits {
+    small: u64,
+    large_slots: Arc<tokio::sync::Semaphore>,
+    budget: BodyBudget,
+}
+
+impl Default for BodyLimits {
+    fn default() -> Self {
+        Self::new(SMALL_BODY_BYTES, MAX_LARGE_DELIVERIES, MAX_BUFFERED_BYTES)
+    }
+}
+
+impl BodyLimits {
+    pub fn new(small: u64, large_at_once: usize, budget: u64) -> Self {
+        Self {
+            small,
+            large_slots: Arc::new(tokio::sync::Semaphore::new(large_at_once)),
+            budget: BodyBudget::new(budget),
+        }
+    }
+
+    /// The allowance of one body being read.
+    pub fn allowance(&self) -> Allowance {
+        Allowance {
+            limits: self.clone(),
+            read: 0,
+            slot: None,
+            reservation: self.budget.reservation(),
+        }
+    }
+
+    pub fn budget(&self) -> &BodyBudget {
+        &self.budget
+    }
+}
+
+/// One body's share of [`BodyLimits`]; given back on drop.
+#[derive(Debug)]
+pub struct Allowance {
+    limits: BodyLimits,
+    read: u64,
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
+    reservation: Reservation,
+}
+
+impl Allowance {
+    /// Accounts for `bytes` more of the body; false (nothing taken) when
+    /// they cannot be held now.
+    pub fn take(&mut self, bytes: u64) -> bool {
+        let small = self.limits.small;
+        let total = self.read.saturating_add(bytes);
+        let beyond = total.saturating_sub(small) - self.read.saturating_sub(small);
+        if beyond > 0 {
+            if self.slot.is_none() {
+                match self.limits.large_slots.clone().try_acquire_owned() {
+                    Ok(slot) => self.slot = Some(slot),
+                    Err(_) => return false,
+                }
+            }
+            if !self.reservation.grow(beyond) {
+                return false;
+            }
+        }
+        self.read = total;
+        true
+    }
+}
 
 /// The shared allowance of buffered body bytes. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -145,6 +220,22 @@ mod tests {
         assert_eq!(budget.free(), 6);
         drop(second);
         assert_eq!(budget.free(), 10);
+    }
+
+    #[test]
+    fn small_bodies_need_no_slot_nor_budget_large_ones_need_both() {
+        let limits = BodyLimits::new(10, 1, 20);
+        let mut first_large = limits.allowance();
+        assert!(first_large.take(25), "10 free + 15 of the budget");
+        let mut second_large = limits.allowance();
+        assert!(second_large.take(10), "the small part needs nothing");
+        assert!(!second_large.take(1), "no large slot left");
+        let mut small = limits.allowance();
+        assert!(small.take(10));
+        drop(first_large);
+        assert_eq!(limits.budget().free(), 20);
+        assert!(second_large.take(20), "slot and budget free again");
+        assert!(!second_large.take(1), "budget spent");
     }
 
     #[test]
