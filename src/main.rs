@@ -90,8 +90,9 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             let config = load_config(&config)?;
             let shutdown = CancellationToken::new();
             ember_ci::service::cancel_on_signals(shutdown.clone())?;
-            ember_ci::service::serve(config, shutdown, |address| {
+            ember_ci::service::serve(config, shutdown, |address, ui_address| {
                 println!("ember-ci listening on http://{address}");
+                println!("ember-ci web UI on http://{ui_address}");
             })
             .await?;
             Ok(ExitCode::SUCCESS)

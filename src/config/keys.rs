@@ -171,6 +171,7 @@ pub const KEYS: &[Key] = &[
     Key::new("NUM_WORKERS", Service, DefaultTo("1"), "set it to how many jobs may run at once (1 or more)"),
     Key::new("WEB_ADDR", Web, DefaultTo("0.0.0.0"), "set it to the IP address to listen on, e.g. 0.0.0.0 or 127.0.0.1"),
     Key::new("WEB_PORT", Web, DefaultTo("8010"), "set it to a TCP port number (0 picks a free one)"),
+    Key::new("WEB_UI_PORT", Web, DefaultTo("8011"), "set it to a TCP port number on 127.0.0.1 for the web UI (0 picks a free one)"),
     Key::new("CI_DIR", Service, DefaultTo("/var/lib/ember-ci"), "set it to the state directory (relative paths are inside the config dir)"),
     Key::new("JOB_TIMEOUT", Executor, DefaultTo("3600"), DURATION_FIX),
     Key::new("PLUGIN_START_TIMEOUT", Executor, DefaultTo("300"), DURATION_FIX),

@@ -48,6 +48,10 @@ use crate::model::{
 
 const WITHHELD_NOTE: &str = "; logs withheld (secret found)";
 
+/// Written into a job's folder when the publish gate withheld it: the web
+/// UI then serves none of its files (they hold a secret, by definition).
+pub const WITHHELD_MARKER: &str = "WITHHELD";
+
 /// Where jobs' logs are written, published and linked from.
 #[derive(Clone)]
 pub struct LogStore {
@@ -158,11 +162,16 @@ impl LogStore {
                 description,
                 publication,
             },
-            Publication::Withheld(_) => FinishedLogs {
-                target_url: local_url,
-                description: with_withheld_note(&description),
-                publication,
-            },
+            Publication::Withheld(_) => {
+                if let Err(err) = std::fs::write(log.dir().join(WITHHELD_MARKER), b"") {
+                    warn!(job = %log.id(), error = %err, "cannot mark the job's logs withheld");
+                }
+                FinishedLogs {
+                    target_url: local_url,
+                    description: with_withheld_note(&description),
+                    publication,
+                }
+            }
             _ => FinishedLogs {
                 target_url: local_url,
                 description,

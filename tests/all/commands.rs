@@ -64,6 +64,7 @@ enum Front {
 enum Running {
     InProcess {
         url: String,
+        ui_url: String,
         shutdown: CancellationToken,
         _service: ember_ci::service::Running,
     },
@@ -80,6 +81,14 @@ impl Running {
 
     fn hook_url(&self) -> String {
         format!("{}/change_hook/github", self.url())
+    }
+
+    /// The web UI's base URL.
+    fn ui_url(&self) -> &str {
+        match self {
+            Running::InProcess { ui_url, .. } => ui_url,
+            Running::Serve(service) => &service.ui_url,
+        }
     }
 
     fn log(&self) -> String {
@@ -178,6 +187,9 @@ impl Ci {
                     .await
                     .expect("binding 127.0.0.1:0");
                 let parts = Parts {
+                    ui_listener: tokio::net::TcpListener::bind("127.0.0.1:0")
+                        .await
+                        .expect("binding the UI's 127.0.0.1:0"),
                     runner: Arc::new(ScriptedJobs {
                         hangs_on: hangs_on(&repo),
                     }),
@@ -192,6 +204,7 @@ impl Ci {
                     .expect("the service starts");
                 Running::InProcess {
                     url: format!("http://{}", service.address()),
+                    ui_url: format!("http://{}", service.ui_address()),
                     shutdown,
                     _service: service,
                 }
@@ -291,7 +304,7 @@ impl Ci {
 
     /// The job board as `/api/jobs` shows it.
     async fn jobs(&self) -> Vec<Value> {
-        let url = format!("{}/api/jobs", self.service.url());
+        let url = format!("{}/api/jobs", self.service.ui_url());
         let jobs: Value = self
             .http
             .get(&url)
