@@ -49,9 +49,11 @@ enum Command {
         url: String,
         /// The saved delivery (lower-case headers beside `body`).
         file: PathBuf,
-        /// Re-sign the body with this secret (X-Hub-Signature-256 and X-Hub-Signature).
-        #[arg(long, env = "EMBER_CI_SEND_SECRET")]
-        secret: Option<String>,
+        /// Re-sign the body with the secret in this file (its first line);
+        /// or set EMBER_CI_SEND_SECRET. Never on the command line, where
+        /// every user of the host can read it (ps, /proc/<pid>/cmdline).
+        #[arg(long)]
+        secret_file: Option<PathBuf>,
     },
     /// Validate a config dir and print a summary with secrets masked.
     CheckConfig {
@@ -106,7 +108,12 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             let outcome = ember_ci::run::run_pull_request(config, pr, backend.as_deref()).await?;
             Ok(ExitCode::from(outcome.exit_code() as u8))
         }
-        Command::Send { url, file, secret } => {
+        Command::Send {
+            url,
+            file,
+            secret_file,
+        } => {
+            let secret = send_secret(secret_file.as_deref())?;
             let report = ember_ci::send::send_saved_delivery(&url, &file, secret.as_deref())
                 .await
                 .with_context(|| format!("sending {}", file.display()))?;
@@ -123,6 +130,20 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The re-signing secret: from `--secret-file`, else EMBER_CI_SEND_SECRET.
+fn send_secret(file: Option<&std::path::Path>) -> anyhow::Result<Option<String>> {
+    if let Some(file) = file {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("reading the secret from {}", file.display()))?;
+        let secret = text.lines().next().unwrap_or_default().trim().to_string();
+        anyhow::ensure!(!secret.is_empty(), "{} holds no secret", file.display());
+        return Ok(Some(secret));
+    }
+    Ok(std::env::var("EMBER_CI_SEND_SECRET")
+        .ok()
+        .filter(|secret| !secret.is_empty()))
 }
 
 fn load_config(dir: &std::path::Path) -> anyhow::Result<Config> {

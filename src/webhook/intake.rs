@@ -98,6 +98,8 @@ pub struct Intake {
     /// and redeliveries of ids it remembers are recognised after a restart.
     journal: Journal,
     stats: IntakeStats,
+    /// Set once a delivery signed with SHA-1 alone was warned about.
+    warned_sha1_only: AtomicBool,
 }
 
 struct Forwarding {
@@ -139,6 +141,7 @@ impl Intake {
             is_draining: AtomicBool::new(false),
             journal,
             stats: IntakeStats::default(),
+            warned_sha1_only: AtomicBool::new(false),
         }
     }
 
@@ -199,6 +202,9 @@ impl Intake {
             headers.signature_sha1.as_deref(),
         ) {
             return Outcome::rejected(401, error.to_string());
+        }
+        if headers.signature_256.is_none() && !self.warned_sha1_only.swap(true, Ordering::Relaxed) {
+            tracing::warn!("a delivery signed with SHA-1 alone (X-Hub-Signature) was accepted; GitHub sends X-Hub-Signature-256, only old saved deliveries lack it (warned once)");
         }
         let Some(event_name) = headers.event.as_deref() else {
             return Outcome::rejected(400, "missing X-GitHub-Event header");

@@ -161,12 +161,13 @@ pub fn delivery_for(fixture: &str, head_sha: &str, dir: &Path) -> PathBuf {
     out
 }
 
-/// Runs `ember-ci send URL FILE --secret S`; returns (exit code, stdout).
+/// Runs `ember-ci send URL FILE` with the secret in EMBER_CI_SEND_SECRET
+/// (never in argv); returns (exit code, stdout).
 pub fn send(url: &str, file: &Path, secret: &str) -> (i32, String) {
     let output = Command::new(ember_ci_bin())
         .args(["send", url])
         .arg(file)
-        .args(["--secret", secret])
+        .env("EMBER_CI_SEND_SECRET", secret)
         .output()
         .expect("running ember-ci send");
     (
