@@ -9,6 +9,8 @@ start=$(date +%s)
 bash scripts/setup-host.sh --with-browser
 bash scripts/ensure-rust.sh
 export PATH="$HOME/.cargo/bin:$PATH"
+# Podman 5's quadlet generator for the unit test (cached under /var/cache).
+bash scripts/quadlet-generator.sh >/dev/null
 
 # The browser test's npm packages (playwright-core), reinstalled only when
 # the lock file changes.

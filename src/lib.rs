@@ -32,8 +32,10 @@
 //! - [`service`]: [`service::start`] wires the parts for `ember-ci serve`
 //!   (and for in-process tests), graceful shutdown.
 //! - [`run`]: `ember-ci run`, one job now.
+//! - [`deploy`]: `ember-ci health` and `ember-ci quadlet`: running it as a service.
 
 pub mod config;
+pub mod deploy;
 pub mod dispatch;
 pub mod executor;
 pub mod github;

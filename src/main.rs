@@ -60,6 +60,18 @@ enum Command {
         /// The config dir.
         dir: PathBuf,
     },
+    /// Exit 0 when the local service answers /api/health (the image's health check).
+    Health {
+        #[arg(long, env = "EMBER_CI_CONFIG", default_value = "/config")]
+        config: PathBuf,
+    },
+    /// Print (or install) the quadlet units that run the image under systemd.
+    Quadlet(ember_ci::deploy::quadlet::QuadletArgs),
+    /// Check this host and a config dir before going live; exit 0 when nothing blocks a job.
+    Doctor {
+        /// The config dir.
+        dir: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -128,6 +140,19 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             let config = load_config(&dir)?;
             print!("{}", summary(&config));
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Health { config } => {
+            ember_ci::deploy::health::check(&load_config(&config)?.web).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Quadlet(args) => {
+            ember_ci::deploy::quadlet::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Doctor { dir } => {
+            let report = ember_ci::deploy::doctor::diagnose(&dir).await;
+            print!("{report}");
+            Ok(ExitCode::from(u8::from(report.blocks())))
         }
     }
 }

@@ -6,7 +6,10 @@
 mod browser;
 mod commands;
 mod config;
+mod config_template;
 mod crash;
+mod deploy;
+mod doctor;
 mod e2e;
 mod executor;
 mod github;

@@ -20,6 +20,8 @@ use warp::Filter;
 
 pub const DEFAULT_TOKEN: &str = "ghp_fakeGitHubTokenForEmberCiTests";
 pub const DEFAULT_REPO: &str = "embercsi/ember-csi";
+/// What `X-OAuth-Scopes` lists unless a test says otherwise.
+pub const DEFAULT_SCOPES: &str = "public_repo, repo:status";
 /// The login the token belongs to: creator of statuses, comments, reactions.
 pub const BOT_LOGIN: &str = "ember-ci-bot";
 
@@ -83,7 +85,10 @@ impl FakeGitHub {
             owner: owner.to_string(),
             name: name.to_string(),
             base_url: format!("http://{addr}"),
-            state: Mutex::new(FakeState::default()),
+            state: Mutex::new(FakeState {
+                token_scopes: DEFAULT_SCOPES.to_string(),
+                ..FakeState::default()
+            }),
         });
         let handler_shared = Arc::clone(&shared);
         let routes = warp::method()
@@ -135,6 +140,11 @@ impl FakeGitHub {
     /// `owner/name`
     pub fn repo(&self) -> String {
         format!("{}/{}", self.shared.owner, self.shared.name)
+    }
+
+    /// Sets what `X-OAuth-Scopes` lists for the token.
+    pub fn set_token_scopes(&self, scopes: &str) {
+        self.shared.lock().token_scopes = scopes.to_string();
     }
 
     /// Opens (or reopens/updates) pull request `number` with head `sha`.

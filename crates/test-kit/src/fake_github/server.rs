@@ -9,11 +9,11 @@ use serde_json::{json, Value};
 use warp::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use warp::Reply;
 
-use super::payloads::{comment_json, pull_json, reaction_json, status_json};
+use super::payloads::{comment_json, pull_json, reaction_json, repo_json, status_json, user_json};
 use super::state::{
     FakeState, LoggedRequest, PlannedFailure, RecordedComment, RecordedReaction, RecordedStatus,
 };
-use super::{Shared, DOCS_URL, MAX_DESCRIPTION_CHARS, REACTIONS, STATUS_STATES};
+use super::{Shared, BOT_LOGIN, DOCS_URL, MAX_DESCRIPTION_CHARS, REACTIONS, STATUS_STATES};
 
 pub(super) struct Incoming {
     pub(super) method: Method,
@@ -129,10 +129,23 @@ pub(super) fn is_authorized(headers: &HeaderMap, token: &str) -> bool {
 }
 
 pub(super) fn route(shared: &Shared, state: &mut FakeState, request: &Incoming) -> Answer {
+    if request.path == "/user" && request.method == Method::GET {
+        return with_scopes(state, Answer::json(200, user_json(shared, BOT_LOGIN)));
+    }
     let Some(rest) = request.path.strip_prefix("/repos/") else {
         return Answer::not_found();
     };
     let mut segments: Vec<&str> = rest.split('/').collect();
+    if let [owner, name] = segments.as_slice() {
+        if owner.eq_ignore_ascii_case(&shared.owner) && name.eq_ignore_ascii_case(&shared.name) {
+            let mut repo = repo_json(shared, &shared.owner, &shared.name);
+            repo["permissions"] = json!({
+                "admin": false, "maintain": false, "push": true, "triage": true, "pull": true
+            });
+            return with_scopes(state, Answer::json(200, repo));
+        }
+        return Answer::not_found();
+    }
     if segments.len() < 3
         || !segments[0].eq_ignore_ascii_case(&shared.owner)
         || !segments[1].eq_ignore_ascii_case(&shared.name)
@@ -163,6 +176,14 @@ pub(super) fn route(shared: &Shared, state: &mut FakeState, request: &Incoming) 
         }
         _ => Answer::not_found(),
     }
+}
+
+/// GitHub lists a classic token's scopes on every authenticated answer.
+fn with_scopes(state: &FakeState, mut answer: Answer) -> Answer {
+    answer
+        .headers
+        .push(("x-oauth-scopes", state.token_scopes.clone()));
+    answer
 }
 
 pub(super) fn parse_body(body: &[u8]) -> Result<Value, Answer> {

@@ -68,6 +68,8 @@ pub struct FakeState {
     pub requests: Vec<LoggedRequest>,
     pub(super) planned_failures: VecDeque<PlannedFailure>,
     pub(super) last_id: u64,
+    /// The token's scopes as GitHub lists them in `X-OAuth-Scopes`.
+    pub token_scopes: String,
 }
 
 impl FakeState {
