@@ -180,7 +180,7 @@ pub const KEYS: &[Key] = &[
     Key::new("SANDBOX_IMAGE", Executor, Optional, "set it to an image reference, or leave it empty to build the sandbox image"),
     Key::new("SANDBOX_SKIP_CSI_SANITY", Executor, DefaultTo("0"), "use 0 or 1"),
     Key::new("IMAGE_STORE_MAX_GB", Executor, DefaultTo("40"), "set it to a size in GB, 1 or more"),
-    Key::new("TRUSTED_USERS", GitHub, Optional, "list GitHub logins separated by spaces or commas"),
+    Key::new("TRUSTED_USERS", GitHub, Optional, "list GitHub logins or numeric user ids separated by spaces or commas"),
     Key::new("SECRETS", Logs, Optional, "list the values to mask, separated by spaces").secret_list(),
     Key::new("WEB_ADMIN_TOKEN", Web, Optional, "set it to a token for web UI actions, or leave it empty").secret(),
     Key::new("LOGS_REPO", Logs, Optional, "set it to the git URL the logs are pushed to, or leave it empty to keep logs local"),

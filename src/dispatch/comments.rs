@@ -96,9 +96,12 @@ impl Dispatcher {
         }
         let is_commenter_trusted = is_trusted(
             &comment.author,
+            comment.author_id,
             &comment.author_association,
             &self.policy.trusted_users,
         );
+        self.policy
+            .note_login_trust(&comment.author, comment.author_id);
         for command in commands {
             match command {
                 Command::Help => {
@@ -138,6 +141,7 @@ impl Dispatcher {
         };
         let is_runnable = is_trusted(
             &pull.author,
+            pull.author_id,
             &pull.author_association,
             &self.policy.trusted_users,
         ) || self.ledger.is_approved(pull.number, &pull.head_sha);
@@ -157,6 +161,7 @@ impl Dispatcher {
         };
         let is_author_trusted = is_trusted(
             &pull.author,
+            pull.author_id,
             &pull.author_association,
             &self.policy.trusted_users,
         );

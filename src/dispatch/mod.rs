@@ -25,7 +25,7 @@ use crate::config::{find_backend, BackendConfig, GitHubConfig};
 use crate::github::StatusOutbox;
 use crate::github::{GitHub, RetryPolicy};
 use crate::model::{CommitSha, CommitStatus, JobOutcome, JobRequest, PrNumber, StatusState};
-use crate::policy::{is_push_trusted, is_trusted};
+use crate::policy::{is_listed, is_push_trusted, is_trusted};
 use crate::scheduler::{Enqueued, Scheduler};
 use crate::webhook::{Delivery, Event, PrAction, PullRequestEvent};
 use ledger::OkToTestLedger;
@@ -50,6 +50,17 @@ impl DispatchPolicy {
             bot_login: github.user.clone(),
             trusted_users: github.trusted_users.clone(),
             backends: backends.to_vec(),
+        }
+    }
+
+    /// A user trusted by login only: the id seen is logged, to be listed
+    /// instead (a renamed login can be registered by someone else).
+    fn note_login_trust(&self, login: &str, id: Option<u64>) {
+        let users = &self.trusted_users;
+        if let Some(id) = id {
+            if is_listed(login, None, users) && !is_listed("", Some(id), users) {
+                info!(login, id, "trusted by login in TRUSTED_USERS; list the id {id} instead to survive renames");
+            }
         }
     }
 
@@ -148,9 +159,11 @@ impl Dispatcher {
                 }
                 let is_author_trusted = is_trusted(
                     &event.author,
+                    event.author_id,
                     &event.author_association,
                     &self.policy.trusted_users,
                 );
+                self.policy.note_login_trust(&event.author, event.author_id);
                 // A push to a member's PR runs by itself only when it
                 // comes from someone trusted too (item: pusher, not author).
                 let is_pusher_trusted = event.action != PrAction::Synchronize

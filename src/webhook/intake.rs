@@ -426,6 +426,7 @@ mod tests {
                 .expect("valid sha"),
             title: "t".into(),
             author: "Akrog".into(),
+            author_id: None,
             author_association: "MEMBER".into(),
             html_url: "https://github.com/embercsi/ember-csi/pull/129".into(),
             sender: None,
@@ -443,6 +444,7 @@ mod tests {
             comment_id: 42,
             body: "recheck".into(),
             author: "Akrog".into(),
+            author_id: None,
             author_association: "MEMBER".into(),
             created_at: None,
         })

@@ -966,3 +966,37 @@ async fn an_outsiders_push_to_a_members_pr_waits_for_an_ok_in_process() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_listed_by_numeric_id_is_trusted_under_any_login_in_process() {
+    let ci = Ci::start(
+        Front::InProcess,
+        |_| None,
+        |_| "TRUSTED_USERS=\"424242\"\n".to_string(),
+    )
+    .await;
+    let (listed, impostor) = (ci.repo.ok_sha.clone(), ci.repo.broken_sha.clone());
+    ci.github
+        .add_pull(135, &listed, "Renamed bot", "renamed-bot", "CONTRIBUTOR");
+    ci.deliver("test-ok.json", |body| {
+        retarget_pull_request(body, 135, &listed, "renamed-bot", "CONTRIBUTOR");
+        body["pull_request"]["user"]["id"] = Value::from(424242);
+    })
+    .await;
+    // Someone who took the login "424242" is not the listed user.
+    ci.deliver("test-ok.json", |body| {
+        retarget_pull_request(body, 136, &impostor, "424242", "CONTRIBUTOR");
+        body["pull_request"]["user"]["id"] = Value::from(7);
+    })
+    .await;
+    ci.wait_for(
+        "the listed id's head to pass and the other to wait",
+        JOB_DEADLINE,
+        |s| {
+            count(s, &listed, DEMO, "success") == 1
+                && statuses(s, &impostor, DEMO)
+                    == ["pending:waiting for /ok-to-test from a project member"]
+        },
+    )
+    .await;
+}

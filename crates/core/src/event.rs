@@ -60,6 +60,8 @@ pub struct PullRequestEvent {
     pub title: String,
     /// The PR author's login.
     pub author: String,
+    /// The PR author's numeric id (logins can be renamed and taken over).
+    pub author_id: Option<u64>,
     /// The author's relation to the repository (`MEMBER`, `CONTRIBUTOR`, ...).
     pub author_association: String,
     pub html_url: String,
@@ -131,6 +133,8 @@ pub struct IssueCommentEvent {
     pub body: String,
     /// The commenter's login.
     pub author: String,
+    /// The commenter's numeric id.
+    pub author_id: Option<u64>,
     pub author_association: String,
     /// The comment's signed `created_at`: an ok covers only heads pushed
     /// before it.
@@ -250,6 +254,8 @@ struct RepositoryObject {
 #[derive(Deserialize)]
 struct UserObject {
     login: String,
+    #[serde(default)]
+    id: Option<u64>,
 }
 
 /// GitHub's timestamps (`2024-03-15T10:41:07Z`); a malformed one is a
@@ -277,6 +283,7 @@ impl From<PullRequestPayload> for Event {
             head_sha: pr.head.sha,
             title: pr.title,
             author: pr.user.login,
+            author_id: pr.user.id,
             author_association: pr.author_association,
             html_url: pr.html_url,
             sender: payload.sender.map(|user| user.login),
@@ -296,6 +303,7 @@ impl From<IssueCommentPayload> for Event {
             comment_id: payload.comment.id,
             body: payload.comment.body,
             author: payload.comment.user.login,
+            author_id: payload.comment.user.id,
             author_association: payload.comment.author_association,
             created_at: payload.comment.created_at,
         })

@@ -7,11 +7,28 @@ const TRUSTED_ASSOCIATIONS: [&str; 3] = ["OWNER", "MEMBER", "COLLABORATOR"];
 
 /// Whether `login` (with GitHub's `author_association`) may have a PR run
 /// automatically or give commands.
-pub fn is_trusted(login: &str, author_association: &str, trusted_users: &[String]) -> bool {
+pub fn is_trusted(
+    login: &str,
+    id: Option<u64>,
+    author_association: &str,
+    trusted_users: &[String],
+) -> bool {
     TRUSTED_ASSOCIATIONS
         .iter()
         .any(|a| a.eq_ignore_ascii_case(author_association))
-        || trusted_users.iter().any(|u| u.eq_ignore_ascii_case(login))
+        || is_listed(login, id, trusted_users)
+}
+
+/// Whether TRUSTED_USERS names the user: an all-digit entry is a numeric
+/// user id (it survives renames, so nobody can take it over by taking a
+/// freed login), any other entry a login.
+pub fn is_listed(login: &str, id: Option<u64>, trusted_users: &[String]) -> bool {
+    trusted_users
+        .iter()
+        .any(|entry| match entry.parse::<u64>() {
+            Ok(listed) => id == Some(listed),
+            Err(_) => entry.eq_ignore_ascii_case(login),
+        })
 }
 
 /// Whether a push to a trusted author's PR may run without an ok. A
@@ -27,7 +44,7 @@ pub fn is_push_trusted(
     base_owner: &str,
     trusted_users: &[String],
 ) -> bool {
-    let is_listed = |login: &str| trusted_users.iter().any(|u| u.eq_ignore_ascii_case(login));
+    let is_listed = |login: &str| is_listed(login, None, trusted_users);
     let Some(sender) = sender else {
         return true;
     };
@@ -53,13 +70,21 @@ mod tests {
     #[test]
     fn members_owners_collaborators_and_listed_users_are_trusted() {
         let listed = vec!["Vendor-Bot".to_string()];
-        assert!(is_trusted("a", "MEMBER", &[]));
-        assert!(is_trusted("a", "OWNER", &[]));
-        assert!(is_trusted("a", "COLLABORATOR", &[]));
-        assert!(is_trusted("vendor-bot", "NONE", &listed));
-        assert!(!is_trusted("stranger", "CONTRIBUTOR", &listed));
-        assert!(!is_trusted("stranger", "FIRST_TIME_CONTRIBUTOR", &[]));
-        assert!(!is_trusted("stranger", "NONE", &[]));
+        assert!(is_trusted("a", None, "MEMBER", &[]));
+        assert!(is_trusted("a", None, "OWNER", &[]));
+        assert!(is_trusted("a", None, "COLLABORATOR", &[]));
+        assert!(is_trusted("vendor-bot", None, "NONE", &listed));
+        assert!(!is_trusted("stranger", None, "CONTRIBUTOR", &listed));
+        assert!(!is_trusted("stranger", None, "FIRST_TIME_CONTRIBUTOR", &[]));
+        assert!(!is_trusted("stranger", None, "NONE", &[]));
+    }
+
+    #[test]
+    fn an_all_digit_entry_is_a_user_id_whatever_the_login() {
+        let listed = vec!["583231".to_string()];
+        assert!(is_trusted("renamed-bot", Some(583231), "NONE", &listed));
+        assert!(!is_trusted("583231", Some(7), "NONE", &listed));
+        assert!(!is_trusted("vendor-bot", None, "NONE", &listed));
     }
 
     #[test]
