@@ -129,7 +129,9 @@ async fn follow_job(web: Arc<Web>, id: JobId, sender: mpsc::Sender<Result<Event,
         // The state is read before the files: once the job has a result its
         // logs are complete, so this round's reads get every last line.
         let done = finished(&web, &id);
-        let mut events = read_new_output(&web, &dir, &mut following, done.is_some());
+        // The job's own masker: it knows the secrets the job reported so far.
+        let masker = web.context.logs.job_masker(&id);
+        let mut events = read_new_output(&masker, &dir, &mut following, done.is_some());
         // `done` only after the last line (a long tail takes several rounds).
         let done = done.filter(|_| is_read_through(&dir, &following));
         let is_done = done.is_some();
@@ -182,7 +184,7 @@ fn done_event(done: JobDone) -> Event {
 /// file is taken up, `log` for complete lines. With `flush`, partial last
 /// lines are sent too and every newer file is read through.
 fn read_new_output(
-    web: &Web,
+    masker: &crate::logs::Masker,
     dir: &Path,
     following: &mut Option<Following>,
     flush: bool,
@@ -214,7 +216,7 @@ fn read_new_output(
             events.push(
                 Event::default()
                     .event("log")
-                    .data(web.mask(&text).replace('\r', "\n")),
+                    .data(masker.mask(&text).replace('\r', "\n")),
             );
         }
         let reached_end =
