@@ -54,6 +54,10 @@ enum Command {
         /// every user of the host can read it (ps, /proc/<pid>/cmdline).
         #[arg(long)]
         secret_file: Option<PathBuf>,
+        /// Post it form-encoded (`payload=<JSON>`, GitHub's other content
+        /// type); needs the secret, since the signed bytes change.
+        #[arg(long)]
+        form: bool,
     },
     /// Validate a config dir and print a summary with secrets masked.
     CheckConfig {
@@ -77,9 +81,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(log_filter())
         .with_writer(std::io::stderr)
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
@@ -124,11 +126,18 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             url,
             file,
             secret_file,
+            form,
         } => {
             let secret = send_secret(secret_file.as_deref())?;
-            let report = ember_ci::send::send_saved_delivery(&url, &file, secret.as_deref())
-                .await
-                .with_context(|| format!("sending {}", file.display()))?;
+            let encoding = if form {
+                ember_ci::send::BodyEncoding::Form
+            } else {
+                ember_ci::send::BodyEncoding::AsSaved
+            };
+            let report =
+                ember_ci::send::send_saved_delivery(&url, &file, secret.as_deref(), encoding)
+                    .await
+                    .with_context(|| format!("sending {}", file.display()))?;
             println!("{} {}", report.status, report.response.trim_end());
             Ok(if (200..300).contains(&report.status) {
                 ExitCode::SUCCESS
@@ -169,6 +178,21 @@ fn send_secret(file: Option<&std::path::Path>) -> anyhow::Result<Option<String>>
     Ok(std::env::var("EMBER_CI_SEND_SECRET")
         .ok()
         .filter(|secret| !secret.is_empty()))
+}
+
+/// RUST_LOG, else info. The SSE crate warns on every failed reconnect
+/// attempt; the relay warns once per outage itself, so the crate is kept
+/// to errors unless RUST_LOG names it.
+fn log_filter() -> EnvFilter {
+    const QUIET_SSE: &str = "eventsource_client=error";
+    let names_sse =
+        std::env::var("RUST_LOG").is_ok_and(|filter| filter.contains("eventsource_client"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    if names_sse {
+        filter
+    } else {
+        filter.add_directive(QUIET_SSE.parse().expect("a valid directive"))
+    }
 }
 
 fn load_config(dir: &std::path::Path) -> anyhow::Result<Config> {

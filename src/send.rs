@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::relay::saved::{prepare_saved_delivery, SavedDeliveryError};
+pub use crate::relay::saved::BodyEncoding;
+use crate::relay::saved::{prepare_saved_text, SavedDeliveryError};
 
 /// How long a replay waits for the CI's answer; the intake answers at once,
 /// so this only bounds a hung server.
@@ -30,23 +31,23 @@ pub enum SendError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{} is not JSON: {source}", path.display())]
-    NotJson {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
+    #[error("{} is not UTF-8 text", path.display())]
+    NotText { path: PathBuf },
     #[error(transparent)]
     Saved(#[from] SavedDeliveryError),
     #[error("posting the delivery to {url}: {source}")]
     Post { url: String, source: reqwest::Error },
 }
 
-/// Reads a smee-form delivery from `file` and POSTs it to `url`; with
-/// `secret`, re-signs it so a CI with that webhook secret accepts it.
+/// Reads a smee-form delivery from `file` and POSTs it to `url`, its body
+/// byte for byte as saved (`encoding` [`BodyEncoding::Form`] posts it
+/// form-encoded instead); with `secret`, re-signs it so a CI with that
+/// webhook secret accepts it.
 pub async fn send_saved_delivery(
     url: &str,
     file: &Path,
     secret: Option<&str>,
+    encoding: BodyEncoding,
 ) -> Result<SendReport, SendError> {
     let text = tokio::fs::read(file)
         .await
@@ -54,12 +55,10 @@ pub async fn send_saved_delivery(
             path: file.to_path_buf(),
             source,
         })?;
-    let saved: serde_json::Value =
-        serde_json::from_slice(&text).map_err(|source| SendError::NotJson {
-            path: file.to_path_buf(),
-            source,
-        })?;
-    let prepared = prepare_saved_delivery(&saved, secret)?;
+    let text = String::from_utf8(text).map_err(|_| SendError::NotText {
+        path: file.to_path_buf(),
+    })?;
+    let prepared = prepare_saved_text(&text, secret, encoding)?;
 
     let post_error = |source| SendError::Post {
         url: url.to_string(),

@@ -38,7 +38,7 @@ use crate::journal::{self, Journal};
 use crate::logs::{LogStore, Masker, Publisher, RetentionPolicy};
 use crate::relay::Relays;
 use crate::scheduler::{JobRunner, Recovery, Scheduler};
-use crate::webhook::{self, Delivery, Event, Intake};
+use crate::webhook::{self, Delivery, Event, Intake, Origin};
 
 /// Deliveries accepted but not yet dispatched; beyond this the intake
 /// answers 503 so GitHub or the relay retries later.
@@ -240,6 +240,7 @@ pub async fn start(
         intake.clone(),
         delivery_tx,
         github,
+        &config.service.state_dir,
         shutdown.clone(),
     )
     .context("starting the smee relay")?;
@@ -459,6 +460,7 @@ async fn redispatch_journaled(
         match Event::parse(&delivery.event, &delivery.body) {
             Ok(event) => {
                 let delivery = Delivery {
+                    origin: Origin::of_id(&delivery.id),
                     id: delivery.id,
                     event,
                     received_at: delivery.received_at,

@@ -10,7 +10,7 @@ use ember_ci::config::Secret;
 use ember_ci::journal::Journal;
 use ember_ci::model::RepoName;
 use ember_ci::relay::saved::prepare_saved_delivery;
-use ember_ci::send::{send_saved_delivery, SendReport};
+use ember_ci::send::{send_saved_delivery, BodyEncoding, SendReport};
 use ember_ci::webhook::{
     recover, routes, signature, Delivery, Event, Intake, IntakeCounts, PrAction, MAX_BODY_BYTES,
 };
@@ -132,6 +132,7 @@ async fn resigned_ok_fixture_is_accepted_and_forwarded_once() {
         &server.hook_url(),
         &fixture_path("test-ok.json"),
         Some(SECRET),
+        BodyEncoding::AsSaved,
     )
     .await
     .expect("replay reaches the server");
@@ -189,6 +190,7 @@ async fn wrong_secret_is_refused_and_nothing_forwarded() {
         &server.hook_url(),
         &fixture_path("test-ok.json"),
         Some("not-our-secret"),
+        BodyEncoding::AsSaved,
     )
     .await
     .expect("replay reaches the server");
@@ -354,9 +356,14 @@ async fn pr_updates_and_pr_comments_are_forwarded() {
         ),
     ];
     for (file, expected) in cases {
-        let report = send_saved_delivery(&server.hook_url(), &fixture_path(file), Some(SECRET))
-            .await
-            .expect("replay reaches the server");
+        let report = send_saved_delivery(
+            &server.hook_url(),
+            &fixture_path(file),
+            Some(SECRET),
+            BodyEncoding::AsSaved,
+        )
+        .await
+        .expect("replay reaches the server");
         assert_eq!(
             (report.status, report.response.as_str()),
             (202, expected),
@@ -531,4 +538,45 @@ async fn slow_and_idle_sockets_do_not_keep_a_valid_delivery_out() {
         "{body_answer}"
     );
     drop(idle);
+}
+
+#[tokio::test]
+async fn form_encoded_deliveries_are_accepted_with_the_hmac_over_the_form_body() {
+    let mut server = Server::start().await;
+    let report = send_saved_delivery(
+        &server.hook_url(),
+        &fixture_path("issue_comment-created.json"),
+        Some(SECRET),
+        BodyEncoding::Form,
+    )
+    .await
+    .expect("replay reaches the server");
+    assert_eq!(
+        (report.status, report.response.as_str()),
+        (202, "accepted: comment 1999344021 on PR #130")
+    );
+    assert!(matches!(
+        server.next_delivery().await.event,
+        Event::IssueComment(ref comment) if comment.comment_id == 1999344021
+    ));
+
+    // The JSON inside, signed as if it were the body, is not what was sent.
+    let json = br#"{"zen":"x","hook_id":1}"#;
+    let form = ember_ci::webhook::relayed::form_body(std::str::from_utf8(json).expect("UTF-8"));
+    let mut headers = signed_headers("ping", "form-1", json);
+    headers[0].1 = "application/x-www-form-urlencoded".into();
+    let refused = server.post(&headers, form).await;
+    assert_eq!(refused.status, 401, "{refused:?}");
+
+    // Form-encoded but labelled JSON: the error says what to change.
+    let form = ember_ci::webhook::relayed::form_body(r#"{"action":"opened"}"#);
+    let mislabelled = server
+        .post(&signed_headers("pull_request", "form-2", &form), form)
+        .await;
+    assert_eq!(mislabelled.status, 400);
+    assert!(
+        mislabelled.response.contains("looks form-encoded"),
+        "{mislabelled:?}"
+    );
+    server.assert_nothing_forwarded();
 }

@@ -9,9 +9,12 @@
 //! - [`commands`]: the PR comment-command parser.
 //! - [`event`]: a verified webhook body -> [`event::Event`].
 //! - [`signature`]: `X-Hub-Signature-256` / `X-Hub-Signature` signing and checking.
+//! - [`relayed`]: bodies that crossed a relay (repairs of known re-serialisation
+//!   changes), compact JSON, the form encoding.
 
 pub mod commands;
 pub mod event;
 pub mod model;
 pub mod policy;
+pub mod relayed;
 pub mod signature;
