@@ -793,11 +793,18 @@ async fn a_replayed_ok_approves_nothing_in_process() {
     // The same comment in a body the journal never saw (signed, so it came
     // from GitHub: a redelivery of an `edited` form, a capture from
     // elsewhere), even dated after the push: a comment acts once, ever.
-    ci.deliver("issue_comment-created.json", |body| {
-        retarget_comment(body, 131, 3001, MEMBER, "MEMBER", "/ok-to-test");
-        body["comment"]["updated_at"] = github_time(0);
-    })
-    .await;
+    // (The intake knows the comment by its id while the journal remembers
+    // it; the consumed-comment record is what holds for ever after.)
+    let (status, text) = ci
+        .post(&signed_delivery("issue_comment-created.json", |body| {
+            retarget_comment(body, 131, 3001, MEMBER, "MEMBER", "/ok-to-test");
+            body["comment"]["updated_at"] = github_time(0);
+        }))
+        .await;
+    assert!(
+        status == 202 || text.starts_with("duplicate"),
+        "{status} {text}"
+    );
     // Another ok, written before the push, delivered late: refused.
     ci.deliver("issue_comment-created.json", |body| {
         retarget_comment(body, 131, 3002, MEMBER, "MEMBER", "/ok-to-test");
@@ -844,11 +851,16 @@ async fn a_replayed_recheck_or_synchronize_does_nothing_in_process() {
     })
     .await;
     // The recheck again, in a body the journal never saw: nothing runs.
-    ci.deliver("issue_comment-created.json", |body| {
-        retarget_comment(body, 132, 3101, MEMBER, "MEMBER", "recheck");
-        body["comment"]["updated_at"] = github_time(0);
-    })
-    .await;
+    let (status, text) = ci
+        .post(&signed_delivery("issue_comment-created.json", |body| {
+            retarget_comment(body, 132, 3101, MEMBER, "MEMBER", "recheck");
+            body["comment"]["updated_at"] = github_time(0);
+        }))
+        .await;
+    assert!(
+        status == 202 || text.starts_with("duplicate"),
+        "{status} {text}"
+    );
 
     // A new head (it hangs while running), then a synchronize announcing the
     // old head, signed but older than the new push.
@@ -863,9 +875,22 @@ async fn a_replayed_recheck_or_synchronize_does_nothing_in_process() {
         job["sha"] == new.as_str() && job["state"] == "running"
     })
     .await;
+    let (status, text) = ci
+        .post(&signed_delivery("pull_request-synchronize.json", |body| {
+            retarget_pull_request(body, 132, &old, MEMBER, "MEMBER");
+            body["pull_request"]["updated_at"] = github_time(-80);
+        }))
+        .await;
+    assert!(
+        status == 202 || text.starts_with("duplicate"),
+        "{status} {text}"
+    );
+    // A `reopened` is not keyed by its head: the dispatcher's check on
+    // signed push times is what ignores it.
     ci.deliver("pull_request-synchronize.json", |body| {
         retarget_pull_request(body, 132, &old, MEMBER, "MEMBER");
-        body["pull_request"]["updated_at"] = github_time(-80);
+        body["action"] = Value::from("reopened");
+        body["pull_request"]["updated_at"] = github_time(-70);
     })
     .await;
     // Deliveries are dispatched in order: once this is answered the stale
