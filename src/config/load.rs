@@ -283,6 +283,8 @@ impl Reader {
                 .map_err(|_| format!("{} is not an IP address", quoted(v)))
         });
         let web_port = self.parsed_or_default("WEB_PORT", |v| values::parse_number(v, 0, u16::MAX));
+        let ui_port =
+            self.parsed_or_default("WEB_UI_PORT", |v| values::parse_number(v, 0, u16::MAX));
         let dir = self.dir.clone();
         let state_dir = self.parsed_or_default("CI_DIR", |v| {
             values::check_single_argument(v).map(|()| dir.join(v))
@@ -360,6 +362,7 @@ impl Reader {
             web: WebConfig {
                 addr: web_addr,
                 port: web_port,
+                ui_port,
                 admin_token,
             },
             logs,

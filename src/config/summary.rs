@@ -44,6 +44,10 @@ pub fn summary(config: &Config) -> String {
         "webhook secret",
         secret_state(&config.github.webhook_secret),
     );
+    out.field(
+        "signatures",
+        "X-Hub-Signature-256; SHA-1 (X-Hub-Signature) alone still accepted for old saved deliveries, with a warning",
+    );
     out.field("deliveries", &deliveries(config));
     let web = SocketAddr::new(config.web.addr, config.web.port);
     let admin = config
@@ -51,7 +55,18 @@ pub fn summary(config: &Config) -> String {
         .admin_token
         .as_ref()
         .map_or("not set", secret_state);
-    out.field("web", &format!("http://{web} (admin token {admin})"));
+    out.field(
+        "web",
+        &format!(
+            "webhook http://{web}, UI http://127.0.0.1:{} (admin token {admin}; actions {})",
+            config.web.ui_port,
+            if config.web.admin_token.is_some() {
+                "enabled"
+            } else {
+                "disabled"
+            }
+        ),
+    );
     out.field("workers", &config.service.num_workers.to_string());
     out.field("state dir", &config.service.state_dir.display().to_string());
     out.field("build file", &config.executor.build_file);
@@ -183,8 +198,9 @@ fn token_state(token: &Secret) -> String {
 
 fn deliveries(config: &Config) -> String {
     let mut ways = vec!["HTTP endpoint".to_string()];
-    if let Some(url) = &config.relay.smee_url {
-        ways.push(format!("smee relay {url}"));
+    // The channel is a secret: whoever follows it collects signed bodies.
+    if config.relay.smee_url.is_some() {
+        ways.push("smee relay (channel set)".to_string());
     }
     if let Some(interval) = config.relay.poll_interval {
         ways.push(format!("API poll every {}", human_duration(interval)));

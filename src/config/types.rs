@@ -173,6 +173,9 @@ pub struct WebConfig {
     /// WEB_ADDR: all addresses by default, so a published container port reaches it.
     pub addr: IpAddr,
     pub port: u16,
+    /// WEB_UI_PORT: the web UI and API listen on 127.0.0.1 only, apart
+    /// from the webhook, so no proxy or tunnel for the webhook exposes them.
+    pub ui_port: u16,
     /// WEB_ADMIN_TOKEN: needed for web UI actions when set.
     pub admin_token: Option<Secret>,
 }

@@ -11,7 +11,7 @@
 //! keeping the images this job uses. A failing POST_RUN turns a success
 //! into `Error` ("post-run failed") but never hides an earlier verdict.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::hygiene::{self, HostState, HygieneReport};
@@ -349,16 +349,19 @@ impl<'a> JobRun<'a> {
                 store_dir.display()
             ))
         })?;
-        let mut binds = vec![
-            bind(
-                self.executor.config_dir.clone(),
-                sandbox_argv::SANDBOX_CONFIG_DIR,
-                true,
-            ),
+        let empty_dir = self.executor.state_dir.join("run").join("empty");
+        std::fs::create_dir_all(&empty_dir)
+            .map_err(|e| StepStop::error(format!("cannot create {}: {e}", empty_dir.display())))?;
+        let mut binds = config_binds(
+            &self.executor.config_dir,
+            &self.executor.state_dir,
+            &empty_dir,
+        );
+        binds.extend([
             bind(self.work_dir.clone(), sandbox_argv::SANDBOX_JOB_DIR, false),
             bind(HOST_IMAGE_STORE.into(), SANDBOX_HOST_STORE, true),
             bind(store_dir.clone(), SANDBOX_INNER_STORE, false),
-        ];
+        ]);
         if std::path::Path::new(HOST_KERNEL_MODULES).is_dir() {
             binds.push(bind(HOST_KERNEL_MODULES.into(), HOST_KERNEL_MODULES, true));
         }
@@ -783,10 +786,89 @@ impl<'a> JobRun<'a> {
     }
 }
 
+/// The config dir as the job sees it at `/config`: the scripts and files
+/// the config names, never the `config` file itself (GH_TOKEN, the webhook
+/// secret, WEB_ADMIN_TOKEN: one approved PR would keep them for ever), nor
+/// a state dir kept inside it (the journal, other jobs' logs). Both are
+/// covered read-only by empty stand-ins.
+fn config_binds(config_dir: &Path, state_dir: &Path, empty_dir: &Path) -> Vec<super::podman::Bind> {
+    let inside = |path: &Path| {
+        path.strip_prefix(config_dir)
+            .ok()
+            .filter(|rel| !rel.as_os_str().is_empty())
+            .map(|rel| format!("{}/{}", sandbox_argv::SANDBOX_CONFIG_DIR, rel.display()))
+    };
+    let mut binds = vec![
+        bind(
+            config_dir.to_path_buf(),
+            sandbox_argv::SANDBOX_CONFIG_DIR,
+            true,
+        ),
+        bind(
+            "/dev/null".into(),
+            &format!(
+                "{}/{}",
+                sandbox_argv::SANDBOX_CONFIG_DIR,
+                crate::config::CONFIG_FILE_NAME
+            ),
+            true,
+        ),
+    ];
+    if let Some(destination) = inside(state_dir) {
+        binds.push(bind(empty_dir.to_path_buf(), &destination, true));
+    }
+    binds
+}
+
 fn bind(source: PathBuf, destination: &str, read_only: bool) -> super::podman::Bind {
     super::podman::Bind {
         source,
         destination: destination.to_string(),
         read_only,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mounts(binds: &[super::super::podman::Bind]) -> Vec<(String, String, bool)> {
+        binds
+            .iter()
+            .map(|b| {
+                (
+                    b.source.display().to_string(),
+                    b.destination.clone(),
+                    b.read_only,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_job_sees_the_config_dir_without_the_config_file_or_a_state_dir_inside() {
+        let empty = Path::new("/var/lib/ember-ci/run/empty");
+        let hidden = [
+            ("/etc/ember-ci".into(), "/config".into(), true),
+            ("/dev/null".into(), "/config/config".into(), true),
+        ];
+        assert_eq!(
+            mounts(&config_binds(
+                Path::new("/etc/ember-ci"),
+                Path::new("/var/lib/ember-ci"),
+                empty
+            )),
+            hidden
+        );
+        let mut with_state = hidden.to_vec();
+        with_state.push((empty.display().to_string(), "/config/state".into(), true));
+        assert_eq!(
+            mounts(&config_binds(
+                Path::new("/etc/ember-ci"),
+                Path::new("/etc/ember-ci/state"),
+                empty
+            )),
+            with_state
+        );
     }
 }

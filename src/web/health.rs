@@ -44,7 +44,8 @@ pub struct GitHubHealth {
 pub struct Relay {
     /// Deliveries arrive on the HTTP endpoint in every setup.
     pub http_endpoint: bool,
-    pub smee_url: Option<String>,
+    /// Whether a smee channel is set; the channel itself is a secret.
+    pub smee_channel_set: bool,
     /// The smee link, when a smee relay runs.
     pub smee: Option<SmeeLink>,
     pub poll_interval_secs: Option<u64>,
@@ -102,7 +103,7 @@ pub fn health(web: &Web) -> Health {
         },
         relay: Relay {
             http_endpoint: true,
-            smee_url: context.relay.smee_url.clone(),
+            smee_channel_set: context.relay.smee_url.is_some(),
             smee: context.smee.as_ref().map(|health| {
                 let status = health.snapshot();
                 SmeeLink {

@@ -105,7 +105,7 @@ fn dashboard(web: &Web) -> String {
 
 fn relay_text(relay: &super::health::Relay) -> String {
     let mut ways = vec!["HTTP endpoint /change_hook/github".to_string()];
-    if let Some(url) = &relay.smee_url {
+    if relay.smee_channel_set {
         let link = match &relay.smee {
             Some(link) if link.is_connected => format!(
                 "connected since {}, {} relayed, {} refused",
@@ -119,7 +119,7 @@ fn relay_text(relay: &super::health::Relay) -> String {
             ),
             None => "not running".to_string(),
         };
-        ways.push(format!("smee relay {} ({})", esc(url), esc(&link)));
+        ways.push(format!("smee relay, channel set ({})", esc(&link)));
     }
     if let Some(secs) = relay.poll_interval_secs {
         ways.push(format!("GitHub API poll every {secs} s"));

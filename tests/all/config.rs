@@ -239,6 +239,7 @@ LOG_RETENTION_DAYS=7
     assert_eq!(
         config.secret_values(),
         [
+            "abcDEF123",
             "admin-tok",
             "array-pass",
             "ghp_token123",
@@ -818,9 +819,15 @@ GH_TOKNE=typo
         "chap-s3cret",
         "array-passw0rd",
         "admin-t0ken",
+        // Whoever follows the smee channel collects signed bodies to replay.
+        "channel123",
     ] {
         assert!(!text.contains(secret), "{secret} in summary:\n{text}");
     }
+    assert!(
+        config.masked_values().iter().any(|s| s == "channel123"),
+        "the smee channel is not masked in logs"
+    );
     insta::assert_snapshot!(text);
 }
 
@@ -918,6 +925,13 @@ fn every_global_key_with_a_default_loads_it_from_the_table() {
         .collect();
     assert_eq!(
         secret_keys,
-        ["GH_TOKEN", "GH_EMBER_SECRET", "SECRETS", "WEB_ADMIN_TOKEN"]
+        [
+            "GH_TOKEN",
+            "GH_EMBER_SECRET",
+            "SMEE_ID",
+            "SMEE_URL",
+            "SECRETS",
+            "WEB_ADMIN_TOKEN"
+        ]
     );
 }

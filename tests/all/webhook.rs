@@ -46,7 +46,11 @@ impl Server {
             .expect("bind a free port");
         let addr = listener.local_addr().expect("bound address");
         let filter = routes(Arc::clone(&intake)).recover(recover);
-        tokio::spawn(warp::serve(filter).incoming(listener).run());
+        tokio::spawn(ember_ci::server::serve(
+            listener,
+            warp::service(filter),
+            tokio_util::sync::CancellationToken::new(),
+        ));
         Self {
             addr,
             intake,
@@ -514,6 +518,67 @@ async fn unknown_path_is_404_and_wrong_method_is_405() {
         .expect("answer");
     assert_eq!(response.status().as_u16(), 405);
     assert_eq!(response.text().await.expect("body"), "method not allowed");
+}
+
+/// Without a key, a client can open sockets and send slowly; it must not
+/// keep GitHub's deliveries out. 300 idle sockets, a request stuck in its
+/// headers and one stuck in its body are held open while a valid delivery
+/// is posted: it is answered, and the stuck ones are cut at their deadlines.
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_and_idle_sockets_do_not_keep_a_valid_delivery_out() {
+    use ember_ci::webhook::limits::BODY_DEADLINE;
+    let mut server = Server::start().await;
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        idle.push(TcpStream::connect(server.addr).await.expect("connect"));
+    }
+    let mut half_headers = TcpStream::connect(server.addr).await.expect("connect");
+    half_headers
+        .write_all(b"POST /change_hook/github HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    let mut stalled_body = TcpStream::connect(server.addr).await.expect("connect");
+    stalled_body
+        .write_all(
+            b"POST /change_hook/github HTTP/1.1\r\nHost: x\r\n\
+              Content-Length: 25000000\r\n\r\n{\"action\":",
+        )
+        .await
+        .expect("write");
+
+    let body = serde_json::to_vec(&fixture("test-ok.json")["body"]).expect("JSON");
+    let reply = tokio::time::timeout(
+        DEADLINE,
+        server.post(
+            &signed_headers("pull_request", "valid-under-load", &body),
+            body,
+        ),
+    )
+    .await
+    .expect("the valid delivery is answered while the sockets are held");
+    assert_eq!(reply.status, 202, "{}", reply.response);
+    server.next_delivery().await;
+
+    // The stuck requests end at their deadlines, not when the client wants.
+    let cut = |mut stream: TcpStream| async move {
+        let mut answer = Vec::new();
+        tokio::time::timeout(DEADLINE, stream.read_to_end(&mut answer))
+            .await
+            .expect("the server closes the connection")
+            .ok();
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    let (headers_answer, body_answer) = tokio::join!(cut(half_headers), cut(stalled_body));
+    assert!(
+        headers_answer.is_empty() || headers_answer.starts_with("HTTP/1.1 408"),
+        "{headers_answer}"
+    );
+    assert!(body_answer.starts_with("HTTP/1.1 408"), "{body_answer}");
+    assert!(
+        body_answer.contains(&format!("{} s", BODY_DEADLINE.as_secs())),
+        "{body_answer}"
+    );
+    drop(idle);
 }
 
 #[tokio::test]
