@@ -28,6 +28,7 @@
 //! - [`github`]: the only module that imports octocrab; the status outbox.
 //! - [`logs`]: capture, masking, HTML, publishing, retention.
 //! - [`web`]: the local web UI and JSON API.
+//! - [`server`]: the HTTP accept loop (connection cap, header deadline).
 //! - [`service`]: [`service::start`] wires the parts for `ember-ci serve`
 //!   (and for in-process tests), graceful shutdown.
 //! - [`run`]: `ember-ci run`, one job now.
@@ -45,6 +46,7 @@ pub mod relay;
 pub mod run;
 pub mod scheduler;
 pub mod send;
+pub mod server;
 pub mod service;
 pub mod web;
 pub mod webhook;

@@ -53,13 +53,19 @@ enum Command {
         url: String,
         /// The saved delivery (lower-case headers beside `body`).
         file: PathBuf,
-        /// Re-sign the body with this secret (X-Hub-Signature-256 and X-Hub-Signature).
-        #[arg(long, env = "EMBER_CI_SEND_SECRET")]
-        secret: Option<String>,
+        /// Re-sign the body with the secret in this file (its first line);
+        /// or set EMBER_CI_SEND_SECRET. Never on the command line, where
+        /// every user of the host can read it (ps, /proc/<pid>/cmdline).
+        #[arg(long)]
+        secret_file: Option<PathBuf>,
         /// Post it form-encoded (`payload=<JSON>`, GitHub's other content
-        /// type); needs --secret, since the signed bytes change.
+        /// type); needs the secret, since the signed bytes change.
         #[arg(long)]
         form: bool,
+        /// Keep the saved X-GitHub-Delivery id (the CI then drops a repeat
+        /// as a duplicate); by default each send gets a fresh id.
+        #[arg(long)]
+        keep_id: bool,
     },
     /// Validate a config dir and print a summary with secrets masked.
     CheckConfig {
@@ -113,8 +119,9 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             let config = load_config(&config)?;
             let shutdown = CancellationToken::new();
             ember_ci::service::cancel_on_signals(shutdown.clone())?;
-            ember_ci::service::serve(config, shutdown, |address| {
+            ember_ci::service::serve(config, shutdown, |address, ui_address| {
                 println!("ember-ci listening on http://{address}");
+                println!("ember-ci web UI on http://{ui_address}");
             })
             .await?;
             Ok(ExitCode::SUCCESS)
@@ -133,16 +140,23 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
         Command::Send {
             url,
             file,
-            secret,
+            secret_file,
             form,
+            keep_id,
         } => {
+            let secret = send_secret(secret_file.as_deref())?;
             let encoding = if form {
                 ember_ci::send::BodyEncoding::Form
             } else {
                 ember_ci::send::BodyEncoding::AsSaved
             };
+            let id = if keep_id {
+                ember_ci::send::DeliveryId::Keep
+            } else {
+                ember_ci::send::DeliveryId::Fresh
+            };
             let report =
-                ember_ci::send::send_saved_delivery(&url, &file, secret.as_deref(), encoding)
+                ember_ci::send::send_saved_delivery(&url, &file, secret.as_deref(), encoding, id)
                     .await
                     .with_context(|| format!("sending {}", file.display()))?;
             println!("{} {}", report.status, report.response.trim_end());
@@ -171,6 +185,20 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(u8::from(report.blocks())))
         }
     }
+}
+
+/// The re-signing secret: from `--secret-file`, else EMBER_CI_SEND_SECRET.
+fn send_secret(file: Option<&std::path::Path>) -> anyhow::Result<Option<String>> {
+    if let Some(file) = file {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("reading the secret from {}", file.display()))?;
+        let secret = text.lines().next().unwrap_or_default().trim().to_string();
+        anyhow::ensure!(!secret.is_empty(), "{} holds no secret", file.display());
+        return Ok(Some(secret));
+    }
+    Ok(std::env::var("EMBER_CI_SEND_SECRET")
+        .ok()
+        .filter(|secret| !secret.is_empty()))
 }
 
 /// RUST_LOG, else info. The SSE crate warns on every failed reconnect

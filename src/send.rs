@@ -39,15 +39,30 @@ pub enum SendError {
     Post { url: String, source: reqwest::Error },
 }
 
+/// GitHub's header naming one delivery; receivers deduplicate on it.
+const DELIVERY_ID_HEADER: &str = "x-github-delivery";
+
+/// Whether a replay keeps the saved delivery id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryId {
+    /// A fresh id per send, as GitHub's "Redeliver" does: a file sent twice
+    /// is two deliveries, not a duplicate the CI drops.
+    Fresh,
+    /// The saved id (to test deduplication).
+    Keep,
+}
+
 /// Reads a smee-form delivery from `file` and POSTs it to `url`, its body
 /// byte for byte as saved (`encoding` [`BodyEncoding::Form`] posts it
 /// form-encoded instead); with `secret`, re-signs it so a CI with that
-/// webhook secret accepts it.
+/// webhook secret accepts it. `id` says whether the saved delivery id goes
+/// out again.
 pub async fn send_saved_delivery(
     url: &str,
     file: &Path,
     secret: Option<&str>,
     encoding: BodyEncoding,
+    id: DeliveryId,
 ) -> Result<SendReport, SendError> {
     let text = tokio::fs::read(file)
         .await
@@ -58,7 +73,17 @@ pub async fn send_saved_delivery(
     let text = String::from_utf8(text).map_err(|_| SendError::NotText {
         path: file.to_path_buf(),
     })?;
-    let prepared = prepare_saved_text(&text, secret, encoding)?;
+    let mut prepared = prepare_saved_text(&text, secret, encoding)?;
+    if id == DeliveryId::Fresh {
+        // Not signed, so the signature stays valid.
+        let fresh = uuid::Uuid::new_v4().to_string();
+        prepared
+            .headers
+            .retain(|(name, _)| name != DELIVERY_ID_HEADER);
+        prepared
+            .headers
+            .push((DELIVERY_ID_HEADER.to_string(), fresh));
+    }
 
     let post_error = |source| SendError::Post {
         url: url.to_string(),

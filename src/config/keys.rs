@@ -153,8 +153,9 @@ pub const KEYS: &[Key] = &[
     Key::new("GH_API_URL", GitHub, DefaultTo("https://api.github.com"), "set it to the GitHub API base URL, e.g. https://api.github.com or https://HOST/api/v3"),
     Key::new("GH_REPO", GitHub, DefaultTo("embercsi/ember-csi"), "set it to the watched repository as owner/name"),
     Key::new("GH_CLONE_URL", Executor, DefaultTo("https://github.com/$GH_REPO.git"), "set it to a git URL or path of the repository to clone"),
-    Key::new("SMEE_ID", Relay, Optional, "set it to the channel id from https://smee.io/<id>"),
-    Key::new("SMEE_URL", Relay, Optional, "set it to the full channel URL, e.g. https://smee.io/<id>"),
+    // Secret: anyone who follows the channel collects signed bodies.
+    Key::new("SMEE_ID", Relay, Optional, "set it to the channel id from https://smee.io/<id>").secret(),
+    Key::new("SMEE_URL", Relay, Optional, "set it to the full channel URL, e.g. https://smee.io/<id>").secret(),
     Key::new("POLL_INTERVAL", Relay, Optional, "give whole seconds, or a number with s, m or h (e.g. 300, 5m)"),
     Key::new("NUM_DRIVERS", Backends, DefaultTo("1"), "set it to the number of backends (DRIVER_NAME_1 ... DRIVER_NAME_n)"),
     Key::new("DRIVER_NAME", Backends, Required, "set it to the backend's name; its status context is 3rdparty/<name>").per_backend().also_unsuffixed(),
@@ -170,15 +171,20 @@ pub const KEYS: &[Key] = &[
     Key::new("NUM_WORKERS", Service, DefaultTo("1"), "set it to how many jobs may run at once (1 or more)"),
     Key::new("WEB_ADDR", Web, DefaultTo("0.0.0.0"), "set it to the IP address to listen on, e.g. 0.0.0.0 or 127.0.0.1"),
     Key::new("WEB_PORT", Web, DefaultTo("8010"), "set it to a TCP port number (0 picks a free one)"),
+    Key::new("WEB_UI_PORT", Web, DefaultTo("8011"), "set it to a TCP port number on 127.0.0.1 for the web UI (0 picks a free one)"),
     Key::new("CI_DIR", Service, DefaultTo("/var/lib/ember-ci"), "set it to the state directory (relative paths are inside the config dir)"),
     Key::new("JOB_TIMEOUT", Executor, DefaultTo("3600"), DURATION_FIX),
     Key::new("PLUGIN_START_TIMEOUT", Executor, DefaultTo("300"), DURATION_FIX),
     Key::new("SHUTDOWN_GRACE", Service, DefaultTo("600"), DURATION_FIX),
     Key::new("PODMAN_SOCKET", Executor, Optional, "set it to the absolute path of a Podman API socket, or leave it empty"),
     Key::new("SANDBOX_IMAGE", Executor, Optional, "set it to an image reference, or leave it empty to build the sandbox image"),
+    Key::new("SANDBOX_BASE_IMAGE", Executor, DefaultTo(DEFAULT_SANDBOX_BASE_IMAGE), "set it to a fully qualified Debian image, e.g. docker.io/library/debian:bookworm"),
     Key::new("SANDBOX_SKIP_CSI_SANITY", Executor, DefaultTo("0"), "use 0 or 1"),
+    Key::new("CSI_SANITY_REPO", Executor, DefaultTo(CSI_SANITY_REPO), "set it to the git URL of kubernetes-csi/csi-test or a mirror of it"),
+    Key::new("CSI_SANITY_VERSION", Executor, DefaultTo(CSI_SANITY_VERSION), "set it to a csi-test tag, e.g. v5.3.1, together with its CSI_SANITY_COMMIT"),
+    Key::new("CSI_SANITY_COMMIT", Executor, DefaultTo(CSI_SANITY_COMMIT), "set it to the 40-hex-digit commit id CSI_SANITY_VERSION names"),
     Key::new("IMAGE_STORE_MAX_GB", Executor, DefaultTo("40"), "set it to a size in GB, 1 or more"),
-    Key::new("TRUSTED_USERS", GitHub, Optional, "list GitHub logins separated by spaces or commas"),
+    Key::new("TRUSTED_USERS", GitHub, Optional, "list GitHub logins or numeric user ids separated by spaces or commas"),
     Key::new("SECRETS", Logs, Optional, "list the values to mask, separated by spaces").secret_list(),
     Key::new("WEB_ADMIN_TOKEN", Web, Optional, "set it to a token for web UI actions, or leave it empty").secret(),
     Key::new("LOGS_REPO", Logs, Optional, "set it to the git URL the logs are pushed to, or leave it empty to keep logs local"),
@@ -202,6 +208,17 @@ fn find(name: &str, scope: Scope) -> Option<&'static Key> {
     KEYS.iter()
         .find(|key| key.name == name && key.scope == scope)
 }
+
+/// The default of `SANDBOX_BASE_IMAGE`: fully qualified, so it resolves the
+/// same on every host whatever its registries.conf.
+pub const DEFAULT_SANDBOX_BASE_IMAGE: &str = "docker.io/library/debian:bookworm";
+
+/// Where csi-sanity comes from by default: csi-test's repository, a tag, and
+/// the commit that tag named when we pinned it. The sandbox build refuses a
+/// fetched tag that names any other commit (a moved tag, a wrong mirror).
+pub const CSI_SANITY_REPO: &str = "https://github.com/kubernetes-csi/csi-test.git";
+pub const CSI_SANITY_VERSION: &str = "v5.3.1";
+pub const CSI_SANITY_COMMIT: &str = "12190f51faa0cd8105b39615399fa29a6f8cf83a";
 
 /// The default of `SANITY_COMMAND`.
 pub const DEFAULT_SANITY_COMMAND: &str = "csi-sanity --csi.endpoint=127.0.0.1:50051";

@@ -44,6 +44,10 @@ pub fn summary(config: &Config) -> String {
         "webhook secret",
         secret_state(&config.github.webhook_secret),
     );
+    out.field(
+        "signatures",
+        "X-Hub-Signature-256; SHA-1 (X-Hub-Signature) alone still accepted for old saved deliveries, with a warning",
+    );
     out.field("deliveries", &deliveries(config));
     let web = SocketAddr::new(config.web.addr, config.web.port);
     let admin = config
@@ -51,7 +55,18 @@ pub fn summary(config: &Config) -> String {
         .admin_token
         .as_ref()
         .map_or("not set", secret_state);
-    out.field("web", &format!("http://{web} (admin token {admin})"));
+    out.field(
+        "web",
+        &format!(
+            "webhook http://{web}, UI http://127.0.0.1:{} (admin token {admin}; actions {})",
+            config.web.ui_port,
+            if config.web.admin_token.is_some() {
+                "enabled"
+            } else {
+                "disabled"
+            }
+        ),
+    );
     out.field("workers", &config.service.num_workers.to_string());
     out.field("state dir", &config.service.state_dir.display().to_string());
     out.field("build file", &config.executor.build_file);
@@ -66,6 +81,7 @@ pub fn summary(config: &Config) -> String {
     );
     out.field("podman", &podman(config));
     out.field("sandbox image", &sandbox_image(config));
+    out.field("csi-sanity", &csi_sanity(config));
     out.field(
         "image store max",
         &format!("{} GB", config.executor.image_store_max_gb),
@@ -182,8 +198,9 @@ fn token_state(token: &Secret) -> String {
 
 fn deliveries(config: &Config) -> String {
     let mut ways = vec!["HTTP endpoint".to_string()];
-    if let Some(url) = &config.relay.smee_url {
-        ways.push(format!("smee relay {url}"));
+    // The channel is a secret: whoever follows it collects signed bodies.
+    if config.relay.smee_url.is_some() {
+        ways.push("smee relay (channel set)".to_string());
     }
     if let Some(interval) = config.relay.poll_interval {
         ways.push(format!("API poll every {}", human_duration(interval)));
@@ -199,12 +216,22 @@ fn podman(config: &Config) -> String {
 }
 
 fn sandbox_image(config: &Config) -> String {
-    match &config.executor.sandbox_image {
+    let executor = &config.executor;
+    match &executor.sandbox_image {
         Some(image) => image.clone(),
-        None if config.executor.sandbox_skip_csi_sanity => {
-            "built locally, without csi-sanity".to_string()
-        }
-        None => "built locally, with csi-sanity".to_string(),
+        None => format!("built locally FROM {}", executor.sandbox_base_image),
+    }
+}
+
+/// Where csi-sanity comes from and how it is checked.
+fn csi_sanity(config: &Config) -> String {
+    match (&config.executor.sandbox_image, &config.executor.csi_sanity) {
+        (Some(_), _) => "whatever SANDBOX_IMAGE holds (not built, not verified)".to_string(),
+        (None, None) => "not installed (SANDBOX_SKIP_CSI_SANITY=1)".to_string(),
+        (None, Some(source)) => format!(
+            "built from source: {} tag {}, verified to be commit {} before building",
+            source.repo, source.version, source.commit
+        ),
     }
 }
 

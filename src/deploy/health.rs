@@ -1,8 +1,8 @@
 //! `ember-ci health`: the container's health check. Asks the service's own
-//! `/api/health` on the address the config makes it listen on, so the
-//! check follows WEB_ADDR/WEB_PORT instead of a port baked into the image.
+//! `/api/health` on the web UI's loopback listener, so the check follows
+//! WEB_UI_PORT instead of a port baked into the image.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use crate::config::WebConfig;
@@ -25,15 +25,10 @@ pub enum HealthError {
     },
 }
 
-/// The URL of `/api/health` as seen from this host: a wildcard listen
-/// address is reached through loopback.
+/// The URL of `/api/health`: the web UI listens on 127.0.0.1 only.
 pub fn health_url(web: &WebConfig) -> String {
-    let ip = match web.addr {
-        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        ip => ip,
-    };
-    format!("http://{}/api/health", SocketAddr::new(ip, web.port))
+    let address = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), web.ui_port);
+    format!("http://{address}/api/health")
 }
 
 /// Ok when the local service answers its health endpoint with a success.
@@ -60,24 +55,22 @@ pub async fn check(web: &WebConfig) -> Result<(), HealthError> {
 mod tests {
     use super::*;
 
-    fn web(addr: &str, port: u16) -> WebConfig {
+    fn web(addr: &str, port: u16, ui_port: u16) -> WebConfig {
         WebConfig {
             addr: addr.parse().expect("test address"),
             port,
+            ui_port,
             admin_token: None,
         }
     }
 
     #[test]
-    fn wildcard_addresses_are_reached_through_loopback() {
-        assert_eq!(
-            health_url(&web("0.0.0.0", 8010)),
-            "http://127.0.0.1:8010/api/health"
-        );
-        assert_eq!(health_url(&web("::", 9)), "http://[::1]:9/api/health");
-        assert_eq!(
-            health_url(&web("192.0.2.7", 80)),
-            "http://192.0.2.7:80/api/health"
-        );
+    fn the_check_asks_the_loopback_ui_whatever_the_webhook_address() {
+        for addr in ["0.0.0.0", "::", "192.0.2.7"] {
+            assert_eq!(
+                health_url(&web(addr, 8010, 8011)),
+                "http://127.0.0.1:8011/api/health"
+            );
+        }
     }
 }

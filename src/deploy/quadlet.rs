@@ -132,7 +132,7 @@ fn container_unit(options: &UnitOptions) -> String {
          Image={image}\n\
          # Jobs run in nested Podman sandboxes.\n\
          PodmanArgs=--privileged\n\
-         # The webhook and web UI listen on the host's WEB_ADDR:WEB_PORT.\n\
+         # The webhook listens on the host's WEB_ADDR:WEB_PORT, the web UI on 127.0.0.1:WEB_UI_PORT.\n\
          Network=host\n\
          Volume={config}:/config:ro,Z\n\
          Volume={STATE_VOLUME_UNIT}:/var/lib/ember-ci\n\

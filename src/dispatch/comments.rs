@@ -2,10 +2,14 @@
 //! `/help`, refuse untrusted users, and turn `recheck`, `/recheck <names>`
 //! and `/ok-to-test` into jobs on the PR's current head (read from GitHub:
 //! a comment delivery does not say which commit the PR is at).
+//!
+//! A comment acts at most once, ever: its id is consumed in the journal
+//! before anything runs, so a replayed delivery of it (a new delivery id,
+//! none, the smee relay, a redelivery long after) does nothing.
 
 use std::time::SystemTime;
 
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::ledger::Approval;
 use super::{replies, Dispatcher};
@@ -23,13 +27,12 @@ const ACK_REACTION: &str = "eyes";
 struct CommentContext<'a> {
     github: &'a GitHub,
     comment: &'a IssueCommentEvent,
-    received_at: SystemTime,
     pull: Option<PullRequestInfo>,
     told_closed: bool,
 }
 
 impl Dispatcher {
-    pub(super) async fn on_comment(&self, comment: IssueCommentEvent, received_at: SystemTime) {
+    pub(super) async fn on_comment(&self, comment: IssueCommentEvent) {
         if comment.action != "created"
             || !comment.is_pull_request
             || is_own_comment(&comment.author, &self.policy.bot_login)
@@ -44,10 +47,24 @@ impl Dispatcher {
             warn!(pr = %comment.issue_number, "comment commands need GH_TOKEN to read the PR and reply; ignored");
             return;
         };
+        match self
+            .scheduler
+            .journal()
+            .consume_comment(comment.comment_id, SystemTime::now())
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                warn!(pr = %comment.issue_number, comment = comment.comment_id, "comment already acted on; a replay, ignored");
+                return;
+            }
+            Err(err) => {
+                error!(pr = %comment.issue_number, error = %err, "cannot record the comment as acted on; ignored");
+                return;
+            }
+        }
         let mut context = CommentContext {
             github: &github,
             comment: &comment,
-            received_at,
             pull: None,
             told_closed: false,
         };
@@ -63,6 +80,11 @@ impl Dispatcher {
     ) -> Result<(), GitHubError> {
         let comment = context.comment;
         let github = context.github;
+        // The head is read before the acknowledgement: an author watching
+        // for the reaction cannot slip a push in under the ok.
+        if commands.iter().any(|c| !matches!(c, Command::Help)) {
+            self.read_pull_request(context).await?;
+        }
         // The acknowledgement is a courtesy: failing to react must not stop the command.
         let what = format!("reacting to comment {}", comment.comment_id);
         if let Err(err) = retry(&self.retry, &what, || {
@@ -74,9 +96,12 @@ impl Dispatcher {
         }
         let is_commenter_trusted = is_trusted(
             &comment.author,
+            comment.author_id,
             &comment.author_association,
             &self.policy.trusted_users,
         );
+        self.policy
+            .note_login_trust(&comment.author, comment.author_id);
         for command in commands {
             match command {
                 Command::Help => {
@@ -116,9 +141,10 @@ impl Dispatcher {
         };
         let is_runnable = is_trusted(
             &pull.author,
+            pull.author_id,
             &pull.author_association,
             &self.policy.trusted_users,
-        ) || self.ledger().is_approved(pull.number, &pull.head_sha);
+        ) || self.ledger.is_approved(pull.number, &pull.head_sha);
         if !is_runnable {
             let text = replies::needs_ok_to_test(&pull.head_sha);
             return self.reply(context, &text).await;
@@ -135,25 +161,43 @@ impl Dispatcher {
         };
         let is_author_trusted = is_trusted(
             &pull.author,
+            pull.author_id,
             &pull.author_association,
             &self.policy.trusted_users,
         );
         let approval = if is_author_trusted {
             // Nothing is held for a trusted author; the ok just runs what
             // has not run yet.
-            Approval::Granted
+            Ok(Approval::Granted)
         } else {
-            self.ledger()
-                .approve(pull.number, &pull.head_sha, context.received_at)
+            self.ledger
+                .approve(pull.number, &pull.head_sha, context.comment.created_at)
         };
         let by = &context.comment.author;
+        let approval = match approval {
+            Ok(approval) => approval,
+            Err(err) => {
+                error!(pr = %pull.number, error = %err, "cannot read the ok ledger; ok not applied");
+                return Ok(());
+            }
+        };
         match approval {
             Approval::Granted => {
                 info!(pr = %pull.number, sha = %pull.head_sha.short(), %by, "ok-to-test given");
                 self.enqueue_all(pull.number, &pull.head_sha, false);
                 Ok(())
             }
-            Approval::PushedAfterOk | Approval::HeadChanged { .. } => {
+            Approval::Unknown => {
+                info!(pr = %pull.number, sha = %pull.head_sha.short(), %by, "ok-to-test for a head with no known push time; held, a new ok is needed");
+                self.post_for_every_backend(
+                    &pull.head_sha,
+                    crate::model::StatusState::Pending,
+                    super::WAITING_FOR_OK,
+                );
+                let text = replies::ok_to_test_again(&pull.head_sha);
+                self.reply(context, &text).await
+            }
+            Approval::PushedAfterOk | Approval::HeadChanged { .. } | Approval::OkTimeUnknown => {
                 info!(pr = %pull.number, sha = %pull.head_sha.short(), %by, ?approval, "ok-to-test is older than the head; not run");
                 let text = replies::ok_to_test_outdated(&pull.head_sha);
                 self.reply(context, &text).await
@@ -167,17 +211,7 @@ impl Dispatcher {
         &self,
         context: &mut CommentContext<'_>,
     ) -> Result<Option<PullRequestInfo>, GitHubError> {
-        let pull = match &context.pull {
-            Some(pull) => pull.clone(),
-            None => {
-                let pr = context.comment.issue_number;
-                let github = context.github;
-                let what = format!("reading pull request #{pr}");
-                let pull = retry(&self.retry, &what, || github.pull_request(pr)).await?;
-                context.pull = Some(pull.clone());
-                pull
-            }
-        };
+        let pull = self.read_pull_request(context).await?;
         if pull.is_open {
             return Ok(Some(pull));
         }
@@ -187,6 +221,22 @@ impl Dispatcher {
             self.reply(context, &replies::pull_request_closed()).await?;
         }
         Ok(None)
+    }
+
+    /// The PR as GitHub has it, read once per comment.
+    async fn read_pull_request(
+        &self,
+        context: &mut CommentContext<'_>,
+    ) -> Result<PullRequestInfo, GitHubError> {
+        if let Some(pull) = &context.pull {
+            return Ok(pull.clone());
+        }
+        let pr = context.comment.issue_number;
+        let github = context.github;
+        let what = format!("reading pull request #{pr}");
+        let pull = retry(&self.retry, &what, || github.pull_request(pr)).await?;
+        context.pull = Some(pull.clone());
+        Ok(pull)
     }
 
     async fn reply(&self, context: &CommentContext<'_>, text: &str) -> Result<(), GitHubError> {

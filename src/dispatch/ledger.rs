@@ -1,111 +1,123 @@
 //! The `/ok-to-test` ledger: which untrusted authors' heads wait for a
-//! member's ok, and which heads a member approved. Pure bookkeeping with no
-//! I/O; the dispatcher decides what to post and run from its answers.
+//! member's ok, and which heads a member approved, kept in the journal so a
+//! restart forgets nothing.
 //!
-//! An ok covers exactly one head SHA: a new push from the same author is
-//! held again. Held heads carry the time their delivery arrived so an ok
-//! written before a push (the member never saw the new code) does not
-//! approve it. The ledger lives in memory: after a restart a held PR needs
-//! its ok again, which errs on the safe side.
+//! An ok covers exactly one head, and only one pushed before the comment
+//! was written: both times are signed by GitHub (the head's `opened` or
+//! `synchronize` payload, the comment's `created_at`), never arrival times,
+//! so a replayed or late-delivered ok cannot approve a newer push. With no
+//! held head or no push time known (a PR opened before ember-ci watched it)
+//! the current head is held from now on and a new ok is asked for.
 
-use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::SystemTime;
 
+use crate::journal::{Journal, JournalError};
 use crate::model::{CommitSha, PrNumber};
-
-/// Approved heads remembered, oldest dropped first; far more than there are
-/// open PRs, so only long-dead heads are forgotten.
-const APPROVALS_REMEMBERED: usize = 10_000;
-
-/// A head waiting for an ok.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct HeldHead {
-    sha: CommitSha,
-    /// When the delivery announcing this head arrived.
-    since: SystemTime,
-}
 
 /// What an `/ok-to-test` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Approval {
     /// The head may run.
     Granted,
-    /// The head was announced after the ok was written: the member cannot
+    /// The head was pushed after the ok was written: the member cannot
     /// have reviewed it.
     PushedAfterOk,
     /// The PR's head is not the one held: a push happened whose delivery has
     /// not arrived yet, so the member cannot have reviewed it either.
     HeadChanged { held: CommitSha },
+    /// No record of when the head was pushed (or nothing held): it is held
+    /// from now on and needs a new ok.
+    Unknown,
+    /// The comment carries no `created_at` to judge by.
+    OkTimeUnknown,
 }
 
-#[derive(Debug, Default)]
+/// The decision, from the records alone.
+pub fn judge(
+    held: Option<&CommitSha>,
+    head: &CommitSha,
+    pushed_at: Option<SystemTime>,
+    written_at: Option<SystemTime>,
+) -> Approval {
+    let (Some(held), Some(pushed_at)) = (held, pushed_at) else {
+        return Approval::Unknown;
+    };
+    if held != head {
+        return Approval::HeadChanged { held: held.clone() };
+    }
+    match written_at {
+        None => Approval::OkTimeUnknown,
+        Some(written_at) if pushed_at > written_at => Approval::PushedAfterOk,
+        Some(_) => Approval::Granted,
+    }
+}
+
+/// The ledger over the journal.
+#[derive(Debug, Clone)]
 pub struct OkToTestLedger {
-    held: HashMap<PrNumber, HeldHead>,
-    approved: HashSet<(PrNumber, CommitSha)>,
-    approval_order: VecDeque<(PrNumber, CommitSha)>,
+    journal: Journal,
 }
 
 impl OkToTestLedger {
-    /// Records `sha` as the PR's head waiting for an ok (announced at
-    /// `since`). Returns the previously held head if it was another SHA: it
-    /// will never run now.
-    pub fn hold(&mut self, pr: PrNumber, sha: &CommitSha, since: SystemTime) -> Option<CommitSha> {
-        // A replayed or reopened delivery for the same head keeps the first
-        // arrival time: an ok given in between still counts.
-        if self.held_head(pr) == Some(sha) {
-            return None;
-        }
-        let held = HeldHead {
-            sha: sha.clone(),
-            since,
-        };
-        self.held.insert(pr, held).map(|previous| previous.sha)
+    pub fn new(journal: Journal) -> Self {
+        Self { journal }
     }
 
-    /// Forgets the PR's held head (closed, or its new head may run).
-    /// Returns it if it was another SHA than `keep`.
-    pub fn release(&mut self, pr: PrNumber, keep: Option<&CommitSha>) -> Option<CommitSha> {
-        self.held
-            .remove(&pr)
-            .map(|held| held.sha)
-            .filter(|held| Some(held) != keep)
+    /// Holds `sha` as the PR's head waiting for an ok. Returns the head
+    /// held before if it was another SHA: it will never run now.
+    pub fn hold(&self, pr: PrNumber, sha: &CommitSha) -> Result<Option<CommitSha>, JournalError> {
+        self.journal.hold_head(pr, sha)
     }
 
-    /// The PR's head waiting for an ok, if any.
-    pub fn held_head(&self, pr: PrNumber) -> Option<&CommitSha> {
-        self.held.get(&pr).map(|held| &held.sha)
+    /// Forgets the PR's held head. Returns it if it was another SHA than
+    /// `keep`.
+    pub fn release(
+        &self,
+        pr: PrNumber,
+        keep: Option<&CommitSha>,
+    ) -> Result<Option<CommitSha>, JournalError> {
+        Ok(self
+            .journal
+            .release_head(pr)?
+            .filter(|held| Some(held) != keep))
     }
 
+    /// Whether a member approved exactly this head. A journal that cannot
+    /// be read approves nothing.
     pub fn is_approved(&self, pr: PrNumber, sha: &CommitSha) -> bool {
-        self.approved.contains(&(pr, sha.clone()))
+        self.journal
+            .is_head_approved(pr, sha)
+            .unwrap_or_else(|error| {
+                tracing::error!(%error, "cannot read the ok ledger; treating the head as not approved");
+                false
+            })
     }
 
-    /// A trusted user's `/ok-to-test`, whose delivery arrived at `ok_at`,
-    /// for the PR whose current head (read from GitHub) is `head`.
-    pub fn approve(&mut self, pr: PrNumber, head: &CommitSha, ok_at: SystemTime) -> Approval {
-        if let Some(held) = self.held.get(&pr) {
-            if held.sha != *head {
-                return Approval::HeadChanged {
-                    held: held.sha.clone(),
-                };
-            }
-            if held.since > ok_at {
-                return Approval::PushedAfterOk;
-            }
-            self.held.remove(&pr);
-        }
-        // Without a held head (the PR was opened before ember-ci started)
-        // the head GitHub reports is the best knowledge there is.
-        let key = (pr, head.clone());
-        if self.approved.insert(key.clone()) {
-            self.approval_order.push_back(key);
-            if self.approval_order.len() > APPROVALS_REMEMBERED {
-                if let Some(oldest) = self.approval_order.pop_front() {
-                    self.approved.remove(&oldest);
+    /// A trusted user's `/ok-to-test`, written at `written_at` (the comment's
+    /// signed `created_at`), for the PR whose current head (read from
+    /// GitHub) is `head`.
+    pub fn approve(
+        &self,
+        pr: PrNumber,
+        head: &CommitSha,
+        written_at: Option<SystemTime>,
+    ) -> Result<Approval, JournalError> {
+        let held = self.journal.held_head(pr)?;
+        let pushed_at = self.journal.head_pushed_at(pr, head)?;
+        let approval = judge(held.as_ref(), head, pushed_at, written_at);
+        match approval {
+            Approval::Granted => self.journal.approve_head(pr, head, SystemTime::now())?,
+            Approval::Unknown => {
+                // Only the API knows this head: it was pushed by now at the
+                // latest, so an ok written from now on can cover it.
+                if pushed_at.is_none() {
+                    self.journal.record_head_push(pr, head, SystemTime::now())?;
                 }
+                self.journal.hold_head(pr, head)?;
             }
+            _ => {}
         }
-        Approval::Granted
+        Ok(approval)
     }
 }
 
@@ -128,65 +140,52 @@ mod tests {
     }
 
     #[test]
-    fn an_ok_approves_the_held_head_only() {
-        let mut ledger = OkToTestLedger::default();
-        assert_eq!(ledger.hold(pr(7), &sha('a'), at(10)), None);
-        assert_eq!(ledger.approve(pr(7), &sha('a'), at(20)), Approval::Granted);
-        assert!(ledger.is_approved(pr(7), &sha('a')));
-        assert_eq!(ledger.held_head(pr(7)), None);
-        // The same author pushes again: held again, the old ok does not carry over.
-        assert_eq!(ledger.hold(pr(7), &sha('b'), at(30)), None);
-        assert!(!ledger.is_approved(pr(7), &sha('b')));
-        assert_eq!(ledger.held_head(pr(7)), Some(&sha('b')));
-    }
-
-    #[test]
-    fn an_ok_written_before_the_push_arrived_is_refused() {
-        let mut ledger = OkToTestLedger::default();
-        ledger.hold(pr(7), &sha('a'), at(10));
-        assert_eq!(ledger.hold(pr(7), &sha('b'), at(30)), Some(sha('a')));
+    fn judging_uses_the_signed_times_and_the_held_head() {
+        let a = sha('a');
         assert_eq!(
-            ledger.approve(pr(7), &sha('b'), at(20)),
+            judge(Some(&a), &a, Some(at(10)), Some(at(20))),
+            Approval::Granted
+        );
+        assert_eq!(
+            judge(Some(&a), &a, Some(at(30)), Some(at(20))),
             Approval::PushedAfterOk
         );
-        assert!(!ledger.is_approved(pr(7), &sha('b')));
-        assert_eq!(ledger.held_head(pr(7)), Some(&sha('b')));
-    }
-
-    #[test]
-    fn an_ok_for_a_head_not_yet_announced_is_refused() {
-        let mut ledger = OkToTestLedger::default();
-        ledger.hold(pr(7), &sha('a'), at(10));
         assert_eq!(
-            ledger.approve(pr(7), &sha('c'), at(20)),
-            Approval::HeadChanged { held: sha('a') }
+            judge(Some(&a), &sha('b'), Some(at(10)), Some(at(20))),
+            Approval::HeadChanged { held: a.clone() }
         );
-        assert!(!ledger.is_approved(pr(7), &sha('c')));
+        assert_eq!(
+            judge(None, &a, Some(at(10)), Some(at(20))),
+            Approval::Unknown
+        );
+        assert_eq!(judge(Some(&a), &a, None, Some(at(20))), Approval::Unknown);
+        assert_eq!(
+            judge(Some(&a), &a, Some(at(10)), None),
+            Approval::OkTimeUnknown
+        );
     }
 
     #[test]
-    fn an_ok_without_a_held_head_approves_the_current_head() {
-        let mut ledger = OkToTestLedger::default();
-        assert_eq!(ledger.approve(pr(8), &sha('d'), at(5)), Approval::Granted);
+    fn an_unknown_head_is_held_from_now_and_a_later_ok_approves_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ledger = OkToTestLedger::new(Journal::open(dir.path()).expect("journal"));
+        let old_ok = Some(SystemTime::now() - Duration::from_secs(60));
+        assert_eq!(
+            ledger.approve(pr(8), &sha('d'), old_ok).expect("approve"),
+            Approval::Unknown
+        );
+        assert!(!ledger.is_approved(pr(8), &sha('d')));
+        // The same old ok again (a replay) still cannot cover it.
+        assert_eq!(
+            ledger.approve(pr(8), &sha('d'), old_ok).expect("approve"),
+            Approval::PushedAfterOk
+        );
+        let new_ok = Some(SystemTime::now() + Duration::from_secs(1));
+        assert_eq!(
+            ledger.approve(pr(8), &sha('d'), new_ok).expect("approve"),
+            Approval::Granted
+        );
         assert!(ledger.is_approved(pr(8), &sha('d')));
         assert!(!ledger.is_approved(pr(9), &sha('d')));
-    }
-
-    #[test]
-    fn release_reports_a_held_head_that_will_not_run() {
-        let mut ledger = OkToTestLedger::default();
-        ledger.hold(pr(7), &sha('a'), at(10));
-        assert_eq!(ledger.release(pr(7), Some(&sha('a'))), None);
-        ledger.hold(pr(7), &sha('a'), at(10));
-        assert_eq!(ledger.release(pr(7), Some(&sha('b'))), Some(sha('a')));
-        assert_eq!(ledger.release(pr(7), None), None);
-    }
-
-    #[test]
-    fn a_replayed_delivery_keeps_the_first_arrival_time() {
-        let mut ledger = OkToTestLedger::default();
-        ledger.hold(pr(7), &sha('a'), at(10));
-        assert_eq!(ledger.hold(pr(7), &sha('a'), at(30)), None);
-        assert_eq!(ledger.approve(pr(7), &sha('a'), at(20)), Approval::Granted);
     }
 }

@@ -14,7 +14,7 @@ mod comments;
 mod ledger;
 mod replies;
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use tokio::sync::mpsc;
@@ -25,7 +25,7 @@ use crate::config::{find_backend, BackendConfig, GitHubConfig};
 use crate::github::StatusOutbox;
 use crate::github::{GitHub, RetryPolicy};
 use crate::model::{CommitSha, CommitStatus, JobOutcome, JobRequest, PrNumber, StatusState};
-use crate::policy::is_trusted;
+use crate::policy::{is_listed, is_push_trusted, is_trusted};
 use crate::scheduler::{Enqueued, Scheduler};
 use crate::webhook::{Delivery, Event, PrAction, PullRequestEvent};
 use ledger::OkToTestLedger;
@@ -53,13 +53,24 @@ impl DispatchPolicy {
         }
     }
 
+    /// A user trusted by login only: the id seen is logged, to be listed
+    /// instead (a renamed login can be registered by someone else).
+    fn note_login_trust(&self, login: &str, id: Option<u64>) {
+        let users = &self.trusted_users;
+        if let Some(id) = id {
+            if is_listed(login, None, users) && !is_listed("", Some(id), users) {
+                info!(login, id, "trusted by login in TRUSTED_USERS; list the id {id} instead to survive renames");
+            }
+        }
+    }
+
     fn backend(&self, name: &str) -> Option<&BackendConfig> {
         find_backend(&self.backends, name)
     }
 }
 
-/// Everything the dispatcher acts through. Cheap to clone: clones share the
-/// ok-to-test ledger.
+/// Everything the dispatcher acts through. Cheap to clone: the ok-to-test
+/// ledger lives in the journal.
 #[derive(Clone)]
 pub struct Dispatcher {
     scheduler: Scheduler,
@@ -67,7 +78,7 @@ pub struct Dispatcher {
     outbox: StatusOutbox,
     /// None when no GH_TOKEN is set: comments cannot be answered then.
     github: Option<Arc<GitHub>>,
-    ledger: Arc<Mutex<OkToTestLedger>>,
+    ledger: OkToTestLedger,
     /// For the calls comment commands make (reading the PR, replying).
     retry: RetryPolicy,
 }
@@ -79,12 +90,13 @@ impl Dispatcher {
         outbox: StatusOutbox,
         github: Option<Arc<GitHub>>,
     ) -> Self {
+        let ledger = OkToTestLedger::new(scheduler.journal().clone());
         Self {
             scheduler,
             policy: Arc::new(policy),
             outbox,
             github,
-            ledger: Arc::default(),
+            ledger,
             retry: RetryPolicy::default(),
         }
     }
@@ -105,10 +117,8 @@ impl Dispatcher {
                 }
                 Event::IssueComment(comment) => {
                     let this = self.clone();
-                    let received_at = delivery.received_at;
-                    comment_tasks.spawn(
-                        async move { this.on_comment(comment, received_at).await }.instrument(span),
-                    );
+                    comment_tasks
+                        .spawn(async move { this.on_comment(comment).await }.instrument(span));
                 }
                 Event::Ping { .. } | Event::Other { .. } => {}
             }
@@ -129,6 +139,19 @@ impl Dispatcher {
         let (pr, head) = (event.pr, &event.head_sha);
         match &event.action {
             PrAction::Opened | PrAction::Reopened | PrAction::Synchronize => {
+                // The signed time of the push; a delivery without one (the
+                // poller's) is dated by its arrival, which is later.
+                let pushed_at = event.updated_at.unwrap_or(received_at);
+                if self.is_stale(event, pushed_at) {
+                    return;
+                }
+                if let Err(error) = self
+                    .scheduler
+                    .journal()
+                    .record_head_push(pr, head, pushed_at)
+                {
+                    error!(%pr, %error, "cannot record the head's push time; an ok for it will be refused");
+                }
                 let reason = format!("superseded by {}", head.short());
                 let cancelled = self.scheduler.cancel_pull_request(pr, Some(head), &reason);
                 if cancelled > 0 {
@@ -136,34 +159,41 @@ impl Dispatcher {
                 }
                 let is_author_trusted = is_trusted(
                     &event.author,
+                    event.author_id,
                     &event.author_association,
                     &self.policy.trusted_users,
                 );
-                let mut ledger = self.ledger();
+                self.policy.note_login_trust(&event.author, event.author_id);
+                // A push to a member's PR runs by itself only when it
+                // comes from someone trusted too (item: pusher, not author).
+                let is_pusher_trusted = event.action != PrAction::Synchronize
+                    || is_push_trusted(
+                        event.sender.as_deref(),
+                        &event.author,
+                        event.head_owner.as_deref(),
+                        event.repo.owner(),
+                        &self.policy.trusted_users,
+                    );
                 // A head a member approved stays approved when a delivery for
                 // it comes again (reopened, redelivered).
-                if is_author_trusted || ledger.is_approved(pr, head) {
-                    let never_ran = ledger.release(pr, Some(head));
-                    drop(ledger);
-                    if let Some(old) = never_ran {
+                if (is_author_trusted && is_pusher_trusted) || self.ledger.is_approved(pr, head) {
+                    if let Some(old) = self.ledger_result(self.ledger.release(pr, Some(head))) {
                         self.end_held_head(&old, &reason);
                     }
                     self.enqueue_all(pr, head, false);
                 } else {
-                    let never_ran = ledger.hold(pr, head, received_at);
-                    drop(ledger);
-                    if let Some(old) = never_ran {
+                    if let Some(old) = self.ledger_result(self.ledger.hold(pr, head)) {
                         self.end_held_head(&old, &reason);
                     }
-                    info!(%pr, author = %event.author, sha = %head.short(), "author not trusted; waiting for /ok-to-test");
+                    let sender = event.sender.as_deref().unwrap_or("-");
+                    info!(%pr, author = %event.author, %sender, sha = %head.short(), "author or pusher not trusted; waiting for /ok-to-test");
                     self.post_for_every_backend(head, StatusState::Pending, WAITING_FOR_OK);
                 }
             }
             PrAction::Closed => {
                 let reason = "pull request closed";
                 let cancelled = self.scheduler.cancel_pull_request(pr, None, reason);
-                let never_ran = self.ledger().release(pr, None);
-                if let Some(old) = never_ran {
+                if let Some(old) = self.ledger_result(self.ledger.release(pr, None)) {
                     self.end_held_head(&old, reason);
                 }
                 info!(%pr, cancelled, "pull request closed");
@@ -172,6 +202,34 @@ impl Dispatcher {
                 debug!(%pr, action, "pull request action ignored")
             }
         }
+    }
+
+    /// Whether a pull request delivery announces a head older than one
+    /// already pushed: a replayed `synchronize` must not cancel the newer
+    /// head's jobs nor bring the old head back.
+    fn is_stale(&self, event: &PullRequestEvent, pushed_at: SystemTime) -> bool {
+        match self.scheduler.journal().latest_head_push(event.pr) {
+            Ok(Some((latest, latest_at))) if latest != event.head_sha && latest_at > pushed_at => {
+                warn!(pr = %event.pr, sha = %event.head_sha.short(), newer = %latest.short(), action = %event.action, "delivery older than the PR's latest push; a replay or a late delivery, ignored");
+                true
+            }
+            Ok(_) => false,
+            Err(error) => {
+                error!(pr = %event.pr, %error, "cannot read the PR's latest push; delivery ignored");
+                true
+            }
+        }
+    }
+
+    /// The ledger's answer, or None (logged) when the journal failed.
+    fn ledger_result<T>(
+        &self,
+        result: Result<Option<T>, crate::journal::JournalError>,
+    ) -> Option<T> {
+        result.unwrap_or_else(|error| {
+            error!(%error, "cannot update the ok ledger in the journal");
+            None
+        })
     }
 
     /// A head that waited for an ok and will never run: its pending
@@ -229,10 +287,6 @@ impl Dispatcher {
                 Enqueued::Refused => info!(%request, "not queued: ember-ci is shutting down"),
             }
         }
-    }
-
-    fn ledger(&self) -> MutexGuard<'_, OkToTestLedger> {
-        self.ledger.lock().expect("ok-to-test ledger lock poisoned")
     }
 }
 

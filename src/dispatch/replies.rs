@@ -77,6 +77,17 @@ pub fn ok_to_test_outdated(head: &CommitSha) -> String {
     )
 }
 
+/// An ok for a head whose push ember-ci never saw (it restarted, or the PR
+/// predates it): the ok may be older than the head, so it needs a new one.
+pub fn ok_to_test_again(head: &CommitSha) -> String {
+    format!(
+        "This CI has no record of when the head {} was pushed, so it cannot tell whether this \
+         `/ok-to-test` was written after it; nothing was run. Please review the current head and \
+         comment `/ok-to-test` again.",
+        head.short()
+    )
+}
+
 fn backend_list(backends: &[BackendConfig]) -> String {
     backends
         .iter()

@@ -11,9 +11,10 @@
 //! keeping the images this job uses. A failing POST_RUN turns a success
 //! into `Error` ("post-run failed") but never hides an earlier verdict.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::hygiene::{self, HostState, HygieneReport};
 use super::sandbox_argv::{self, InnerCommand, JobNames, PluginLaunch, PluginProbe};
 use super::{
     CancelSignal, Executor, ExecutorError, Job, StepObserver, StepResult, INSTANCE_LABEL, JOB_LABEL,
@@ -140,6 +141,7 @@ impl<'a> JobRun<'a> {
                 reason: format!("backend {} is not configured", self.job.request.backend),
             };
         };
+        let host_before = HostState::read().await;
         let job_timeout = config.job_timeout;
         let interrupted = {
             let steps = self.main_steps(backend);
@@ -164,7 +166,7 @@ impl<'a> JobRun<'a> {
             }
         };
         let outcome = self.post_run(backend, outcome).await;
-        self.cleanup().await;
+        self.cleanup(&host_before).await;
         outcome
     }
 
@@ -274,7 +276,8 @@ impl<'a> JobRun<'a> {
 
     async fn fetch(&mut self) -> StepBody {
         let request = &self.job.request;
-        tokio::fs::create_dir_all(&self.work_dir)
+        // scratch/: the vendor scripts' writable dir (SANDBOX_SCRATCH_DIR).
+        tokio::fs::create_dir_all(self.work_dir.join("scratch"))
             .await
             .map_err(|e| {
                 StepStop::error(format!("cannot create {}: {e}", self.work_dir.display()))
@@ -294,11 +297,41 @@ impl<'a> JobRun<'a> {
                 observer.output(Step::Fetch, chunk)
             })
             .await?;
+        // Statuses stay on the head SHA whichever commit is built.
+        let merge = self
+            .executor
+            .git
+            .fetch_merge(request.pr, &request.sha)
+            .await;
+        let built = match &merge {
+            Some(merge) => {
+                self.say(
+                    Step::Fetch,
+                    &format!(
+                        "building {} {merge}: head {} merged into its base\n",
+                        request.pr.merge_ref(),
+                        request.sha
+                    ),
+                );
+                merge
+            }
+            None => {
+                self.say(
+                    Step::Fetch,
+                    &format!(
+                        "no current {} (conflicts, or not computed yet): building the head {}\n",
+                        request.pr.merge_ref(),
+                        request.sha
+                    ),
+                );
+                &request.sha
+            }
+        };
         self.executor
             .git
-            .export_tree(&request.sha, &self.work_dir.join("src"))
+            .export_tree(built, &self.work_dir.join("src"))
             .await?;
-        self.say(Step::Fetch, &format!("checked out {}\n", request.sha));
+        self.say(Step::Fetch, &format!("checked out {built}\n"));
         Ok(None)
     }
 
@@ -316,16 +349,19 @@ impl<'a> JobRun<'a> {
                 store_dir.display()
             ))
         })?;
-        let mut binds = vec![
-            bind(
-                self.executor.config_dir.clone(),
-                sandbox_argv::SANDBOX_CONFIG_DIR,
-                true,
-            ),
+        let empty_dir = self.executor.state_dir.join("run").join("empty");
+        std::fs::create_dir_all(&empty_dir)
+            .map_err(|e| StepStop::error(format!("cannot create {}: {e}", empty_dir.display())))?;
+        let mut binds = config_binds(
+            &self.executor.config_dir,
+            &self.executor.state_dir,
+            &empty_dir,
+        );
+        binds.extend([
             bind(self.work_dir.clone(), sandbox_argv::SANDBOX_JOB_DIR, false),
             bind(HOST_IMAGE_STORE.into(), SANDBOX_HOST_STORE, true),
             bind(store_dir.clone(), SANDBOX_INNER_STORE, false),
-        ];
+        ]);
         if std::path::Path::new(HOST_KERNEL_MODULES).is_dir() {
             binds.push(bind(HOST_KERNEL_MODULES.into(), HOST_KERNEL_MODULES, true));
         }
@@ -344,7 +380,9 @@ impl<'a> JobRun<'a> {
         self.say(
             Step::Sandbox,
             &format!(
-                "starting sandbox {} from {image} (image store {})\n",
+                "starting sandbox {} from {image} (image store {})\n\
+                 short image names (e.g. centos:7) resolve on docker.io, as on Fedora/RHEL hosts; \
+                 `docker` is Podman\n",
                 spec.name,
                 store_dir.display()
             ),
@@ -645,7 +683,7 @@ impl<'a> JobRun<'a> {
     /// Removes what the job created. Problems are reported in the step and
     /// the service log; they do not change the outcome (a start-up sweep
     /// catches what is left).
-    async fn cleanup(&mut self) {
+    async fn cleanup(&mut self, host_before: &HostState) {
         self.begin(Step::Cleanup);
         let mut problems = Vec::new();
         if self.sandbox_running {
@@ -680,6 +718,7 @@ impl<'a> JobRun<'a> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => problems.push(format!("cannot remove {}: {e}", self.work_dir.display())),
         }
+        self.host_hygiene(host_before).await;
         for problem in &problems {
             tracing::warn!(job = %self.job.id, "cleanup: {problem}");
         }
@@ -690,6 +729,47 @@ impl<'a> JobRun<'a> {
         };
         // Cleanup never changes the verdict.
         let _ = self.finish(body);
+    }
+
+    /// Removes the kernel state (loop, dm, LVM, iSCSI, mounts) the job added
+    /// and lists it in the log; what stays makes the host unhealthy. With
+    /// other jobs running, additions may be theirs, so they are only listed.
+    async fn host_hygiene(&self, before: &HostState) {
+        let added = HostState::read().await.added_since(before);
+        let others_running = self
+            .executor
+            .running
+            .lock()
+            .expect("running-jobs lock")
+            .len()
+            > 1;
+        let report = if others_running && !added.is_empty() {
+            let why = "other jobs were running, so it may be theirs; not removed";
+            HygieneReport {
+                removed: Vec::new(),
+                left: added
+                    .into_iter()
+                    .map(|item| (item, why.to_string()))
+                    .collect(),
+            }
+        } else {
+            let report = hygiene::remove(added).await;
+            let problems = report
+                .left
+                .iter()
+                .map(|(item, why)| format!("{item}: {why}"))
+                .collect();
+            *self
+                .executor
+                .host_problems
+                .lock()
+                .expect("host-problems lock") = problems;
+            report
+        };
+        for (item, why) in &report.left {
+            tracing::warn!(job = %self.job.id, "host hygiene: {item} left: {why}");
+        }
+        self.say(Step::Cleanup, &report.render());
     }
 
     /// Force-removes every container, pod and volume labelled with this job.
@@ -706,10 +786,89 @@ impl<'a> JobRun<'a> {
     }
 }
 
+/// The config dir as the job sees it at `/config`: the scripts and files
+/// the config names, never the `config` file itself (GH_TOKEN, the webhook
+/// secret, WEB_ADMIN_TOKEN: one approved PR would keep them for ever), nor
+/// a state dir kept inside it (the journal, other jobs' logs). Both are
+/// covered read-only by empty stand-ins.
+fn config_binds(config_dir: &Path, state_dir: &Path, empty_dir: &Path) -> Vec<super::podman::Bind> {
+    let inside = |path: &Path| {
+        path.strip_prefix(config_dir)
+            .ok()
+            .filter(|rel| !rel.as_os_str().is_empty())
+            .map(|rel| format!("{}/{}", sandbox_argv::SANDBOX_CONFIG_DIR, rel.display()))
+    };
+    let mut binds = vec![
+        bind(
+            config_dir.to_path_buf(),
+            sandbox_argv::SANDBOX_CONFIG_DIR,
+            true,
+        ),
+        bind(
+            "/dev/null".into(),
+            &format!(
+                "{}/{}",
+                sandbox_argv::SANDBOX_CONFIG_DIR,
+                crate::config::CONFIG_FILE_NAME
+            ),
+            true,
+        ),
+    ];
+    if let Some(destination) = inside(state_dir) {
+        binds.push(bind(empty_dir.to_path_buf(), &destination, true));
+    }
+    binds
+}
+
 fn bind(source: PathBuf, destination: &str, read_only: bool) -> super::podman::Bind {
     super::podman::Bind {
         source,
         destination: destination.to_string(),
         read_only,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mounts(binds: &[super::super::podman::Bind]) -> Vec<(String, String, bool)> {
+        binds
+            .iter()
+            .map(|b| {
+                (
+                    b.source.display().to_string(),
+                    b.destination.clone(),
+                    b.read_only,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_job_sees_the_config_dir_without_the_config_file_or_a_state_dir_inside() {
+        let empty = Path::new("/var/lib/ember-ci/run/empty");
+        let hidden = [
+            ("/etc/ember-ci".into(), "/config".into(), true),
+            ("/dev/null".into(), "/config/config".into(), true),
+        ];
+        assert_eq!(
+            mounts(&config_binds(
+                Path::new("/etc/ember-ci"),
+                Path::new("/var/lib/ember-ci"),
+                empty
+            )),
+            hidden
+        );
+        let mut with_state = hidden.to_vec();
+        with_state.push((empty.display().to_string(), "/config/state".into(), true));
+        assert_eq!(
+            mounts(&config_binds(
+                Path::new("/etc/ember-ci"),
+                Path::new("/etc/ember-ci/state"),
+                empty
+            )),
+            with_state
+        );
     }
 }

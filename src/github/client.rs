@@ -497,6 +497,7 @@ fn pull_request_info(pull: PullRequest) -> Result<PullRequestInfo, String> {
         number,
         head_sha: CommitSha::new(&pull.head.sha).map_err(|error| error.to_string())?,
         title: pull.title.ok_or_else(|| missing("title"))?,
+        author_id: pull.user.as_ref().map(|user| user.id.0),
         author: pull
             .user
             .map(|user| user.login)

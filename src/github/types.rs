@@ -12,6 +12,8 @@ pub struct PullRequestInfo {
     pub title: String,
     /// The author's login.
     pub author: String,
+    /// The author's numeric id, when GitHub gave it.
+    pub author_id: Option<u64>,
     /// GitHub's `author_association` (`OWNER`, `MEMBER`, `CONTRIBUTOR`, `NONE`, ...),
     /// kept as GitHub spells it for the trust policy to judge.
     pub author_association: String,

@@ -31,8 +31,18 @@ pub struct StoredDelivery {
     pub body: Vec<u8>,
 }
 
+/// The de-duplication key of a body: its SHA-256 in hex; none for an empty
+/// body (synthetic deliveries carry none).
+pub fn body_digest(body: &[u8]) -> Option<String> {
+    use sha2::Digest;
+    (!body.is_empty()).then(|| hex::encode(sha2::Sha256::digest(body)))
+}
+
 impl Journal {
-    /// Records an accepted delivery; durable when this returns.
+    /// Records an accepted delivery; durable when this returns. A delivery
+    /// whose id or whose body (by its SHA-256) was recorded before is
+    /// [`DeliveryRecord::AlreadyRecorded`]: the signature covers the body
+    /// only, so a byte-identical body under a new id is a replay.
     pub fn record_delivery(
         &self,
         id: &str,
@@ -43,9 +53,9 @@ impl Journal {
         let inserted = self
             .lock()
             .execute(
-                "INSERT INTO deliveries (id, event, received_at, body) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (id) DO NOTHING",
-                params![id, event, to_millis(received_at), body],
+                "INSERT INTO deliveries (id, event, received_at, body, digest)
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+                params![id, event, to_millis(received_at), body, body_digest(body)],
             )
             .map_err(JournalError::sql("recording a delivery"))?;
         Ok(if inserted == 1 {
@@ -77,8 +87,8 @@ impl Journal {
             .map_err(JournalError::sql("recording a delivery"))?;
         let known: bool = transaction
             .query_row(
-                "SELECT EXISTS (SELECT 1 FROM deliveries WHERE id IN (?1, ?2))",
-                params![id, key],
+                "SELECT EXISTS (SELECT 1 FROM deliveries WHERE id IN (?1, ?2) OR digest = ?3)",
+                params![id, key, body_digest(body)],
                 |row| row.get(0),
             )
             .map_err(JournalError::sql("looking up a delivery"))?;
@@ -87,8 +97,9 @@ impl Journal {
         }
         transaction
             .execute(
-                "INSERT INTO deliveries (id, event, received_at, body) VALUES (?1, ?2, ?3, ?4)",
-                params![id, event, to_millis(received_at), body],
+                "INSERT INTO deliveries (id, event, received_at, body, digest)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id, event, to_millis(received_at), body, body_digest(body)],
             )
             .map_err(JournalError::sql("recording a delivery"))?;
         transaction
@@ -211,6 +222,23 @@ mod tests {
         assert_eq!(again.expect("again"), DeliveryRecord::AlreadyRecorded);
         assert!(journal.has_delivery("abc").expect("lookup"));
         assert!(!journal.has_delivery("other").expect("lookup"));
+    }
+
+    #[test]
+    fn a_byte_identical_body_under_a_new_id_is_a_redelivery() {
+        let (_dir, journal) = journal();
+        let now = SystemTime::now();
+        let first = journal.record_delivery("a", "issue_comment", now, b"{\"x\":1}");
+        let replay = journal.record_delivery("b", "issue_comment", now, b"{\"x\":1}");
+        let other = journal.record_delivery("c", "issue_comment", now, b"{\"x\":2}");
+        assert_eq!(first.expect("first"), DeliveryRecord::New);
+        assert_eq!(replay.expect("replay"), DeliveryRecord::AlreadyRecorded);
+        assert_eq!(other.expect("other"), DeliveryRecord::New);
+        // Empty bodies have no digest: they never collide.
+        for id in ["e1", "e2"] {
+            let empty = journal.record_delivery(id, "pull_request", now, b"");
+            assert_eq!(empty.expect("empty"), DeliveryRecord::New);
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The journal: what ember-ci must not forget when it dies, in one SQLite
 //! file (`<CI_DIR>/journal.sqlite`, WAL mode).
 //!
-//! It owns three records and nothing else:
+//! It owns these records and nothing else:
 //! - [`deliveries`](Journal::record_delivery): every accepted delivery, written
 //!   before the 202, kept with its body until the dispatcher has turned it into
 //!   work, so a crash in between re-dispatches it on the next start; the ids
@@ -11,6 +11,10 @@
 //!   was interrupted.
 //! - [`statuses`](Journal::queue_status): the commit statuses not yet accepted
 //!   by GitHub, in the order they were queued.
+//! - the trust gate's memory ([`consume_comment`](Journal::consume_comment),
+//!   [`record_head_push`](Journal::record_head_push), held and approved
+//!   heads): a comment acts at most once, ever, and an ok is judged against
+//!   signed push times, across restarts.
 //!
 //! A job's state change and the status announcing it are written in one
 //! transaction: after a crash either both happened or neither did, so a
@@ -26,6 +30,7 @@ mod jobs;
 pub mod permissions;
 mod schema;
 mod statuses;
+mod trust;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -34,7 +39,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::Connection;
 use thiserror::Error;
 
-pub use deliveries::{DeliveryRecord, StoredDelivery};
+pub use deliveries::{body_digest, DeliveryRecord, StoredDelivery};
 pub use jobs::{JobChange, JobPhase, StoredJob};
 pub use statuses::{StatusId, StoredStatus};
 

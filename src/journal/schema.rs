@@ -53,6 +53,33 @@ const MIGRATIONS: &[&str] = &[
         queued_at    INTEGER NOT NULL
     );
     "#,
+    // 2: the trust gate's memory: body digests of deliveries, comments
+    // already acted on, when each head was pushed, the ok ledger.
+    r#"
+    ALTER TABLE deliveries ADD COLUMN digest TEXT;
+    CREATE UNIQUE INDEX deliveries_digest ON deliveries (digest);
+
+    CREATE TABLE consumed_comments (
+        id           INTEGER PRIMARY KEY,
+        consumed_at  INTEGER NOT NULL
+    );
+    CREATE TABLE head_pushes (
+        pr         INTEGER NOT NULL,
+        sha        TEXT NOT NULL,
+        pushed_at  INTEGER NOT NULL,
+        PRIMARY KEY (pr, sha)
+    );
+    CREATE TABLE held_heads (
+        pr   INTEGER PRIMARY KEY,
+        sha  TEXT NOT NULL
+    );
+    CREATE TABLE approved_heads (
+        pr           INTEGER NOT NULL,
+        sha          TEXT NOT NULL,
+        approved_at  INTEGER NOT NULL,
+        PRIMARY KEY (pr, sha)
+    );
+    "#,
 ];
 
 pub(super) const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -11,7 +11,7 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
 use tracing::warn;
@@ -56,7 +56,7 @@ pub struct JobLog {
     has_context: bool,
     /// This job's own masker: the store's secrets plus those the job
     /// discovers (a driver config made by a script).
-    masker: RwLock<Masker>,
+    masker: Arc<RwLock<Masker>>,
     /// Set when secrets were learned mid-job: lines written before then are
     /// masked again when the job finishes.
     learned_secrets: AtomicBool,
@@ -84,7 +84,7 @@ impl JobLog {
             request: request.clone(),
             started_at: utc_now(),
             has_context: context.is_some(),
-            masker: RwLock::new(masker),
+            masker: Arc::new(RwLock::new(masker)),
             learned_secrets: AtomicBool::new(false),
             state: Mutex::new(State {
                 current: None,
@@ -110,6 +110,12 @@ impl JobLog {
     /// `text` with every secret this job knows masked.
     pub fn mask(&self, text: &str) -> String {
         self.read_masker().mask(text)
+    }
+
+    /// The job's masker itself, shared: the live log view masks with what
+    /// the job has learned so far.
+    pub(super) fn shared_masker(&self) -> Arc<RwLock<Masker>> {
+        Arc::clone(&self.masker)
     }
 
     /// A copy of this job's masker as it is now (for the publish gate).

@@ -24,6 +24,7 @@ mod record;
 mod render;
 mod retention;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -48,6 +49,10 @@ use crate::model::{
 
 const WITHHELD_NOTE: &str = "; logs withheld (secret found)";
 
+/// Written into a job's folder when the publish gate withheld it: the web
+/// UI then serves none of its files (they hold a secret, by definition).
+pub const WITHHELD_MARKER: &str = "WITHHELD";
+
 /// Where jobs' logs are written, published and linked from.
 #[derive(Clone)]
 pub struct LogStore {
@@ -56,6 +61,9 @@ pub struct LogStore {
     /// Base URL under which `<job id>/` is a job's logs in the local web UI.
     pub base_url: Option<String>,
     masker: Arc<Masker>,
+    /// The maskers of jobs being written, which grow as a job reports
+    /// secrets (a driver config script's): the live log view uses them.
+    live_maskers: Arc<std::sync::Mutex<HashMap<JobId, Arc<std::sync::RwLock<Masker>>>>>,
     /// For the PR link on index pages.
     repo: Option<RepoName>,
     /// Written into every job folder as [`CONTEXT_FILE`].
@@ -90,6 +98,7 @@ impl LogStore {
             jobs_dir,
             base_url,
             masker: Arc::new(masker),
+            live_maskers: Arc::default(),
             repo: None,
             context: None,
             publisher: None,
@@ -123,13 +132,35 @@ impl LogStore {
     }
 
     pub fn open_job(&self, id: &JobId, request: &JobRequest) -> std::io::Result<JobLog> {
-        JobLog::create(
+        let log = JobLog::create(
             &self.jobs_dir,
             id,
             request,
             (*self.masker).clone(),
             self.context.as_deref(),
-        )
+        )?;
+        self.lock_live_maskers()
+            .insert(id.clone(), log.shared_masker());
+        Ok(log)
+    }
+
+    /// What the web UI masks a job's text with: the job's own masker while
+    /// it runs (with the secrets it learned), the store's afterwards.
+    pub fn job_masker(&self, id: &JobId) -> Masker {
+        match self.lock_live_maskers().get(id) {
+            Some(live) => live
+                .read()
+                .map_or_else(|p| p.into_inner().clone(), |m| m.clone()),
+            None => (*self.masker).clone(),
+        }
+    }
+
+    fn lock_live_maskers(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<JobId, Arc<std::sync::RwLock<Masker>>>> {
+        self.live_maskers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub fn masker(&self) -> &Masker {
@@ -141,6 +172,7 @@ impl LogStore {
     /// to the logs, the caller gets a link and text for the final status.
     pub async fn finish_job(&self, log: &JobLog, outcome: &JobOutcome) -> FinishedLogs {
         log.finish(outcome);
+        self.lock_live_maskers().remove(log.id());
         let dir = log.dir().to_path_buf();
         let repo = self.repo.clone();
         let rendered = tokio::task::spawn_blocking(move || render_job(&dir, repo.as_ref())).await;
@@ -158,11 +190,16 @@ impl LogStore {
                 description,
                 publication,
             },
-            Publication::Withheld(_) => FinishedLogs {
-                target_url: local_url,
-                description: with_withheld_note(&description),
-                publication,
-            },
+            Publication::Withheld(_) => {
+                if let Err(err) = std::fs::write(log.dir().join(WITHHELD_MARKER), b"") {
+                    warn!(job = %log.id(), error = %err, "cannot mark the job's logs withheld");
+                }
+                FinishedLogs {
+                    target_url: local_url,
+                    description: with_withheld_note(&description),
+                    publication,
+                }
+            }
             _ => FinishedLogs {
                 target_url: local_url,
                 description,
@@ -229,4 +266,34 @@ impl LogStore {
 fn with_withheld_note(description: &str) -> String {
     let room = MAX_DESCRIPTION_CHARS - WITHHELD_NOTE.chars().count();
     format!("{}{WITHHELD_NOTE}", truncate_chars(description, room))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::executor::StepObserver;
+    use crate::model::{BackendName, CommitSha, PrNumber};
+
+    #[tokio::test]
+    async fn the_live_view_masks_with_what_the_running_job_learned() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = LogStore::new(
+            dir.path().to_path_buf(),
+            None,
+            Masker::new(["store-secret"]),
+        );
+        let id = JobId::parse("20300101000000-abcde1").expect("job id");
+        let request = JobRequest {
+            pr: PrNumber::new(1).expect("pr"),
+            sha: CommitSha::new(&"a".repeat(40)).expect("sha"),
+            backend: BackendName::new("demo").expect("backend"),
+        };
+        let log = store.open_job(&id, &request).expect("open");
+        log.secrets_discovered(&["driver-script-secret".to_string()]);
+        let text = "store-secret driver-script-secret";
+        assert_eq!(store.job_masker(&id).mask(text), "*** ***");
+        store.finish_job(&log, &JobOutcome::Success).await;
+        // Finished: its files were written masked; the store's masker remains.
+        assert_eq!(store.job_masker(&id).mask(text), "*** driver-script-secret");
+    }
 }

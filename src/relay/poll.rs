@@ -243,8 +243,13 @@ fn synthetic_delivery(repo: &RepoName, pull: &PullRequestInfo) -> Delivery {
             head_sha: pull.head_sha.clone(),
             title: pull.title.clone(),
             author: pull.author.clone(),
+            author_id: pull.author_id,
             author_association: pull.author_association.clone(),
             html_url: pull.html_url.clone(),
+            // Unknown: the poller read the head, it did not see the push.
+            sender: None,
+            head_owner: None,
+            updated_at: None,
         }),
         received_at: SystemTime::now(),
         origin: Origin::Api,

@@ -53,14 +53,16 @@ pub struct Parts {
     pub runner: Arc<dyn JobRunner>,
     /// Where statuses go (and the GitHub client for comments and polls).
     pub reporter: Arc<Reporter>,
-    /// The webhook and web UI listener.
+    /// The webhook's listener (WEB_ADDR:WEB_PORT).
     pub listener: TcpListener,
+    /// The web UI's listener, on loopback (127.0.0.1:WEB_UI_PORT).
+    pub ui_listener: TcpListener,
 }
 
 impl Parts {
     /// The real parts: the GitHub reporter (the console without GH_TOKEN),
     /// the executor on Podman with what an earlier run left swept away, and
-    /// a listener on WEB_ADDR:WEB_PORT.
+    /// a listener on WEB_ADDR:WEB_PORT and one on 127.0.0.1:WEB_UI_PORT.
     pub async fn for_config(config: &Config) -> anyhow::Result<Parts> {
         let reporter = Arc::new(
             Reporter::from_config(&config.github).context("setting up the GitHub client")?,
@@ -82,30 +84,42 @@ impl Parts {
         let listener = TcpListener::bind((addr, port))
             .await
             .with_context(|| format!("listening on {addr}:{port}"))?;
+        let ui_port = config.web.ui_port;
+        let ui_listener = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, ui_port))
+            .await
+            .with_context(|| format!("listening on 127.0.0.1:{ui_port} (WEB_UI_PORT)"))?;
         Ok(Parts {
             runner: Arc::new(executor),
             reporter,
             listener,
+            ui_listener,
         })
     }
 }
 
 /// Runs the service until `shutdown` is cancelled. `on_listening` gets the
 /// bound address (WEB_PORT=0 picks a free port).
+/// `on_listening` gets the webhook's and the web UI's bound addresses.
 pub async fn serve(
     config: Config,
     shutdown: CancellationToken,
-    on_listening: impl FnOnce(SocketAddr),
+    on_listening: impl FnOnce(SocketAddr, SocketAddr),
 ) -> anyhow::Result<()> {
+    // Before any socket: idle connections must hit our cap, not EMFILE.
+    match crate::webhook::limits::raise_open_files_limit() {
+        Ok((before, after)) => info!(before, after, "open files limit"),
+        Err(error) => warn!(%error, "cannot raise the open files limit"),
+    }
     let parts = Parts::for_config(&config).await?;
     let running = start(config, parts, shutdown).await?;
-    on_listening(running.address());
+    on_listening(running.address(), running.ui_address());
     running.stopped().await
 }
 
 /// A started service: its address and handles for tests and the caller.
 pub struct Running {
     address: SocketAddr,
+    ui_address: SocketAddr,
     scheduler: Scheduler,
     recovery: Recovery,
     intake: Arc<Intake>,
@@ -115,9 +129,14 @@ pub struct Running {
 }
 
 impl Running {
-    /// Where the webhook endpoint and the web UI answer.
+    /// Where the webhook endpoint answers.
     pub fn address(&self) -> SocketAddr {
         self.address
+    }
+
+    /// Where the web UI and API answer (loopback).
+    pub fn ui_address(&self) -> SocketAddr {
+        self.ui_address
     }
 
     pub fn scheduler(&self) -> &Scheduler {
@@ -160,6 +179,7 @@ pub async fn start(
         runner,
         reporter,
         listener,
+        ui_listener,
     } = parts;
     for key in &config.obsolete_keys {
         warn!(key, "config key is obsolete and ignored");
@@ -174,7 +194,12 @@ pub async fn start(
     }
 
     let address = listener.local_addr().context("reading the bound address")?;
-    let logs = log_store(&config, Some(web_base_url(address)));
+    let ui_address = ui_listener
+        .local_addr()
+        .context("reading the web UI's bound address")?;
+    // Local Details links point at the loopback UI: nothing about the host
+    // (its name, the webhook's port) reaches a public status.
+    let logs = log_store(&config, Some(format!("http://{ui_address}")));
     // Prunes at start, then daily; stops with the service.
     let retention = tokio::spawn(crate::logs::run_retention(
         logs.clone(),
@@ -183,7 +208,7 @@ pub async fn start(
     ));
 
     let (scheduler, scheduler_task, recovery) = Scheduler::start(
-        runner,
+        runner.clone(),
         outbox.clone(),
         logs.clone(),
         config.service.num_workers,
@@ -232,21 +257,26 @@ pub async fn start(
         outbox: outbox.clone(),
         intake: intake.clone(),
         smee: relays.smee_health(),
+        host: runner,
         shutdown: shutdown.clone(),
     };
-    let routes = webhook::routes(intake.clone())
-        .or(crate::web::routes(web))
-        .recover(webhook::recover);
+    let routes = webhook::routes(intake.clone()).recover(webhook::recover);
+    let ui_routes = crate::web::routes(web).recover(crate::web::recover);
     // The listener stays open while jobs drain, so deliveries get a 503
     // (GitHub shows it; a relay retries) instead of a refused connection.
     let stop_listening = CancellationToken::new();
     let server_stopped = stop_listening.clone();
-    let server = warp::serve(routes)
-        .incoming(listener)
-        .graceful(async move { server_stopped.cancelled().await })
-        .run();
-    let server = tokio::spawn(server);
-    info!(%address, repo = %config.github.repo, backends = config.backends.len(), workers = config.service.num_workers, "ember-ci listening");
+    let server = tokio::spawn(crate::server::serve(
+        listener,
+        warp::service(routes),
+        server_stopped,
+    ));
+    let ui_server = tokio::spawn(crate::server::serve(
+        ui_listener,
+        warp::service(ui_routes),
+        stop_listening.clone(),
+    ));
+    info!(%address, %ui_address, repo = %config.github.repo, backends = config.backends.len(), workers = config.service.num_workers, "ember-ci listening");
 
     let tasks = Tasks {
         relays,
@@ -255,6 +285,7 @@ pub async fn start(
         retention,
         outbox_task,
         server,
+        ui_server,
         stop_listening,
     };
     let stop = tokio::spawn(stop_on(
@@ -268,6 +299,7 @@ pub async fn start(
     ));
     Ok(Running {
         address,
+        ui_address,
         scheduler,
         recovery,
         intake,
@@ -285,6 +317,7 @@ struct Tasks {
     retention: JoinHandle<()>,
     outbox_task: JoinHandle<()>,
     server: JoinHandle<()>,
+    ui_server: JoinHandle<()>,
     stop_listening: CancellationToken,
 }
 
@@ -324,6 +357,7 @@ async fn stop_on(
     tasks.outbox_task.abort();
     tasks.stop_listening.cancel();
     await_task("HTTP server", tasks.server).await;
+    await_task("web UI server", tasks.ui_server).await;
     if let Err(err) = journal.checkpoint() {
         warn!(error = %err, "cannot fold the journal's write-ahead log into its file");
     }
@@ -447,20 +481,6 @@ async fn redispatch_journaled(
         }
     }
     Ok(())
-}
-
-/// Base URL of the local web UI, for Details links when logs are not
-/// published elsewhere.
-fn web_base_url(address: SocketAddr) -> String {
-    if address.ip().is_unspecified() {
-        let host = std::env::var("HOSTNAME")
-            .ok()
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| "localhost".to_string());
-        format!("http://{host}:{}", address.port())
-    } else {
-        format!("http://{address}")
-    }
 }
 
 /// Cancels the token on SIGTERM or SIGINT.

@@ -7,9 +7,9 @@
 //!
 //! Every UI route already answers loopback clients only. Actions also need
 //! a loopback Host name (a page from a DNS-rebound site cannot post here),
-//! a same-origin request (no cross-site form posts from other tabs), and,
-//! when WEB_ADMIN_TOKEN is set, that token as `Authorization: Bearer <token>`
-//! or the form field `token`.
+//! a same-origin request (no cross-site form posts from other tabs), and
+//! WEB_ADMIN_TOKEN as `Authorization: Bearer <token>` or the form field
+//! `token`: without WEB_ADMIN_TOKEN set, actions are disabled.
 
 use std::collections::HashMap;
 use std::future::{ready, Ready};
@@ -42,6 +42,8 @@ pub enum ActionRefused {
     TokenMissing,
     #[error("the admin token does not match")]
     TokenWrong,
+    #[error("web actions are disabled: set WEB_ADMIN_TOKEN to enable them")]
+    Disabled,
     #[error("actions are only taken from pages of this UI: cross-site request refused")]
     CrossSite,
     #[error("actions need a loopback Host (localhost, 127.0.0.1 or [::1]), not {0:?}")]
@@ -56,6 +58,7 @@ impl ActionRefused {
             ActionRefused::TokenMissing => StatusCode::UNAUTHORIZED,
             ActionRefused::BadBody => StatusCode::BAD_REQUEST,
             ActionRefused::TokenWrong
+            | ActionRefused::Disabled
             | ActionRefused::CrossSite
             | ActionRefused::ForeignHost(_) => StatusCode::FORBIDDEN,
         }
@@ -320,7 +323,7 @@ fn authorize(web: &Web, request: &Request) -> Result<(), ActionRefused> {
         return Err(ActionRefused::CrossSite);
     }
     let Some(expected) = &web.admin_token else {
-        return Ok(());
+        return Err(ActionRefused::Disabled);
     };
     let given = header("authorization")
         .and_then(|value| value.strip_prefix("Bearer "))
@@ -336,7 +339,7 @@ fn authorize(web: &Web, request: &Request) -> Result<(), ActionRefused> {
 }
 
 /// `localhost`, `127.x.x.x` or `[::1]`, with or without a port.
-fn is_loopback_host(host: &str) -> bool {
+pub(super) fn is_loopback_host(host: &str) -> bool {
     let name = match host.strip_prefix('[') {
         Some(rest) => rest.split(']').next().unwrap_or_default(),
         None => host.rsplit_once(':').map_or(host, |(name, _port)| name),

@@ -2,7 +2,9 @@
 //! Details link of the job's statuses points here when logs are not
 //! published elsewhere): the rendered `index.html` once the job finished,
 //! before that a plain list of its step files. `/jobs/<id>/<file>` serves
-//! the files themselves, masked when they were written.
+//! the files themselves, masked when they were written. A job whose logs
+//! the publish gate withheld (a secret survived masking) is served not at
+//! all: a page says where to read them on the host.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -14,7 +16,7 @@ use warp::{Filter, Rejection, Reply};
 use super::html::{badge, duration, html_escape as esc, message_page, page};
 use super::view::job_detail;
 use super::{has_trailing_slash, Web};
-use crate::logs::{INDEX_FILE, JOB_SUMMARY_FILE};
+use crate::logs::{INDEX_FILE, JOB_SUMMARY_FILE, WITHHELD_MARKER};
 use crate::model::JobId;
 
 pub fn routes(web: Arc<Web>) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
@@ -29,11 +31,39 @@ pub fn routes(web: Arc<Web>) -> impl Filter<Extract = (impl Reply,), Error = Rej
                 Err(warp::reject::not_found())
             }
         })
-        .map(move |id: String| log_index(&web, &id));
+        .map({
+            let web = web.clone();
+            move |id: String| log_index(&web, &id)
+        });
+    let withheld =
+        warp::path!("jobs" / String / ..)
+            .and(warp::get())
+            .and_then(move |id: String| {
+                let web = web.clone();
+                async move {
+                    match JobId::parse(&id) {
+                        Ok(id) if is_withheld(&web, &id) => Ok(withheld_page(&web, &id)),
+                        _ => Err(warp::reject::not_found()),
+                    }
+                }
+            });
     let files = warp::path("jobs")
         .and(warp::get())
         .and(warp::fs::dir(jobs_dir));
-    index.or(files)
+    withheld.or(index).or(files)
+}
+
+fn is_withheld(web: &Web, id: &JobId) -> bool {
+    web.job_dir(id).join(WITHHELD_MARKER).exists()
+}
+
+fn withheld_page(web: &Web, id: &JobId) -> warp::reply::Response {
+    let text = format!(
+        "The publish gate found a secret in these logs, so they are not served. \
+         Read them on the host in {}.",
+        web.job_dir(id).display()
+    );
+    message_page(StatusCode::FORBIDDEN, "Logs withheld", &text)
 }
 
 fn log_index(web: &Web, id: &str) -> warp::reply::Response {

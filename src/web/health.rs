@@ -16,6 +16,11 @@ pub struct Health {
     pub github: GitHubHealth,
     pub relay: Relay,
     pub deliveries: DeliveryHealth,
+    /// False when a job left kernel state (loop, dm, LVM, iSCSI, mounts)
+    /// that host hygiene could not remove: the next job may trip over it.
+    pub host_is_clean: bool,
+    /// What was left, and why it stayed.
+    pub host_problems: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -39,7 +44,8 @@ pub struct GitHubHealth {
 pub struct Relay {
     /// Deliveries arrive on the HTTP endpoint in every setup.
     pub http_endpoint: bool,
-    pub smee_url: Option<String>,
+    /// Whether a smee channel is set; the channel itself is a secret.
+    pub smee_channel_set: bool,
     /// The smee link, when a smee relay runs.
     pub smee: Option<SmeeLink>,
     pub poll_interval_secs: Option<u64>,
@@ -72,7 +78,15 @@ pub fn health(web: &Web) -> Health {
     let count = |state: JobState| jobs.iter().filter(|job| job.state == state).count();
     let reporter = &context.reporter;
     let counts = context.intake.stats().snapshot();
+    let host_problems: Vec<String> = context
+        .host
+        .host_problems()
+        .iter()
+        .map(|problem| web.mask(problem))
+        .collect();
     Health {
+        host_is_clean: host_problems.is_empty(),
+        host_problems,
         workers: context.workers,
         jobs: QueueHealth {
             queued: count(JobState::Queued),
@@ -89,7 +103,7 @@ pub fn health(web: &Web) -> Health {
         },
         relay: Relay {
             http_endpoint: true,
-            smee_url: context.relay.smee_url.clone(),
+            smee_channel_set: context.relay.smee_url.is_some(),
             smee: context.smee.as_ref().map(|health| {
                 let status = health.snapshot();
                 SmeeLink {

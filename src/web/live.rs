@@ -36,15 +36,25 @@ const MAX_READ_PER_TICK: u64 = 256 * 1024;
 const FIRST_TAIL_BYTES: u64 = 64 * 1024;
 /// Events buffered for a slow client before the reader waits.
 const EVENT_BUFFER: usize = 16;
+/// Open streams at once: each holds a socket and a polling task for as
+/// long as its job runs.
+pub const MAX_LIVE_STREAMS: usize = 32;
 
 pub fn routes(web: Arc<Web>) -> impl Filter<Extract = (impl Reply,), Error = Rejection> + Clone {
+    let streams = Arc::new(tokio::sync::Semaphore::new(MAX_LIVE_STREAMS));
     warp::path!("jobs" / String / "live").and(warp::get()).map(
         move |id: String| match JobId::parse(&id)
             .ok()
             .filter(|id| job_detail(&web, id).is_some())
         {
             Some(id) => {
-                let events = stream_job(web.clone(), id);
+                let Ok(permit) = streams.clone().try_acquire_owned() else {
+                    return json_error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "too many live log streams open; try again later",
+                    );
+                };
+                let events = stream_job(web.clone(), id, permit);
                 warp::sse::reply(warp::sse::keep_alive().stream(events)).into_response()
             }
             None => json_error(StatusCode::NOT_FOUND, "no such job"),
@@ -71,9 +81,17 @@ pub fn tail_of_file(path: &Path, max_bytes: u64) -> String {
     String::from_utf8_lossy(&bytes[from..]).into_owned()
 }
 
-fn stream_job(web: Arc<Web>, id: JobId) -> ReceiverStream<Result<Event, Infallible>> {
+/// The permit is held by the following task: the stream counts until it ends.
+fn stream_job(
+    web: Arc<Web>,
+    id: JobId,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> ReceiverStream<Result<Event, Infallible>> {
     let (sender, receiver) = mpsc::channel(EVENT_BUFFER);
-    tokio::spawn(follow_job(web, id, sender));
+    tokio::spawn(async move {
+        follow_job(web, id, sender).await;
+        drop(permit);
+    });
     ReceiverStream::new(receiver)
 }
 
@@ -111,7 +129,9 @@ async fn follow_job(web: Arc<Web>, id: JobId, sender: mpsc::Sender<Result<Event,
         // The state is read before the files: once the job has a result its
         // logs are complete, so this round's reads get every last line.
         let done = finished(&web, &id);
-        let mut events = read_new_output(&web, &dir, &mut following, done.is_some());
+        // The job's own masker: it knows the secrets the job reported so far.
+        let masker = web.context.logs.job_masker(&id);
+        let mut events = read_new_output(&masker, &dir, &mut following, done.is_some());
         // `done` only after the last line (a long tail takes several rounds).
         let done = done.filter(|_| is_read_through(&dir, &following));
         let is_done = done.is_some();
@@ -164,7 +184,7 @@ fn done_event(done: JobDone) -> Event {
 /// file is taken up, `log` for complete lines. With `flush`, partial last
 /// lines are sent too and every newer file is read through.
 fn read_new_output(
-    web: &Web,
+    masker: &crate::logs::Masker,
     dir: &Path,
     following: &mut Option<Following>,
     flush: bool,
@@ -196,7 +216,7 @@ fn read_new_output(
             events.push(
                 Event::default()
                     .event("log")
-                    .data(web.mask(&text).replace('\r', "\n")),
+                    .data(masker.mask(&text).replace('\r', "\n")),
             );
         }
         let reached_end =

@@ -1,8 +1,11 @@
 //! The local web UI and JSON API: what the CI is doing, at a glance.
 //!
-//! Only loopback clients get these routes; from elsewhere only the webhook
-//! path answers, so a public WEB_ADDR exposes nothing but signed-delivery
-//! intake. Pages are server-rendered HTML that works without JavaScript; a
+//! These routes have their own listener on 127.0.0.1 (WEB_UI_PORT), apart
+//! from the webhook's, and answer only requests that are local in every
+//! way ([`local_only`]): a loopback peer, a loopback `Host` (a page from a
+//! DNS-rebound site cannot read them) and no proxy headers (`Forwarded`,
+//! `X-Forwarded-*`, `Via`: a local reverse proxy or tunnel would otherwise
+//! make every page reachable from outside). Pages are server-rendered HTML that works without JavaScript; a
 //! little script refreshes them in place and streams the running step's log.
 //!
 //! - `view`: the read model shared by pages and API (board + `job.json`).
@@ -69,6 +72,8 @@ pub struct WebContext {
     pub intake: Arc<Intake>,
     /// The smee link's state, when a smee relay runs.
     pub smee: Option<RelayHealth>,
+    /// The job runner, asked what host state jobs left behind (health).
+    pub host: Arc<dyn crate::scheduler::JobRunner>,
     /// Cancelled when the service stops: ends open live-log streams, which
     /// would otherwise hold the server's graceful shutdown until their job ends.
     pub shutdown: CancellationToken,
@@ -111,13 +116,7 @@ pub fn routes(
             .filter(|token| !token.is_empty()),
         context,
     });
-    let local = warp::addr::remote().and_then(|remote: Option<SocketAddr>| async move {
-        match remote {
-            Some(addr) if addr.ip().is_loopback() => Ok(()),
-            _ => Err(warp::reject::not_found()),
-        }
-    });
-    local.untuple_one().and(
+    local_only().and(
         pages::routes(web.clone())
             .or(api::routes(web.clone()))
             .or(actions::routes(web.clone()))
@@ -125,6 +124,63 @@ pub fn routes(
             .or(live::routes(web.clone()))
             .or(files::routes(web)),
     )
+}
+
+/// Why a request is not served: it is not local.
+#[derive(Debug)]
+struct NotLocal(String);
+
+impl warp::reject::Reject for NotLocal {}
+
+/// Passes local requests only; see the module docs.
+fn local_only() -> impl Filter<Extract = (), Error = Rejection> + Clone {
+    crate::server::peer_addr()
+        .and(warp::header::headers_cloned())
+        .and_then(
+            |remote: Option<SocketAddr>, headers: warp::http::HeaderMap| async move {
+                local_request(remote, &headers).map_err(|why| warp::reject::custom(NotLocal(why)))
+            },
+        )
+        .untuple_one()
+}
+
+fn local_request(
+    remote: Option<SocketAddr>,
+    headers: &warp::http::HeaderMap,
+) -> Result<(), String> {
+    if !remote.is_some_and(|addr| addr.ip().is_loopback()) {
+        return Err("the web UI answers loopback clients only".to_string());
+    }
+    if let Some(name) = headers.keys().find(|name| {
+        let name = name.as_str();
+        name == "forwarded" || name == "via" || name.starts_with("x-forwarded-")
+    }) {
+        return Err(format!(
+            "the request came through a proxy ({name} header); the web UI answers local clients only"
+        ));
+    }
+    let host = headers
+        .get("host")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    if !actions::is_loopback_host(host) {
+        return Err(format!(
+            "Host {:?} is not a loopback name (localhost, 127.0.0.1, [::1])",
+            host.chars().take(80).collect::<String>()
+        ));
+    }
+    Ok(())
+}
+
+/// The UI's answers for refused requests, then the webhook's.
+pub async fn recover(rejection: Rejection) -> Result<warp::reply::Response, Rejection> {
+    if let Some(NotLocal(why)) = rejection.find::<NotLocal>() {
+        let status = warp::http::StatusCode::FORBIDDEN;
+        return Ok(warp::reply::with_status(why.clone(), status).into_response());
+    }
+    crate::webhook::recover(rejection)
+        .await
+        .map(|reply| reply.into_response())
 }
 
 /// `/jobs/<id>` is the job page, `/jobs/<id>/` the log index (warp matches

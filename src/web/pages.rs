@@ -61,6 +61,7 @@ fn dashboard(web: &Web) -> String {
          <tr><th>GitHub reporting</th><td>{}; {} status(es) waiting to be posted</td></tr>\
          <tr><th>Deliveries in</th><td>{}</td></tr>\
          <tr><th>Webhook intake</th><td>{} accepted, {} ignored, {} duplicate, {} rejected</td></tr>\
+         <tr><th>Host</th><td>{}</td></tr>\
          </table></section>",
         health.jobs.running,
         health.jobs.queued,
@@ -75,6 +76,14 @@ fn dashboard(web: &Web) -> String {
         health.deliveries.ignored,
         health.deliveries.duplicates,
         health.deliveries.rejected,
+        if health.host_is_clean {
+            "clean: jobs left nothing behind".to_string()
+        } else {
+            format!(
+                "UNHEALTHY: a job left what host hygiene could not remove: {}",
+                esc(&health.host_problems.join("; "))
+            )
+        },
     );
 
     let sections = [
@@ -96,7 +105,7 @@ fn dashboard(web: &Web) -> String {
 
 fn relay_text(relay: &super::health::Relay) -> String {
     let mut ways = vec!["HTTP endpoint /change_hook/github".to_string()];
-    if let Some(url) = &relay.smee_url {
+    if relay.smee_channel_set {
         let link = match &relay.smee {
             Some(link) if link.is_connected => format!(
                 "connected since {}, {} relayed, {} refused",
@@ -110,7 +119,7 @@ fn relay_text(relay: &super::health::Relay) -> String {
             ),
             None => "not running".to_string(),
         };
-        ways.push(format!("smee relay {} ({})", esc(url), esc(&link)));
+        ways.push(format!("smee relay, channel set ({})", esc(&link)));
     }
     if let Some(secs) = relay.poll_interval_secs {
         ways.push(format!("GitHub API poll every {secs} s"));

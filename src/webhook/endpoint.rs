@@ -1,5 +1,6 @@
 //! The warp side of the intake: `POST /change_hook/github`, the body cap,
-//! and plain-text replies for requests that never reach the intake.
+//! deadline and shared budget (`limits`), and plain-text replies for
+//! requests that never reach the intake.
 //!
 //! Nothing here judges a delivery; it only turns HTTP into
 //! [`DeliveryHeaders`] + bytes and the [`IntakeReply`] back into HTTP.
@@ -14,6 +15,7 @@ use warp::reject::{MethodNotAllowed, PayloadTooLarge, Reject};
 use warp::{Filter, Rejection, Reply};
 
 use super::intake::{Intake, IntakeReply};
+use super::limits::{self, Allowance, BodyLimits};
 use super::{DeliveryHeaders, MAX_BODY_BYTES};
 
 /// Why a request body was not read.
@@ -23,6 +25,10 @@ enum BodyError {
     TooLarge { limit: u64 },
     #[error("request body could not be read: {0}")]
     Unreadable(String),
+    #[error("request body not received within {} s", limits::BODY_DEADLINE.as_secs())]
+    TooSlow,
+    #[error("too many deliveries being received; send it again later")]
+    Busy,
 }
 
 impl Reject for BodyError {}
@@ -37,7 +43,7 @@ pub fn routes(
     warp::path!("change_hook" / "github")
         .and(warp::post())
         .and(warp::header::headers_cloned().map(|headers: HeaderMap| delivery_headers(&headers)))
-        .and(capped_body(MAX_BODY_BYTES))
+        .and(capped_body(MAX_BODY_BYTES, BodyLimits::default()))
         .then(move |headers: DeliveryHeaders, body: Bytes| {
             let intake = Arc::clone(&intake);
             async move { into_response(intake.handle(&headers, &body).await) }
@@ -53,6 +59,8 @@ pub async fn recover(rejection: Rejection) -> Result<impl Reply, Rejection> {
         let status = match error {
             BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             BodyError::Unreadable(_) => StatusCode::BAD_REQUEST,
+            BodyError::TooSlow => StatusCode::REQUEST_TIMEOUT,
+            BodyError::Busy => StatusCode::SERVICE_UNAVAILABLE,
         };
         (status, error.to_string())
     } else if rejection.find::<PayloadTooLarge>().is_some() {
@@ -88,8 +96,13 @@ fn into_response(reply: IntakeReply) -> warp::reply::Response {
 }
 
 /// The whole body, refused as soon as it exceeds `limit`: up front when
-/// Content-Length says so, otherwise (chunked bodies) while reading.
-fn capped_body(limit: u64) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
+/// Content-Length says so, otherwise (chunked bodies) while reading; also
+/// refused when it takes longer than the body deadline, or when the
+/// deliveries being read already hold the shared budget.
+fn capped_body(
+    limit: u64,
+    shared: BodyLimits,
+) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
     warp::header::optional::<u64>("content-length")
         .and_then(move |declared: Option<u64>| async move {
             match declared {
@@ -101,14 +114,28 @@ fn capped_body(limit: u64) -> impl Filter<Extract = (Bytes,), Error = Rejection>
         })
         .untuple_one()
         .and(warp::body::stream())
-        .and_then(move |body| async move {
-            collect_capped(body, limit)
-                .await
-                .map_err(warp::reject::custom)
+        .and_then(move |body| {
+            let shared = shared.clone();
+            async move {
+                let mut allowance = shared.allowance();
+                let read = collect_capped(body, limit, &mut allowance);
+                let body = tokio::time::timeout(limits::BODY_DEADLINE, read)
+                    .await
+                    .map_err(|_| BodyError::TooSlow)
+                    .and_then(|read| read)
+                    .map_err(warp::reject::custom)?;
+                // The budget covers bodies being read; the intake handles
+                // this one at once.
+                Ok::<_, Rejection>(body)
+            }
         })
 }
 
-async fn collect_capped<S, B, E>(body: S, limit: u64) -> Result<Bytes, BodyError>
+async fn collect_capped<S, B, E>(
+    body: S,
+    limit: u64,
+    allowance: &mut Allowance,
+) -> Result<Bytes, BodyError>
 where
     S: Stream<Item = Result<B, E>>,
     B: Buf,
@@ -120,6 +147,9 @@ where
         let chunk = chunk.map_err(|error| BodyError::Unreadable(error.to_string()))?;
         if collected.len() as u64 + chunk.remaining() as u64 > limit {
             return Err(BodyError::TooLarge { limit });
+        }
+        if !allowance.take(chunk.remaining() as u64) {
+            return Err(BodyError::Busy);
         }
         collected.put(chunk);
     }
@@ -142,15 +172,24 @@ mod tests {
 
     #[tokio::test]
     async fn body_at_the_limit_is_read_whole() {
-        let body = collect_capped(chunks(&[3, 4, 3]), 10)
-            .await
-            .expect("within the cap");
+        let body = collect_capped(
+            chunks(&[3, 4, 3]),
+            10,
+            &mut BodyLimits::new(100, 1, 100).allowance(),
+        )
+        .await
+        .expect("within the cap");
         assert_eq!(body.len(), 10);
     }
 
     #[tokio::test]
     async fn body_over_the_limit_is_refused_while_streaming() {
-        let result = collect_capped(chunks(&[6, 6]), 10).await;
+        let result = collect_capped(
+            chunks(&[6, 6]),
+            10,
+            &mut BodyLimits::new(100, 1, 100).allowance(),
+        )
+        .await;
         assert!(
             matches!(result, Err(BodyError::TooLarge { limit: 10 })),
             "{result:?}"
@@ -158,10 +197,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn bodies_beyond_the_shared_budget_are_refused_as_busy() {
+        let shared = BodyLimits::new(2, 2, 10);
+        let mut held = shared.allowance();
+        assert!(held.take(9));
+        let result = collect_capped(chunks(&[3, 3]), 100, &mut shared.allowance()).await;
+        assert!(matches!(result, Err(BodyError::Busy)), "{result:?}");
+        drop(held);
+        assert_eq!(
+            shared.budget().free(),
+            10,
+            "a refused body gives its bytes back"
+        );
+    }
+
+    #[tokio::test]
     async fn read_errors_are_reported() {
         let failing =
             futures_util::stream::iter([Ok(Bytes::from_static(b"ab")), Err("connection reset")]);
-        let result = collect_capped(failing, 10).await;
+        let result =
+            collect_capped(failing, 10, &mut BodyLimits::new(100, 1, 100).allowance()).await;
         assert!(matches!(result, Err(BodyError::Unreadable(ref why)) if why == "connection reset"));
     }
 }

@@ -58,7 +58,7 @@ pub struct IntakeCounts {
     pub accepted: u64,
     /// Answered 2xx without forwarding: pings, other events, other repos.
     pub ignored: u64,
-    /// Forwarded before under the same delivery id.
+    /// Forwarded before under the same delivery id or with the same body.
     pub duplicates: u64,
     /// Refused with 4xx/5xx: bad signature, bad payload, channel full.
     pub rejected: u64,
@@ -99,6 +99,8 @@ pub struct Intake {
     /// and redeliveries of ids it remembers are recognised after a restart.
     journal: Journal,
     stats: IntakeStats,
+    /// Set once a delivery signed with SHA-1 alone was warned about.
+    warned_sha1_only: AtomicBool,
 }
 
 struct Forwarding {
@@ -140,6 +142,7 @@ impl Intake {
             is_draining: AtomicBool::new(false),
             journal,
             stats: IntakeStats::default(),
+            warned_sha1_only: AtomicBool::new(false),
         }
     }
 
@@ -248,6 +251,9 @@ impl Intake {
         ) {
             return Outcome::rejected(401, error.to_string());
         }
+        if headers.signature_256.is_none() && !self.warned_sha1_only.swap(true, Ordering::Relaxed) {
+            tracing::warn!("a delivery signed with SHA-1 alone (X-Hub-Signature) was accepted; GitHub sends X-Hub-Signature-256, only old saved deliveries lack it (warned once)");
+        }
         let Some(event_name) = headers.event.as_deref() else {
             return Outcome::rejected(400, "missing X-GitHub-Event header");
         };
@@ -320,9 +326,16 @@ impl Intake {
     /// before the journal write: a delivery on disk is always also on its
     /// way (or, after a crash, re-dispatched at start).
     fn forward(&self, wanted: Wanted<'_>) -> Outcome {
+        // The signature covers the body only: the same body under another
+        // (or no) delivery id is a replay, remembered by its digest.
+        let digest = crate::journal::body_digest(wanted.body).map(|hex| format!("sha256:{hex}"));
         let mut guard = self.lock_forwarding();
         let forwarding = &mut *guard;
-        let keys = || std::iter::once(&wanted.id).chain(wanted.key.as_ref());
+        let keys = || {
+            std::iter::once(&wanted.id)
+                .chain(wanted.key.as_ref())
+                .chain(digest.as_ref())
+        };
         if let Some(seen) = keys().find(|key| forwarding.seen.contains(key)) {
             return Outcome::Duplicate(seen.clone());
         }
@@ -516,8 +529,12 @@ mod tests {
                 .expect("valid sha"),
             title: "t".into(),
             author: "Akrog".into(),
+            author_id: None,
             author_association: "MEMBER".into(),
             html_url: "https://github.com/embercsi/ember-csi/pull/129".into(),
+            sender: None,
+            head_owner: None,
+            updated_at: None,
         })
     }
 
@@ -530,7 +547,9 @@ mod tests {
             comment_id: 42,
             body: "recheck".into(),
             author: "Akrog".into(),
+            author_id: None,
             author_association: "MEMBER".into(),
+            created_at: None,
         })
     }
 
@@ -606,22 +625,16 @@ mod tests {
             journal,
             sink,
         );
-        // Reopened: not keyed by its head, so only the delivery ids count.
-        let body = serde_json::to_vec(&serde_json::json!({
-            "action": "reopened",
-            "repository": {"full_name": "embercsi/ember-csi"},
-            "pull_request": {"number": 129, "title": "t", "html_url": "u",
-                "author_association": "MEMBER", "user": {"login": "Akrog"},
-                "head": {"sha": "4155f91779c72125baee651f628640274794ca37"}}
-        }))
-        .expect("JSON serialises");
-        let headers = |id: &str| DeliveryHeaders {
-            event: Some("pull_request".into()),
-            ..signed_headers(&body, id)
+        // One body per id: a byte-identical body is a duplicate whatever its id.
+        let send = |id: &'static str| {
+            let body = pr_reopened_body(id);
+            let headers = pr_headers(&body, id);
+            let intake = &intake;
+            async move { intake.handle(&headers, &body).await }
         };
 
-        assert_eq!(intake.handle(&headers("a"), &body).await.status, 202);
-        let full = intake.handle(&headers("b"), &body).await;
+        assert_eq!(send("a").await.status, 202);
+        let full = send("b").await;
         assert_eq!(
             (full.status, full.message.as_str()),
             (503, "not accepting deliveries: queue full")
@@ -629,10 +642,10 @@ mod tests {
 
         // "b" was not forwarded, so its retry must not count as a duplicate.
         deliveries.recv().await.expect("first delivery queued");
-        assert_eq!(intake.handle(&headers("b"), &body).await.status, 202);
+        assert_eq!(send("b").await.status, 202);
 
         drop(deliveries);
-        assert_eq!(intake.handle(&headers("c"), &body).await.status, 503);
+        assert_eq!(send("c").await.status, 503);
         assert_eq!(
             intake.stats().snapshot(),
             IntakeCounts {
@@ -645,12 +658,12 @@ mod tests {
     }
 
     /// A `reopened` delivery: not keyed by its head ([`event_key`]), so
-    /// only its delivery id de-duplicates it.
-    fn pr_reopened_body() -> Vec<u8> {
+    /// only its delivery id (or its body) de-duplicates it.
+    fn pr_reopened_body(title: &str) -> Vec<u8> {
         serde_json::to_vec(&serde_json::json!({
             "action": "reopened",
             "repository": {"full_name": "embercsi/ember-csi"},
-            "pull_request": {"number": 129, "title": "t", "html_url": "u",
+            "pull_request": {"number": 129, "title": title, "html_url": "u",
                 "author_association": "MEMBER", "user": {"login": "Akrog"},
                 "head": {"sha": "4155f91779c72125baee651f628640274794ca37"}}
         }))
@@ -668,7 +681,7 @@ mod tests {
     async fn accepted_deliveries_are_journaled_and_known_after_a_restart() {
         let dir = tempfile::tempdir().expect("temp dir");
         let journal = Journal::open(dir.path()).expect("journal");
-        let body = pr_reopened_body();
+        let body = pr_reopened_body("t");
         let (sink, _deliveries) = mpsc::channel(4);
         let intake = Intake::new(
             Secret::new(SECRET),
@@ -702,10 +715,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_byte_identical_body_is_a_duplicate_under_any_id_or_none() {
+        let (_journal_dir, journal) = temp_journal();
+        let (sink, _deliveries) = mpsc::channel(4);
+        let intake = Intake::new(
+            Secret::new(SECRET),
+            repo("embercsi/ember-csi"),
+            journal,
+            sink,
+        );
+        let body = pr_reopened_body("t");
+        assert_eq!(
+            intake.handle(&pr_headers(&body, "a"), &body).await.status,
+            202
+        );
+        let mut without_id = pr_headers(&body, "-");
+        without_id.delivery_id = None;
+        for headers in [pr_headers(&body, "b"), without_id] {
+            let replay = intake.handle(&headers, &body).await;
+            assert_eq!(replay.status, 200, "{replay:?}");
+            assert!(replay.message.starts_with("duplicate"), "{replay:?}");
+        }
+        assert_eq!(intake.stats().snapshot().duplicates, 2);
+    }
+
+    #[tokio::test]
     async fn a_delivery_refused_for_a_full_queue_is_not_journaled() {
         let dir = tempfile::tempdir().expect("temp dir");
         let journal = Journal::open(dir.path()).expect("journal");
-        let body = pr_reopened_body();
+        let (body, other) = (pr_reopened_body("t"), pr_reopened_body("u"));
         let (sink, _deliveries) = mpsc::channel(1);
         let intake = Intake::new(
             Secret::new(SECRET),
@@ -718,7 +756,7 @@ mod tests {
             202
         );
         assert_eq!(
-            intake.handle(&pr_headers(&body, "b"), &body).await.status,
+            intake.handle(&pr_headers(&other, "b"), &other).await.status,
             503
         );
         assert!(journal.has_delivery("a").expect("lookup"));
@@ -727,7 +765,7 @@ mod tests {
 
     #[tokio::test]
     async fn draining_answers_503_and_closes_the_channel_after_its_backlog() {
-        let body = pr_reopened_body();
+        let body = pr_reopened_body("t");
         let (sink, mut deliveries) = mpsc::channel(4);
         let (_journal_dir, journal) = temp_journal();
         let intake = Intake::new(
@@ -763,7 +801,7 @@ mod tests {
             journal,
             sink,
         );
-        let body = pr_reopened_body();
+        let body = pr_reopened_body("t");
         let opened = String::from_utf8(body)
             .expect("UTF-8")
             .replace("reopened", "opened");

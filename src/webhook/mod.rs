@@ -14,11 +14,13 @@
 //!   the core crate (`ember_ci_core`), re-exported here.
 //! - `intake`: the order of checks, the decision, de-duplication, counters.
 //! - `endpoint`: the warp filter, body cap and rejection replies.
+//! - [`limits`]: deadlines and caps on what a client without a key can hold.
 //! - `form`: the JSON inside a form-encoded delivery.
 
 mod endpoint;
 mod form;
 mod intake;
+pub mod limits;
 mod seen;
 
 pub use ember_ci_core::{event, relayed, signature};

@@ -138,7 +138,7 @@ fn dashboard_follows_a_real_job_from_running_to_done_without_reload() {
     let delivery = delivery_for("test-ok.json", &repo.ok_sha, dir.path());
     let (code, answer) = send(&service.hook_url(), &delivery, TEST_SECRET);
     assert_eq!(code, 0, "delivery refused: {answer}");
-    let running_url = format!("{}/api/jobs?pr=129&state=running", service.url);
+    let running_url = format!("{}/api/jobs?pr=129&state=running", service.ui_url);
     let job_id = poll_json(&runtime, &running_url, JOB_START_LIMIT, &service, |jobs| {
         jobs.as_array()?
             .first()?
@@ -149,7 +149,7 @@ fn dashboard_follows_a_real_job_from_running_to_done_without_reload() {
 
     let artifacts = project_dir().join("tests/artifacts/browser");
     std::fs::create_dir_all(&artifacts).expect("creating tests/artifacts/browser");
-    let (success, output) = run_browser_script(&service.url, &job_id, &artifacts);
+    let (success, output) = run_browser_script(&service.ui_url, &job_id, &artifacts);
     assert!(
         success,
         "browser checks failed (screenshots in {}):\n{output}\nservice log:\n{}",

@@ -6,7 +6,7 @@
 //! seconds), and through `ember-ci serve` as a child process running the
 //! demo plugin's jobs on real Podman (the same scenario end to end).
 //!
-//! The Podman runs need root Podman with runc and localhost/debian:bookworm
+//! The Podman runs need root Podman with runc and docker.io/library/debian:bookworm
 //! (scripts/setup-host.sh). The first job on a fresh host also builds the
 //! sandbox image, hence the long job deadline.
 
@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use ci_env::{
     containers_with_label, volumes_with_label, DemoRepo, Service, TEST_SECRET, TEST_TOKEN,
 };
-use ember_ci::relay::saved::prepare_saved_delivery;
+use ember_ci::relay::saved::{prepare_saved_delivery, PreparedDelivery};
 use fake_github::{FakeGitHub, FakeState, BOT_LOGIN};
 use serde_json::Value;
 
@@ -64,6 +64,7 @@ enum Front {
 enum Running {
     InProcess {
         url: String,
+        ui_url: String,
         shutdown: CancellationToken,
         _service: ember_ci::service::Running,
     },
@@ -80,6 +81,14 @@ impl Running {
 
     fn hook_url(&self) -> String {
         format!("{}/change_hook/github", self.url())
+    }
+
+    /// The web UI's base URL.
+    fn ui_url(&self) -> &str {
+        match self {
+            Running::InProcess { ui_url, .. } => ui_url,
+            Running::Serve(service) => &service.ui_url,
+        }
     }
 
     fn log(&self) -> String {
@@ -178,6 +187,9 @@ impl Ci {
                     .await
                     .expect("binding 127.0.0.1:0");
                 let parts = Parts {
+                    ui_listener: tokio::net::TcpListener::bind("127.0.0.1:0")
+                        .await
+                        .expect("binding the UI's 127.0.0.1:0"),
                     runner: Arc::new(ScriptedJobs {
                         hangs_on: hangs_on(&repo),
                     }),
@@ -192,6 +204,7 @@ impl Ci {
                     .expect("the service starts");
                 Running::InProcess {
                     url: format!("http://{}", service.address()),
+                    ui_url: format!("http://{}", service.ui_address()),
                     shutdown,
                     _service: service,
                 }
@@ -210,21 +223,27 @@ impl Ci {
     }
 
     /// Signs and posts a delivery built from `fixture` (its body edited by
-    /// `edit`) under a fresh delivery id; expects it to be accepted.
-    async fn deliver(&self, fixture: &str, edit: impl FnOnce(&mut Value)) {
-        let mut saved = load_fixture(fixture);
-        edit(&mut saved["body"]);
-        saved["x-github-delivery"] = Value::from(uuid::Uuid::new_v4().to_string());
-        let prepared =
-            prepare_saved_delivery(&saved, Some(TEST_SECRET)).expect("fixture is a delivery");
-        let mut request = self.http.post(self.service.hook_url()).body(prepared.body);
-        for (name, value) in prepared.headers {
+    /// `edit`) under a fresh delivery id; expects it to be accepted. Returns
+    /// it, for a replay.
+    async fn deliver(&self, fixture: &str, edit: impl FnOnce(&mut Value)) -> PreparedDelivery {
+        let prepared = signed_delivery(fixture, edit);
+        let (status, text) = self.post(&prepared).await;
+        assert_eq!(status, 202, "delivery {fixture} not accepted: {text}");
+        prepared
+    }
+
+    /// Posts a signed delivery as it is; the status and the reply's text.
+    async fn post(&self, prepared: &PreparedDelivery) -> (u16, String) {
+        let mut request = self
+            .http
+            .post(self.service.hook_url())
+            .body(prepared.body.clone());
+        for (name, value) in &prepared.headers {
             request = request.header(name, value);
         }
         let response = request.send().await.expect("posting the delivery");
         let status = response.status().as_u16();
-        let text = response.text().await.unwrap_or_default();
-        assert_eq!(status, 202, "delivery {fixture} not accepted: {text}");
+        (status, response.text().await.unwrap_or_default())
     }
 
     /// A `pull_request` `opened` delivery for `sha` by `author`.
@@ -252,17 +271,19 @@ impl Ci {
         .await;
     }
 
-    /// An `issue_comment` `created` delivery on PR `pr`.
-    async fn comment(&self, pr: u64, id: u64, author: &str, association: &str, text: &str) {
+    /// An `issue_comment` `created` delivery on PR `pr`, written now.
+    async fn comment(
+        &self,
+        pr: u64,
+        id: u64,
+        author: &str,
+        association: &str,
+        text: &str,
+    ) -> PreparedDelivery {
         self.deliver("issue_comment-created.json", |body| {
-            body["issue"]["number"] = Value::from(pr);
-            body["comment"]["id"] = Value::from(id);
-            body["comment"]["body"] = Value::from(text);
-            body["comment"]["user"]["login"] = Value::from(author);
-            body["comment"]["author_association"] = Value::from(association);
-            body["sender"]["login"] = Value::from(author);
+            retarget_comment(body, pr, id, author, association, text)
         })
-        .await;
+        .await
     }
 
     async fn wait_for(
@@ -283,7 +304,7 @@ impl Ci {
 
     /// The job board as `/api/jobs` shows it.
     async fn jobs(&self) -> Vec<Value> {
-        let url = format!("{}/api/jobs", self.service.url());
+        let url = format!("{}/api/jobs", self.service.ui_url());
         let jobs: Value = self
             .http
             .get(&url)
@@ -331,13 +352,52 @@ fn load_fixture(file: &str) -> Value {
     serde_json::from_str(&text).expect("fixture is JSON")
 }
 
+/// A delivery built from `fixture` (its body edited by `edit`), signed with
+/// the test secret, under a fresh delivery id.
+fn signed_delivery(fixture: &str, edit: impl FnOnce(&mut Value)) -> PreparedDelivery {
+    let mut saved = load_fixture(fixture);
+    edit(&mut saved["body"]);
+    saved["x-github-delivery"] = Value::from(uuid::Uuid::new_v4().to_string());
+    prepare_saved_delivery(&saved, Some(TEST_SECRET)).expect("fixture is a delivery")
+}
+
+/// GitHub's timestamp form, `secs_from_now` seconds from now.
+fn github_time(secs_from_now: i64) -> Value {
+    let at = time::OffsetDateTime::now_utc() + time::Duration::seconds(secs_from_now);
+    let at = at.replace_nanosecond(0).expect("0 is a valid nanosecond");
+    Value::from(
+        at.format(&time::format_description::well_known::Rfc3339)
+            .expect("formats"),
+    )
+}
+
+/// A PR delivery by `author`, pushed (its head owned and sent by `author`) now.
 fn retarget_pull_request(body: &mut Value, pr: u64, sha: &str, author: &str, association: &str) {
     body["number"] = Value::from(pr);
     let pull = &mut body["pull_request"];
     pull["number"] = Value::from(pr);
     pull["head"]["sha"] = Value::from(sha);
+    pull["head"]["repo"]["owner"]["login"] = Value::from(author);
     pull["user"]["login"] = Value::from(author);
     pull["author_association"] = Value::from(association);
+    pull["updated_at"] = github_time(0);
+    body["sender"]["login"] = Value::from(author);
+}
+
+fn retarget_comment(
+    body: &mut Value,
+    pr: u64,
+    id: u64,
+    author: &str,
+    association: &str,
+    text: &str,
+) {
+    body["issue"]["number"] = Value::from(pr);
+    body["comment"]["id"] = Value::from(id);
+    body["comment"]["body"] = Value::from(text);
+    body["comment"]["user"]["login"] = Value::from(author);
+    body["comment"]["author_association"] = Value::from(association);
+    body["comment"]["created_at"] = github_time(0);
     body["sender"]["login"] = Value::from(author);
 }
 
@@ -645,4 +705,323 @@ async fn push_while_a_job_runs_supersedes_it(front: Front) {
     }
     let jobs = ci.jobs().await;
     assert_eq!(jobs.len(), 2, "{jobs:#?}");
+}
+
+// The trust gate against replays: only bodies GitHub signed, sent again.
+
+/// Sets (or, with None, removes) a prepared delivery's `X-GitHub-Delivery`.
+fn with_delivery_id(prepared: &PreparedDelivery, id: Option<&str>) -> PreparedDelivery {
+    let mut headers: Vec<(String, String)> = prepared
+        .headers
+        .iter()
+        .filter(|(name, _)| name != "x-github-delivery")
+        .cloned()
+        .collect();
+    if let Some(id) = id {
+        headers.push(("x-github-delivery".into(), id.into()));
+    }
+    PreparedDelivery {
+        headers,
+        body: prepared.body.clone(),
+    }
+}
+
+fn reactions_to(state: &FakeState, comment_id: u64) -> usize {
+    state
+        .reactions
+        .iter()
+        .filter(|r| r.comment_id == comment_id)
+        .count()
+}
+
+/// Polls the job board briefly: no job of `sha` may appear.
+async fn assert_never_runs(ci: &Ci, sha: &str, why: &str) {
+    let ran = poll_until(
+        Duration::from_millis(800),
+        Duration::from_millis(100),
+        || async { ci.jobs().await.into_iter().find(|job| job["sha"] == sha) },
+    )
+    .await;
+    assert!(ran.is_none(), "{why}: {ran:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replayed_ok_approves_nothing_in_process() {
+    let ci = Ci::start(Front::InProcess, |_| None, |_| String::new()).await;
+    let first = ci.repo.ok_sha.clone();
+    ci.github
+        .add_pull(131, &first, "Drive-by fix", STRANGER, "CONTRIBUTOR");
+    ci.deliver("test-ok.json", |body| {
+        retarget_pull_request(body, 131, &first, STRANGER, "CONTRIBUTOR");
+        body["pull_request"]["updated_at"] = github_time(-100);
+    })
+    .await;
+    let ok = ci
+        .deliver("issue_comment-created.json", |body| {
+            retarget_comment(body, 131, 3001, MEMBER, "MEMBER", "/ok-to-test");
+            body["comment"]["created_at"] = github_time(-50);
+        })
+        .await;
+    ci.wait_for("the approved head to pass", JOB_DEADLINE, |s| {
+        count(s, &first, DEMO, "success") == 1
+    })
+    .await;
+
+    // The outsider pushes new code; it waits for a new ok.
+    let second = ci
+        .repo
+        .push_pull_request(131, &first, &[("CHANGELOG", "evil\n")], "Second push");
+    ci.github
+        .add_pull(131, &second, "Drive-by fix", STRANGER, "CONTRIBUTOR");
+    ci.pull_request_pushed(131, &first, &second, STRANGER, "CONTRIBUTOR")
+        .await;
+    ci.wait_for("the new head's waiting status", REPLY_DEADLINE, |s| {
+        statuses(s, &second, DEMO) == ["pending:waiting for /ok-to-test from a project member"]
+    })
+    .await;
+
+    // The captured ok, byte for byte, under a new delivery id and under none.
+    let fresh_id = uuid::Uuid::new_v4().to_string();
+    for replay in [
+        with_delivery_id(&ok, Some(&fresh_id)),
+        with_delivery_id(&ok, None),
+    ] {
+        let (status, text) = ci.post(&replay).await;
+        assert_eq!(status, 200, "{text}");
+        assert!(text.starts_with("duplicate delivery"), "{text}");
+    }
+    // The same comment in a body the journal never saw (signed, so it came
+    // from GitHub: a redelivery of an `edited` form, a capture from
+    // elsewhere), even dated after the push: a comment acts once, ever.
+    // (The intake knows the comment by its id while the journal remembers
+    // it; the consumed-comment record is what holds for ever after.)
+    let (status, text) = ci
+        .post(&signed_delivery("issue_comment-created.json", |body| {
+            retarget_comment(body, 131, 3001, MEMBER, "MEMBER", "/ok-to-test");
+            body["comment"]["updated_at"] = github_time(0);
+        }))
+        .await;
+    assert!(
+        status == 202 || text.starts_with("duplicate"),
+        "{status} {text}"
+    );
+    // Another ok, written before the push, delivered late: refused.
+    ci.deliver("issue_comment-created.json", |body| {
+        retarget_comment(body, 131, 3002, MEMBER, "MEMBER", "/ok-to-test");
+        body["comment"]["created_at"] = github_time(-10);
+    })
+    .await;
+    ci.wait_for("the outdated-ok reply", REPLY_DEADLINE, |s| {
+        has_reply(s, 131, "changed after this `/ok-to-test` was written")
+    })
+    .await;
+    assert_never_runs(&ci, &second, "a replayed or outdated ok ran the new head").await;
+    assert_eq!(ci.github.state(|s| reactions_to(s, 3001)), 1);
+
+    // A member's ok written now approves it.
+    ci.comment(131, 3003, MEMBER, "MEMBER", "/ok-to-test").await;
+    ci.wait_for("the second head to pass", JOB_DEADLINE, |s| {
+        count(s, &second, DEMO, "success") == 1
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replayed_recheck_or_synchronize_does_nothing_in_process() {
+    let ci = Ci::start(
+        Front::InProcess,
+        |repo| Some(repo.broken_sha.clone()),
+        |_| String::new(),
+    )
+    .await;
+    let old = ci.repo.ok_sha.clone();
+    ci.github.add_pull(132, &old, "Member PR", MEMBER, "MEMBER");
+    ci.deliver("test-ok.json", |body| {
+        retarget_pull_request(body, 132, &old, MEMBER, "MEMBER");
+        body["pull_request"]["updated_at"] = github_time(-100);
+    })
+    .await;
+    ci.wait_for("the head to pass", JOB_DEADLINE, |s| {
+        count(s, &old, DEMO, "success") == 1
+    })
+    .await;
+    ci.comment(132, 3101, MEMBER, "MEMBER", "recheck").await;
+    ci.wait_for("the recheck to pass", JOB_DEADLINE, |s| {
+        count(s, &old, DEMO, "success") == 2
+    })
+    .await;
+    // The recheck again, in a body the journal never saw: nothing runs.
+    let (status, text) = ci
+        .post(&signed_delivery("issue_comment-created.json", |body| {
+            retarget_comment(body, 132, 3101, MEMBER, "MEMBER", "recheck");
+            body["comment"]["updated_at"] = github_time(0);
+        }))
+        .await;
+    assert!(
+        status == 202 || text.starts_with("duplicate"),
+        "{status} {text}"
+    );
+
+    // A new head (it hangs while running), then a synchronize announcing the
+    // old head, signed but older than the new push.
+    let new = ci.repo.broken_sha.clone();
+    ci.github.add_pull(132, &new, "Member PR", MEMBER, "MEMBER");
+    ci.deliver("pull_request-synchronize.json", |body| {
+        retarget_pull_request(body, 132, &new, MEMBER, "MEMBER");
+        body["pull_request"]["updated_at"] = github_time(-50);
+    })
+    .await;
+    ci.wait_for_job("running the new head", |job| {
+        job["sha"] == new.as_str() && job["state"] == "running"
+    })
+    .await;
+    let (status, text) = ci
+        .post(&signed_delivery("pull_request-synchronize.json", |body| {
+            retarget_pull_request(body, 132, &old, MEMBER, "MEMBER");
+            body["pull_request"]["updated_at"] = github_time(-80);
+        }))
+        .await;
+    assert!(
+        status == 202 || text.starts_with("duplicate"),
+        "{status} {text}"
+    );
+    // A `reopened` is not keyed by its head: the dispatcher's check on
+    // signed push times is what ignores it.
+    ci.deliver("pull_request-synchronize.json", |body| {
+        retarget_pull_request(body, 132, &old, MEMBER, "MEMBER");
+        body["action"] = Value::from("reopened");
+        body["pull_request"]["updated_at"] = github_time(-70);
+    })
+    .await;
+    // Deliveries are dispatched in order: once this is answered the stale
+    // synchronize was handled.
+    ci.comment(132, 3102, MEMBER, "MEMBER", "/help").await;
+    ci.wait_for("the help reply", REPLY_DEADLINE, |s| {
+        has_reply(s, 132, "Backends:")
+    })
+    .await;
+    let jobs = ci.jobs().await;
+    let new_job = jobs
+        .iter()
+        .find(|job| job["sha"] == new.as_str())
+        .expect("the new head's job");
+    assert_eq!(new_job["state"], "running", "{jobs:#?}");
+    assert_eq!(jobs.len(), 3, "{jobs:#?}");
+    ci.github.state(|s| {
+        assert_eq!(count(s, &old, DEMO, "success"), 2);
+        assert_eq!(reactions_to(s, 3101), 1);
+        assert_eq!(count(s, &new, DEMO, "error"), 0);
+    });
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ok_for_a_head_whose_push_was_never_seen_asks_for_a_new_one_in_process() {
+    // The PR predates the service (or its push was missed in an outage):
+    // no push time is known, so no ok can be judged against it.
+    let ci = Ci::start(Front::InProcess, |_| None, |_| String::new()).await;
+    let sha = ci.repo.ok_sha.clone();
+    ci.github
+        .add_pull(133, &sha, "Old PR", STRANGER, "CONTRIBUTOR");
+    ci.deliver("issue_comment-created.json", |body| {
+        retarget_comment(body, 133, 3201, MEMBER, "MEMBER", "/ok-to-test");
+        body["comment"]["created_at"] = github_time(-30);
+    })
+    .await;
+    ci.wait_for("the ask for a new ok", REPLY_DEADLINE, |s| {
+        has_reply(s, 133, "comment `/ok-to-test` again")
+            && statuses(s, &sha, DEMO) == ["pending:waiting for /ok-to-test from a project member"]
+    })
+    .await;
+    assert_never_runs(
+        &ci,
+        &sha,
+        "an ok older than the head's first sighting ran it",
+    )
+    .await;
+
+    ci.deliver("issue_comment-created.json", |body| {
+        retarget_comment(body, 133, 3202, MEMBER, "MEMBER", "/ok-to-test");
+        body["comment"]["created_at"] = github_time(2);
+    })
+    .await;
+    ci.wait_for("the approved head to pass", JOB_DEADLINE, |s| {
+        count(s, &sha, DEMO, "success") == 1
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_outsiders_push_to_a_members_pr_waits_for_an_ok_in_process() {
+    let ci = Ci::start(Front::InProcess, |_| None, |_| String::new()).await;
+    let first = ci.repo.ok_sha.clone();
+    ci.github
+        .add_pull(134, &first, "From a fork", MEMBER, "MEMBER");
+    // The member opens a PR from the outsider's branch: it runs.
+    ci.deliver("test-ok.json", |body| {
+        retarget_pull_request(body, 134, &first, MEMBER, "MEMBER");
+        body["pull_request"]["head"]["repo"]["owner"]["login"] = Value::from(STRANGER);
+        body["pull_request"]["updated_at"] = github_time(-60);
+    })
+    .await;
+    ci.wait_for("the member's head to pass", JOB_DEADLINE, |s| {
+        count(s, &first, DEMO, "success") == 1
+    })
+    .await;
+    // The outsider pushes to their branch: held.
+    let second = ci
+        .repo
+        .push_pull_request(134, &first, &[("CHANGELOG", "unreviewed\n")], "Push");
+    ci.github
+        .add_pull(134, &second, "From a fork", MEMBER, "MEMBER");
+    ci.deliver("pull_request-synchronize.json", |body| {
+        retarget_pull_request(body, 134, &second, MEMBER, "MEMBER");
+        body["pull_request"]["head"]["repo"]["owner"]["login"] = Value::from(STRANGER);
+        body["pull_request"]["updated_at"] = github_time(-30);
+        body["sender"]["login"] = Value::from(STRANGER);
+    })
+    .await;
+    ci.wait_for("the pushed head's waiting status", REPLY_DEADLINE, |s| {
+        statuses(s, &second, DEMO) == ["pending:waiting for /ok-to-test from a project member"]
+    })
+    .await;
+    assert_never_runs(&ci, &second, "an outsider's push ran unreviewed").await;
+    ci.comment(134, 3301, MEMBER, "MEMBER", "/ok-to-test").await;
+    ci.wait_for("the reviewed push to pass", JOB_DEADLINE, |s| {
+        count(s, &second, DEMO, "success") == 1
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_listed_by_numeric_id_is_trusted_under_any_login_in_process() {
+    let ci = Ci::start(
+        Front::InProcess,
+        |_| None,
+        |_| "TRUSTED_USERS=\"424242\"\n".to_string(),
+    )
+    .await;
+    let (listed, impostor) = (ci.repo.ok_sha.clone(), ci.repo.broken_sha.clone());
+    ci.github
+        .add_pull(135, &listed, "Renamed bot", "renamed-bot", "CONTRIBUTOR");
+    ci.deliver("test-ok.json", |body| {
+        retarget_pull_request(body, 135, &listed, "renamed-bot", "CONTRIBUTOR");
+        body["pull_request"]["user"]["id"] = Value::from(424242);
+    })
+    .await;
+    // Someone who took the login "424242" is not the listed user.
+    ci.deliver("test-ok.json", |body| {
+        retarget_pull_request(body, 136, &impostor, "424242", "CONTRIBUTOR");
+        body["pull_request"]["user"]["id"] = Value::from(7);
+    })
+    .await;
+    ci.wait_for(
+        "the listed id's head to pass and the other to wait",
+        JOB_DEADLINE,
+        |s| {
+            count(s, &listed, DEMO, "success") == 1
+                && statuses(s, &impostor, DEMO)
+                    == ["pending:waiting for /ok-to-test from a project member"]
+        },
+    )
+    .await;
 }

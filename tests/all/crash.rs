@@ -93,6 +93,9 @@ impl Life {
         let service = runtime
             .spawn(async move {
                 let parts = Parts {
+                    ui_listener: tokio::net::TcpListener::bind("127.0.0.1:0")
+                        .await
+                        .expect("binding the UI's 127.0.0.1:0"),
                     runner: job_runner,
                     reporter: Arc::new(Reporter::from_config(&config.github).expect("reporter")),
                     listener: tokio::net::TcpListener::bind("127.0.0.1:0")

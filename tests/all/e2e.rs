@@ -50,7 +50,7 @@ async fn fixture_deliveries_end_in_success_and_failure_with_log_links() {
         send_async(service.hook_url(), ok_delivery.clone(), "not-the-secret").await;
     assert_eq!(code, 1, "send should fail on a refused delivery: {answer}");
     assert!(answer.starts_with("401"), "{answer}");
-    let jobs: serde_json::Value = reqwest::get(format!("{}/api/jobs", service.url))
+    let jobs: serde_json::Value = reqwest::get(format!("{}/api/jobs", service.ui_url))
         .await
         .unwrap()
         .json()

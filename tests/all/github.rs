@@ -143,6 +143,7 @@ async fn pull_request_is_parsed_from_a_full_github_object() {
 
     let pull = github.pull_request(pr(129)).await.expect("PR read");
 
+    assert!(pull.author_id.is_some(), "{pull:?}");
     assert_eq!(
         pull,
         PullRequestInfo {
@@ -150,6 +151,7 @@ async fn pull_request_is_parsed_from_a_full_github_object() {
             head_sha: sha(SHA),
             title: "Test PR for 3rd party CI (OK)".into(),
             author: "akrog".into(),
+            author_id: pull.author_id,
             author_association: "MEMBER".into(),
             html_url: "https://github.com/embercsi/ember-csi/pull/129".into(),
             is_open: true,

@@ -5,7 +5,7 @@
 //! rotation with a shifted clock.
 //!
 //! The end-to-end case needs root Podman with runc and
-//! localhost/debian:bookworm (scripts/setup-host.sh).
+//! docker.io/library/debian:bookworm (through scripts/local-registry.sh).
 
 use ember_ci_test_kit::executor_env;
 use ember_ci_test_kit::fake_github;
@@ -278,6 +278,9 @@ async fn demo_jobs_publish_masked_logs_with_working_links_to_the_branch() {
 
     // The whole service in process, with the real executor in this test's slot.
     let parts = Parts {
+        ui_listener: tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding the UI's 127.0.0.1:0"),
         runner: Arc::new(OwnSlotExecutor(start_executor(config.clone()).await)),
         reporter: Arc::new(Reporter::from_config(&config.github).expect("reporter")),
         listener: tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -501,6 +504,21 @@ async fn publish_gate_withholds_a_job_whose_secret_the_masker_was_not_told() {
         assert_eq!(
             finished.description,
             "CSI sanity passed; logs withheld (secret found)"
+        );
+        // Marked, so the web UI does not serve them either.
+        let url = finished.target_url.as_deref().unwrap_or_default();
+        let id = url
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or_default();
+        assert!(
+            store
+                .jobs_dir
+                .join(id)
+                .join(ember_ci::logs::WITHHELD_MARKER)
+                .exists(),
+            "{url}"
         );
         assert!(finished
             .target_url

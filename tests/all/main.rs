@@ -20,5 +20,6 @@ mod run_command;
 mod sandbox;
 mod scheduler;
 mod soak;
+mod vendor_flows;
 mod web;
 mod webhook;

@@ -425,6 +425,33 @@ async fn a_delivery_replayed_through_the_relay_is_forwarded_once() {
 }
 
 #[tokio::test]
+async fn an_ok_replayed_through_the_relay_under_a_new_id_or_none_is_a_duplicate() {
+    let smee = FakeSmee::start().await;
+    let mut relay = connected_relay(&smee).await;
+
+    let ok = signed(fixture("issue_comment-created.json"), SECRET);
+    smee.publish(&ok);
+    let mut renamed = ok.clone();
+    renamed["x-github-delivery"] = Value::from("replayed-under-a-new-id");
+    smee.publish(&renamed);
+    let mut anonymous = ok.clone();
+    anonymous
+        .as_object_mut()
+        .expect("a delivery is an object")
+        .remove("x-github-delivery");
+    smee.publish(&anonymous);
+    smee.publish(&signed(fixture("test-broken.json"), SECRET));
+
+    let first = relay.next_delivery().await;
+    assert!(matches!(first.event, Event::IssueComment(_)), "{first:?}");
+    // Both replays were dropped: the next one out is the other delivery.
+    assert_eq!(pr_number(&relay.next_delivery().await), 130);
+    let counts = relay.intake.stats().snapshot();
+    assert_eq!((counts.accepted, counts.duplicates), (2, 2));
+    relay.stop().await;
+}
+
+#[tokio::test]
 async fn relay_reconnects_after_the_server_restarts_mid_stream() {
     let log = CapturedLog::default();
     let _guard = log.install();

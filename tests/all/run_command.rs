@@ -55,10 +55,10 @@ fn run_succeeds_on_the_demo_and_exits_1_on_the_broken_pr() {
             "missing {expected:?} in:\n{output}"
         );
     }
-    assert!(!output.contains("PASS: 1 of 1"), "{output}");
+    assert!(!output.contains("SUCCESS! -- 1 Passed"), "{output}");
     let job_dir = logs_dir(&output);
     for (step, expected) in [
-        ("sanity", "PASS: 1 of 1 checks passed"),
+        ("sanity", "SUCCESS! -- 1 Passed"),
         ("post-run", "post-run: job result 0"),
     ] {
         let log = step_log(&job_dir, step);

@@ -57,10 +57,14 @@ fn closed_pr(base: &Value, pr: u64) -> Vec<u8> {
 }
 
 fn valid(base: &Value, n: usize) -> Shot {
+    // Each real delivery's body differs (a byte-identical one is a replay,
+    // a duplicate whatever its id): here the PR's comment count.
+    let mut body = base.clone();
+    body["pull_request"]["comments"] = n.into();
     Shot {
         id: format!("soak-{n:05}"),
         event: "pull_request",
-        body: closed_pr(base, 1 + (n % 16) as u64),
+        body: closed_pr(&body, 1 + (n % 16) as u64),
         secret: ci_env::TEST_SECRET,
         expected: 202,
     }

@@ -45,6 +45,8 @@ enum Command {
 /// reason that quotes a secret (the UI must mask it).
 struct ScriptedRunner {
     commands: Mutex<mpsc::UnboundedReceiver<Command>>,
+    /// What host hygiene "could not remove": set once a `beta` job ran.
+    left_on_host: std::sync::Mutex<Vec<String>>,
 }
 
 #[async_trait]
@@ -83,6 +85,9 @@ impl JobRunner for ScriptedRunner {
             }
         }
         if job.request.backend.as_str() == "beta" {
+            *self.left_on_host.lock().expect("lock") = vec![format!(
+                "loop device /dev/loop7 (/srv/{BETA_PASSWORD}.img): losetup failed: busy"
+            )];
             let reason = format!("2 tests failed; array said password={BETA_PASSWORD}");
             observer.step_finished(
                 Step::Sanity,
@@ -101,11 +106,17 @@ impl JobRunner for ScriptedRunner {
             JobOutcome::Success
         }
     }
+
+    fn host_problems(&self) -> Vec<String> {
+        self.left_on_host.lock().expect("lock").clone()
+    }
 }
 
 /// The web UI on 127.0.0.1:0 in front of a real scheduler.
 struct Ui {
     url: String,
+    /// The webhook's base URL: another listener.
+    hook_url: String,
     scheduler: Scheduler,
     commands: mpsc::UnboundedSender<Command>,
     http: reqwest::Client,
@@ -148,8 +159,12 @@ async fn start_ui(admin_token: Option<&str>) -> Ui {
         .expect("binding 127.0.0.1:0");
     let (commands, receiver) = mpsc::unbounded_channel();
     let parts = Parts {
+        ui_listener: tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding the UI's 127.0.0.1:0"),
         runner: Arc::new(ScriptedRunner {
             commands: Mutex::new(receiver),
+            left_on_host: Default::default(),
         }),
         reporter: Arc::new(Reporter::from_config(&config.github).expect("GitHub client")),
         listener,
@@ -158,10 +173,12 @@ async fn start_ui(admin_token: Option<&str>) -> Ui {
     let running = ember_ci::service::start(config, parts, shutdown.clone())
         .await
         .expect("the service starts");
-    let url = format!("http://{}", running.address());
+    let url = format!("http://{}", running.ui_address());
+    let hook_url = format!("http://{}", running.address());
     let scheduler = running.scheduler().clone();
     Ui {
         url,
+        hook_url,
         scheduler,
         commands,
         http: reqwest::Client::builder()
@@ -384,16 +401,17 @@ async fn job_detail_has_steps_and_unknown_jobs_are_404() {
 #[tokio::test]
 async fn health_and_metrics_count_jobs_queue_and_deliveries() {
     let ui = start_ui(None).await;
-    let (status, _, body) = ui
-        .post(
-            "/change_hook/github",
-            &[
-                ("x-github-event", "ping"),
-                ("x-hub-signature-256", "sha256=00"),
-            ],
-            Some("{}"),
-        )
-        .await;
+    let response = ui
+        .http
+        .post(format!("{}/change_hook/github", ui.hook_url))
+        .header("x-github-event", "ping")
+        .header("x-hub-signature-256", "sha256=00")
+        .body("{}")
+        .send()
+        .await
+        .expect("POST");
+    let status = response.status().as_u16();
+    let body = response.text().await.expect("body");
     assert_eq!(status, 401, "a badly signed delivery is refused: {body}");
     let passing = ui.enqueue(request(1, 'a', "alpha"));
     ui.wait_until_at_sanity(&passing).await;
@@ -409,11 +427,21 @@ async fn health_and_metrics_count_jobs_queue_and_deliveries() {
     assert_eq!(health["relay"]["http_endpoint"], true);
     assert_eq!(health["deliveries"]["rejected"], 1);
     assert_eq!(health["deliveries"]["accepted"], 0);
+    assert_eq!(health["host_is_clean"], true);
 
     ui.finish_running_job();
     ui.wait_until_at_sanity(&failing).await;
     ui.finish_running_job();
     ui.wait_until_finished(&failing).await;
+    // Host hygiene's leftovers make the host unhealthy, masked.
+    let health = ui.get_json("/api/health").await;
+    assert_eq!(health["host_is_clean"], false);
+    assert_eq!(
+        health["host_problems"],
+        serde_json::json!(["loop device /dev/loop7 (/srv/***.img): losetup failed: busy"])
+    );
+    let (_, dashboard) = ui.get("/").await;
+    assert!(dashboard.contains("UNHEALTHY: a job left"), "{dashboard}");
 
     let response = ui
         .http
@@ -691,7 +719,7 @@ async fn actions_are_refused_without_the_admin_token_and_done_with_it() {
         )
         .await;
     assert_eq!(
-        (status, body.contains("loopback Host")),
+        (status, body.contains("not a loopback name")),
         (403, true),
         "{body}"
     );
@@ -756,30 +784,139 @@ async fn actions_are_refused_without_the_admin_token_and_done_with_it() {
 }
 
 #[tokio::test]
-async fn actions_without_an_admin_token_work_from_loopback_pages_only() {
+async fn actions_are_disabled_without_an_admin_token() {
     let ui = start_ui(None).await;
     let id = ui.enqueue(request(31, 'a', "beta"));
     ui.wait_until_at_sanity(&id).await;
-    let (status, _, body) = ui
-        .post(
-            &format!("/jobs/{id}/cancel"),
-            &[("sec-fetch-site", "cross-site")],
-            Some(""),
-        )
-        .await;
-    assert_eq!(status, 403, "{body}");
     let own_origin = ui.url.clone();
-    let (status, headers, body) = ui
-        .post(
-            &format!("/jobs/{id}/cancel"),
-            &[("origin", &own_origin), ("sec-fetch-site", "same-origin")],
-            Some(""),
-        )
-        .await;
-    assert_eq!(status, 303, "{body}");
-    assert_eq!(headers.get("location"), Some(&format!("/jobs/{id}")));
-    assert_eq!(ui.wait_until_finished(&id).await["result"], "cancelled");
+    for path in [
+        format!("/jobs/{id}/cancel"),
+        format!("/api/jobs/{id}/cancel"),
+    ] {
+        let (status, _, body) = ui
+            .post(
+                &path,
+                &[("origin", &own_origin), ("sec-fetch-site", "same-origin")],
+                Some(""),
+            )
+            .await;
+        assert_eq!(
+            (status, body.contains("set WEB_ADMIN_TOKEN")),
+            (403, true),
+            "{body}"
+        );
+    }
+    ui.finish_running_job();
+    // It ran to its end: nothing cancelled it.
+    assert_ne!(ui.wait_until_finished(&id).await["result"], "cancelled");
 }
+
+/// A TCP forwarder to `target` that adds `header` to each request, as a
+/// local reverse proxy (nginx, caddy) does; None forwards bytes as they are
+/// (ssh -R, a tunnel client). Returns its address.
+async fn forwarder(target: String, header: Option<&'static str>) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the forwarder");
+    let address = listener.local_addr().expect("forwarder address");
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let target = target.clone();
+            tokio::spawn(async move {
+                let Ok(mut upstream) = tokio::net::TcpStream::connect(&target).await else {
+                    return;
+                };
+                let mut first = vec![0; 64 * 1024];
+                let Ok(n) = client.read(&mut first).await else {
+                    return;
+                };
+                let mut request = first[..n].to_vec();
+                if let (Some(header), Some(end)) =
+                    (header, request.windows(2).position(|w| w == b"\r\n"))
+                {
+                    let line = format!("\r\n{header}");
+                    request.splice(end..end, line.into_bytes());
+                }
+                if upstream.write_all(&request).await.is_ok() {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                }
+            });
+        }
+    });
+    address
+}
+
+#[tokio::test]
+async fn the_ui_answers_local_requests_only_not_through_a_proxy_tunnel_or_rebinding() {
+    let ui = start_ui(Some(ADMIN_TOKEN)).await;
+    let http = reqwest::Client::new();
+    let get = |url: String, host: Option<&'static str>| {
+        let mut request = http.get(url);
+        if let Some(host) = host {
+            request = request.header("host", host);
+        }
+        async move {
+            let response = request.send().await.expect("GET");
+            let status = response.status().as_u16();
+            (status, response.text().await.expect("body"))
+        }
+    };
+    assert_eq!(get(format!("{}/api/jobs", ui.url), None).await.0, 200);
+
+    // A reverse proxy in front of the UI: it says so in its headers.
+    let ui_host = ui.url.trim_start_matches("http://").to_string();
+    for header in [
+        "X-Forwarded-For: 203.0.113.9",
+        "Forwarded: for=203.0.113.9",
+        "Via: 1.1 caddy",
+    ] {
+        let proxy = forwarder(ui_host.clone(), Some(header)).await;
+        let (status, body) = get(format!("http://{proxy}/api/jobs"), None).await;
+        assert_eq!(
+            (status, body.contains("through a proxy")),
+            (403, true),
+            "{header}: {body}"
+        );
+    }
+    // A tunnel to the webhook's port: the UI is not there at all, even
+    // with a loopback Host.
+    let hook_host = ui.hook_url.trim_start_matches("http://").to_string();
+    let tunnel = forwarder(hook_host, None).await;
+    let (status, _) = get(format!("http://{tunnel}/api/jobs"), Some("127.0.0.1")).await;
+    assert_eq!(status, 404);
+    // DNS rebinding: a page of another site, resolved to 127.0.0.1.
+    let (status, body) = get(format!("{}/api/jobs", ui.url), Some("evil.example:8011")).await;
+    assert_eq!(
+        (status, body.contains("not a loopback name")),
+        (403, true),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn withheld_logs_are_never_served() {
+    let ui = start_ui(Some(ADMIN_TOKEN)).await;
+    let id = ui.enqueue(request(51, 'a', "alpha"));
+    ui.wait_until_at_sanity(&id).await;
+    ui.finish_running_job();
+    ui.wait_until_finished(&id).await;
+    let (status, _) = ui.get(&format!("/jobs/{id}/{JOB_SUMMARY}")).await;
+    assert_eq!(status, 200);
+    // What the publish gate leaves when a secret survived masking.
+    let job_dir = ui._dir.path().join("state/logs").join(id.as_str());
+    std::fs::write(job_dir.join(ember_ci::logs::WITHHELD_MARKER), "").expect("marker");
+    for path in [format!("/jobs/{id}/"), format!("/jobs/{id}/{JOB_SUMMARY}")] {
+        let (status, body) = ui.get(&path).await;
+        assert_eq!(
+            (status, body.contains("Logs withheld")),
+            (403, true),
+            "{path}: {body}"
+        );
+    }
+}
+
+const JOB_SUMMARY: &str = ember_ci::logs::JOB_SUMMARY_FILE;
 
 #[tokio::test]
 async fn no_secret_appears_on_any_page_or_api_answer() {

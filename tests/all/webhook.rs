@@ -10,7 +10,7 @@ use ember_ci::config::Secret;
 use ember_ci::journal::Journal;
 use ember_ci::model::RepoName;
 use ember_ci::relay::saved::prepare_saved_delivery;
-use ember_ci::send::{send_saved_delivery, BodyEncoding, SendReport};
+use ember_ci::send::{send_saved_delivery, BodyEncoding, DeliveryId, SendReport};
 use ember_ci::webhook::{
     recover, routes, signature, Delivery, Event, Intake, IntakeCounts, PrAction, MAX_BODY_BYTES,
 };
@@ -46,7 +46,11 @@ impl Server {
             .expect("bind a free port");
         let addr = listener.local_addr().expect("bound address");
         let filter = routes(Arc::clone(&intake)).recover(recover);
-        tokio::spawn(warp::serve(filter).incoming(listener).run());
+        tokio::spawn(ember_ci::server::serve(
+            listener,
+            warp::service(filter),
+            tokio_util::sync::CancellationToken::new(),
+        ));
         Self {
             addr,
             intake,
@@ -129,6 +133,7 @@ async fn resigned_ok_fixture_is_accepted_and_forwarded_once() {
         &fixture_path("test-ok.json"),
         Some(SECRET),
         BodyEncoding::AsSaved,
+        DeliveryId::Keep,
     )
     .await
     .expect("replay reaches the server");
@@ -150,6 +155,44 @@ async fn resigned_ok_fixture_is_accepted_and_forwarded_once() {
         }
         other => panic!("expected a pull_request event, got {other:?}"),
     }
+    server.assert_nothing_forwarded();
+}
+
+#[tokio::test]
+async fn each_send_of_a_file_is_a_new_delivery_unless_the_id_is_kept() {
+    const SAVED_ID: &str = "9507dc00-aed8-11e9-8ceb-6a4befef72c9";
+    let mut server = Server::start().await;
+    let url = server.hook_url();
+    let send = |file: &str, id| {
+        let file = fixture_path(file);
+        let url = url.clone();
+        async move {
+            send_saved_delivery(&url, &file, Some(SECRET), BodyEncoding::AsSaved, id)
+                .await
+                .expect("replay")
+        }
+    };
+    // A fresh id: accepted under a new id, not the saved one.
+    let fresh = send("test-ok.json", DeliveryId::Fresh).await;
+    assert_eq!(fresh.status, 202, "{}", fresh.response);
+    let forwarded = server.next_delivery().await.id;
+    assert_ne!(forwarded, "e9320fb0-aed5-11e9-9555-45f9ef0f9285");
+    // The saved id, twice: the repeat is a duplicate of that id.
+    let kept = send("test-broken.json", DeliveryId::Keep).await;
+    assert_eq!(kept.status, 202, "{}", kept.response);
+    assert_eq!(server.next_delivery().await.id, SAVED_ID);
+    let repeat = send("test-broken.json", DeliveryId::Keep).await;
+    assert_eq!(
+        (repeat.status, repeat.response.as_str()),
+        (
+            200,
+            format!("duplicate delivery {SAVED_ID}, already accepted").as_str()
+        )
+    );
+    // A fresh id is not refused for the saved id (the intake may still
+    // know the PR head).
+    let again = send("test-broken.json", DeliveryId::Fresh).await;
+    assert!(!again.response.contains(SAVED_ID), "{}", again.response);
     server.assert_nothing_forwarded();
 }
 
@@ -187,6 +230,7 @@ async fn wrong_secret_is_refused_and_nothing_forwarded() {
         &fixture_path("test-ok.json"),
         Some("not-our-secret"),
         BodyEncoding::AsSaved,
+        DeliveryId::Fresh,
     )
     .await
     .expect("replay reaches the server");
@@ -357,6 +401,7 @@ async fn pr_updates_and_pr_comments_are_forwarded() {
             &fixture_path(file),
             Some(SECRET),
             BodyEncoding::AsSaved,
+            DeliveryId::Fresh,
         )
         .await
         .expect("replay reaches the server");
@@ -475,6 +520,67 @@ async fn unknown_path_is_404_and_wrong_method_is_405() {
     assert_eq!(response.text().await.expect("body"), "method not allowed");
 }
 
+/// Without a key, a client can open sockets and send slowly; it must not
+/// keep GitHub's deliveries out. 300 idle sockets, a request stuck in its
+/// headers and one stuck in its body are held open while a valid delivery
+/// is posted: it is answered, and the stuck ones are cut at their deadlines.
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_and_idle_sockets_do_not_keep_a_valid_delivery_out() {
+    use ember_ci::webhook::limits::BODY_DEADLINE;
+    let mut server = Server::start().await;
+    let mut idle = Vec::new();
+    for _ in 0..300 {
+        idle.push(TcpStream::connect(server.addr).await.expect("connect"));
+    }
+    let mut half_headers = TcpStream::connect(server.addr).await.expect("connect");
+    half_headers
+        .write_all(b"POST /change_hook/github HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    let mut stalled_body = TcpStream::connect(server.addr).await.expect("connect");
+    stalled_body
+        .write_all(
+            b"POST /change_hook/github HTTP/1.1\r\nHost: x\r\n\
+              Content-Length: 25000000\r\n\r\n{\"action\":",
+        )
+        .await
+        .expect("write");
+
+    let body = serde_json::to_vec(&fixture("test-ok.json")["body"]).expect("JSON");
+    let reply = tokio::time::timeout(
+        DEADLINE,
+        server.post(
+            &signed_headers("pull_request", "valid-under-load", &body),
+            body,
+        ),
+    )
+    .await
+    .expect("the valid delivery is answered while the sockets are held");
+    assert_eq!(reply.status, 202, "{}", reply.response);
+    server.next_delivery().await;
+
+    // The stuck requests end at their deadlines, not when the client wants.
+    let cut = |mut stream: TcpStream| async move {
+        let mut answer = Vec::new();
+        tokio::time::timeout(DEADLINE, stream.read_to_end(&mut answer))
+            .await
+            .expect("the server closes the connection")
+            .ok();
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    let (headers_answer, body_answer) = tokio::join!(cut(half_headers), cut(stalled_body));
+    assert!(
+        headers_answer.is_empty() || headers_answer.starts_with("HTTP/1.1 408"),
+        "{headers_answer}"
+    );
+    assert!(body_answer.starts_with("HTTP/1.1 408"), "{body_answer}");
+    assert!(
+        body_answer.contains(&format!("{} s", BODY_DEADLINE.as_secs())),
+        "{body_answer}"
+    );
+    drop(idle);
+}
+
 #[tokio::test]
 async fn form_encoded_deliveries_are_accepted_with_the_hmac_over_the_form_body() {
     let mut server = Server::start().await;
@@ -483,6 +589,7 @@ async fn form_encoded_deliveries_are_accepted_with_the_hmac_over_the_form_body()
         &fixture_path("issue_comment-created.json"),
         Some(SECRET),
         BodyEncoding::Form,
+        DeliveryId::Fresh,
     )
     .await
     .expect("replay reaches the server");

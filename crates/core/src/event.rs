@@ -7,6 +7,7 @@
 //! decides nothing about whether an event is wanted; that is the intake's job.
 
 use std::fmt;
+use std::time::SystemTime;
 
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::Deserialize;
@@ -59,9 +60,20 @@ pub struct PullRequestEvent {
     pub title: String,
     /// The PR author's login.
     pub author: String,
+    /// The PR author's numeric id (logins can be renamed and taken over).
+    pub author_id: Option<u64>,
     /// The author's relation to the repository (`MEMBER`, `CONTRIBUTOR`, ...).
     pub author_association: String,
     pub html_url: String,
+    /// Who caused the event (for `synchronize`: who pushed), when known.
+    pub sender: Option<String>,
+    /// The login owning the head branch's repository (None when the fork
+    /// was deleted, or unknown).
+    pub head_owner: Option<String>,
+    /// The PR's signed `updated_at`: for `opened` and `synchronize`, when
+    /// the head was pushed. The trust gate judges an ok against it, never
+    /// against arrival times.
+    pub updated_at: Option<SystemTime>,
 }
 
 /// What happened to a pull request. Only the actions that change what
@@ -121,7 +133,12 @@ pub struct IssueCommentEvent {
     pub body: String,
     /// The commenter's login.
     pub author: String,
+    /// The commenter's numeric id.
+    pub author_id: Option<u64>,
     pub author_association: String,
+    /// The comment's signed `created_at`: an ok covers only heads pushed
+    /// before it.
+    pub created_at: Option<SystemTime>,
 }
 
 /// Why a verified body could not be read as its event.
@@ -174,6 +191,8 @@ struct PullRequestPayload {
     action: PrAction,
     pull_request: PullRequestObject,
     repository: RepositoryObject,
+    #[serde(default)]
+    sender: Option<UserObject>,
 }
 
 #[derive(Deserialize)]
@@ -184,11 +203,21 @@ struct PullRequestObject {
     author_association: String,
     user: UserObject,
     head: HeadObject,
+    #[serde(default, deserialize_with = "rfc3339")]
+    updated_at: Option<SystemTime>,
 }
 
 #[derive(Deserialize)]
 struct HeadObject {
     sha: CommitSha,
+    /// Null when the head's fork was deleted.
+    #[serde(default)]
+    repo: Option<HeadRepoObject>,
+}
+
+#[derive(Deserialize)]
+struct HeadRepoObject {
+    owner: UserObject,
 }
 
 #[derive(Deserialize)]
@@ -213,6 +242,8 @@ struct CommentObject {
     body: String,
     user: UserObject,
     author_association: String,
+    #[serde(default, deserialize_with = "rfc3339")]
+    created_at: Option<SystemTime>,
 }
 
 #[derive(Deserialize)]
@@ -223,6 +254,23 @@ struct RepositoryObject {
 #[derive(Deserialize)]
 struct UserObject {
     login: String,
+    #[serde(default)]
+    id: Option<u64>,
+}
+
+/// GitHub's timestamps (`2024-03-15T10:41:07Z`); a malformed one is a
+/// field error, not a missing time.
+fn rfc3339<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<SystemTime>, D::Error> {
+    let Some(text) = Option::<String>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    let parsed = time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
+        .map_err(|error| {
+            serde::de::Error::custom(format!("invalid timestamp {text:?}: {error}"))
+        })?;
+    Ok(Some(parsed.into()))
 }
 
 impl From<PullRequestPayload> for Event {
@@ -235,8 +283,12 @@ impl From<PullRequestPayload> for Event {
             head_sha: pr.head.sha,
             title: pr.title,
             author: pr.user.login,
+            author_id: pr.user.id,
             author_association: pr.author_association,
             html_url: pr.html_url,
+            sender: payload.sender.map(|user| user.login),
+            head_owner: pr.head.repo.map(|repo| repo.owner.login),
+            updated_at: pr.updated_at,
         })
     }
 }
@@ -251,7 +303,9 @@ impl From<IssueCommentPayload> for Event {
             comment_id: payload.comment.id,
             body: payload.comment.body,
             author: payload.comment.user.login,
+            author_id: payload.comment.user.id,
             author_association: payload.comment.author_association,
+            created_at: payload.comment.created_at,
         })
     }
 }
@@ -377,6 +431,18 @@ mod tests {
         let reason = reason("pull_request", body);
         assert!(
             reason.contains("pull_request.head.sha: invalid commit SHA"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn a_malformed_timestamp_is_refused_with_its_path() {
+        let body = r#"{"action":"created","issue":{"number":129,"pull_request":{}},
+            "comment":{"id":12,"body":"hi","user":{"login":"x"},"author_association":"NONE",
+            "created_at":"yesterday"},"repository":{"full_name":"embercsi/ember-csi"}}"#;
+        let reason = reason("issue_comment", body);
+        assert!(
+            reason.contains("comment.created_at: invalid timestamp \"yesterday\""),
             "{reason}"
         );
     }

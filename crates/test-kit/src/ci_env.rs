@@ -133,10 +133,12 @@ pub fn write_config(
     let base = std::fs::read_to_string(demo.join("config")).expect("reading the demo config");
     let config = format!(
         "{base}\n# test overrides\nGH_TOKEN=\"{TEST_TOKEN}\"\nGH_API_URL=\"{github_url}\"\nGH_EMBER_SECRET=\"{TEST_SECRET}\"\n\
-         GH_CLONE_URL=\"{}\"\nCI_DIR=\"{}\"\nWEB_ADDR=127.0.0.1\nWEB_PORT=0\nPLUGIN_START_TIMEOUT=120\nSHUTDOWN_GRACE=60\n{extra}\n",
+         GH_CLONE_URL=\"{}\"\nCI_DIR=\"{}\"\nWEB_ADDR=127.0.0.1\nWEB_PORT=0\nWEB_UI_PORT=0\nPLUGIN_START_TIMEOUT=120\nSHUTDOWN_GRACE=60\n{}{extra}\n",
         repo.path.display(),
         state_dir.display(),
+        crate::git_server::csi_sanity_standin().config_keys(),
     );
+    crate::executor_env::ensure_local_registry();
     std::fs::write(config_dir.join("config"), config).expect("writing config");
     config_dir
 }
@@ -161,12 +163,13 @@ pub fn delivery_for(fixture: &str, head_sha: &str, dir: &Path) -> PathBuf {
     out
 }
 
-/// Runs `ember-ci send URL FILE --secret S`; returns (exit code, stdout).
+/// Runs `ember-ci send URL FILE` with the secret in EMBER_CI_SEND_SECRET
+/// (never in argv); returns (exit code, stdout).
 pub fn send(url: &str, file: &Path, secret: &str) -> (i32, String) {
     let output = Command::new(ember_ci_bin())
         .args(["send", url])
         .arg(file)
-        .args(["--secret", secret])
+        .env("EMBER_CI_SEND_SECRET", secret)
         .output()
         .expect("running ember-ci send");
     (
@@ -178,7 +181,10 @@ pub fn send(url: &str, file: &Path, secret: &str) -> (i32, String) {
 /// `ember-ci serve` as a child process; sent SIGTERM and reaped on drop.
 pub struct Service {
     child: Child,
+    /// The webhook's base URL.
     pub url: String,
+    /// The web UI's base URL (loopback).
+    pub ui_url: String,
     pub stderr_log: PathBuf,
 }
 
@@ -202,14 +208,18 @@ impl Service {
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
+            let mut webhook = None;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(url) = line.strip_prefix("ember-ci listening on ") {
-                    let _ = tx.send(url.to_string());
+                    webhook = Some(url.to_string());
+                }
+                if let Some(ui) = line.strip_prefix("ember-ci web UI on ") {
+                    let _ = tx.send((webhook.take().unwrap_or_default(), ui.to_string()));
                 }
             }
         });
-        let url = match rx.recv_timeout(Duration::from_secs(120)) {
-            Ok(url) => url,
+        let (url, ui_url) = match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(urls) => urls,
             Err(_) => {
                 let _ = child.kill();
                 panic!(
@@ -221,6 +231,7 @@ impl Service {
         Service {
             child,
             url,
+            ui_url,
             stderr_log,
         }
     }

@@ -11,6 +11,7 @@
 //!   `ember-ci serve` as a child process.
 //! - [`demo_setup`]: the usual end-to-end setup in one value.
 //! - [`executor_env`]: the executor's environment on real Podman.
+//! - [`git_server`]: `git daemon` on 127.0.0.1 serving a csi-sanity stand-in.
 //! - [`podman_lock`]: one real-Podman test at a time.
 
 pub mod ci_env;
@@ -18,6 +19,7 @@ pub mod demo_setup;
 pub mod executor_env;
 pub mod fake_github;
 pub mod fake_smee;
+pub mod git_server;
 pub mod outage_drill;
 pub mod wait;
 
