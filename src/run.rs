@@ -16,7 +16,9 @@ use crate::executor::{CancelSignal, Executor, Job, StepObserver, StepResult};
 use crate::github::{Reporter, StatusOutbox};
 use crate::journal::{JobChange, Journal};
 use crate::logs::{LogStore, Masker, Publication};
-use crate::model::{CommitSha, CommitStatus, JobId, JobOutcome, JobRequest, PrNumber, Step};
+use crate::model::{
+    CancelReason, CommitSha, CommitStatus, JobId, JobOutcome, JobRequest, PrNumber, Step,
+};
 use crate::scheduler::lifecycle::{run_to_final_status, Announcer, JobParts};
 
 /// How long `run` waits at the end for its statuses to reach GitHub.
@@ -161,7 +163,7 @@ async fn run_one(
     let on_interrupt = cancel.clone();
     let interrupt = tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            on_interrupt.cancel("interrupted");
+            on_interrupt.cancel(CancelReason::Interrupted);
         }
     });
     let finished = run_to_final_status(&job, &parts, console, cancel).await;

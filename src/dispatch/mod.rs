@@ -24,7 +24,9 @@ use tracing::{debug, error, info, info_span, warn, Instrument};
 use crate::config::{find_backend, BackendConfig, GitHubConfig};
 use crate::github::StatusOutbox;
 use crate::github::{GitHub, RetryPolicy};
-use crate::model::{CommitSha, CommitStatus, JobOutcome, JobRequest, PrNumber, StatusState};
+use crate::model::{
+    CancelReason, CommitSha, CommitStatus, JobOutcome, JobRequest, PrNumber, StatusState,
+};
 use crate::policy::{is_listed, is_push_trusted, is_trusted};
 use crate::scheduler::{Enqueued, Scheduler};
 use crate::webhook::{Delivery, Event, PrAction, PullRequestEvent};
@@ -152,8 +154,10 @@ impl Dispatcher {
                 {
                     error!(%pr, %error, "cannot record the head's push time; an ok for it will be refused");
                 }
-                let reason = format!("superseded by {}", head.short());
-                let cancelled = self.scheduler.cancel_pull_request(pr, Some(head), &reason);
+                let reason = CancelReason::Superseded { by: head.clone() };
+                let cancelled = self
+                    .scheduler
+                    .cancel_pull_request(pr, Some(head), reason.clone());
                 if cancelled > 0 {
                     info!(%pr, cancelled, "older jobs of the pull request cancelled");
                 }
@@ -191,10 +195,10 @@ impl Dispatcher {
                 }
             }
             PrAction::Closed => {
-                let reason = "pull request closed";
-                let cancelled = self.scheduler.cancel_pull_request(pr, None, reason);
+                let reason = CancelReason::PullRequestClosed;
+                let cancelled = self.scheduler.cancel_pull_request(pr, None, reason.clone());
                 if let Some(old) = self.ledger_result(self.ledger.release(pr, None)) {
-                    self.end_held_head(&old, reason);
+                    self.end_held_head(&old, &reason);
                 }
                 info!(%pr, cancelled, "pull request closed");
             }
@@ -234,10 +238,8 @@ impl Dispatcher {
 
     /// A head that waited for an ok and will never run: its pending
     /// "waiting" statuses end like a cancelled job's would.
-    fn end_held_head(&self, sha: &CommitSha, reason: &str) {
-        let outcome = JobOutcome::Cancelled {
-            reason: reason.to_string(),
-        };
+    fn end_held_head(&self, sha: &CommitSha, reason: &CancelReason) {
+        let outcome = JobOutcome::from(reason);
         self.post_for_every_backend(sha, outcome.status_state(), &outcome.description());
     }
 

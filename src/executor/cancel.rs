@@ -6,17 +6,14 @@ use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::model::JobOutcome;
-
-/// Why a job was stopped before its result, when no reason was given.
-const UNSPECIFIED_REASON: &str = "cancelled";
+use crate::model::{CancelReason, JobOutcome};
 
 /// Cancels one job with a reason. Cheap to clone; clones share the signal.
 #[derive(Debug, Clone, Default)]
 pub struct CancelSignal {
     token: CancellationToken,
     /// The latest reason given (a shutdown after a supersede says so).
-    reason: Arc<Mutex<Option<String>>>,
+    reason: Arc<Mutex<Option<CancelReason>>>,
 }
 
 impl CancelSignal {
@@ -25,8 +22,8 @@ impl CancelSignal {
     }
 
     /// Records `reason`, then fires the signal.
-    pub fn cancel(&self, reason: impl Into<String>) {
-        *self.reason.lock().expect("cancel reason lock poisoned") = Some(reason.into());
+    pub fn cancel(&self, reason: CancelReason) {
+        *self.reason.lock().expect("cancel reason lock poisoned") = Some(reason);
         self.token.cancel();
     }
 
@@ -39,19 +36,22 @@ impl CancelSignal {
         self.token.is_cancelled()
     }
 
-    /// The reason the job was cancelled for.
-    pub fn reason(&self) -> String {
+    /// The reason the job was cancelled for, once it was.
+    pub fn reason(&self) -> Option<CancelReason> {
         self.reason
             .lock()
             .expect("cancel reason lock poisoned")
             .clone()
-            .unwrap_or_else(|| UNSPECIFIED_REASON.to_string())
     }
 
     /// The outcome of a job ended by this signal.
     pub fn outcome(&self) -> JobOutcome {
-        JobOutcome::Cancelled {
-            reason: self.reason(),
+        match self.reason() {
+            Some(reason) => JobOutcome::from(&reason),
+            // Unreachable through `cancel`, which sets the reason first.
+            None => JobOutcome::Cancelled {
+                reason: "cancelled".to_string(),
+            },
         }
     }
 }

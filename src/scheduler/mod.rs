@@ -24,14 +24,15 @@ use tracing::{error, info, info_span, warn, Instrument};
 
 pub use board::{result_label, FinishedTotals, JobBoard, JobState, JobView, StepTracker};
 pub use lifecycle::{Announcer, JobRunner, RUNNING_DESCRIPTION};
-pub use recovery::{Recovery, GIVEN_UP_REASON, MAX_ATTEMPTS, REQUEUED_DESCRIPTION};
+pub use recovery::{Recovery, MAX_ATTEMPTS, REQUEUED_DESCRIPTION};
 
 use crate::executor::{CancelSignal, Job};
 use crate::github::StatusOutbox;
 use crate::journal::{JobChange, Journal, JournalError};
 use crate::logs::LogStore;
 use crate::model::{
-    BackendName, CommitSha, CommitStatus, JobId, JobOutcome, JobRequest, PrNumber, StatusState,
+    BackendName, CancelReason, CommitSha, CommitStatus, JobId, JobOutcome, JobRequest, PrNumber,
+    StatusState,
 };
 use lifecycle::{run_to_final_status, JobParts};
 
@@ -197,14 +198,14 @@ impl Scheduler {
         &self,
         pr: PrNumber,
         keep_sha: Option<&CommitSha>,
-        reason: &str,
+        reason: CancelReason,
     ) -> usize {
         let is_target = |r: &JobRequest| r.pr == pr && Some(&r.sha) != keep_sha;
         self.cancel_where(is_target, reason)
     }
 
     /// Cancels one job by id (web UI). Returns whether it was live.
-    pub fn cancel_job(&self, id: &JobId, reason: &str) -> bool {
+    pub fn cancel_job(&self, id: &JobId, reason: CancelReason) -> bool {
         let mut found = false;
         {
             let queue = self.lock();
@@ -218,14 +219,14 @@ impl Scheduler {
         found
     }
 
-    fn cancel_where(&self, is_target: impl Fn(&JobRequest) -> bool, reason: &str) -> usize {
+    fn cancel_where(&self, is_target: impl Fn(&JobRequest) -> bool, reason: CancelReason) -> usize {
         self.cancel_matching(|_, request| is_target(request), reason)
     }
 
     fn cancel_matching(
         &self,
         is_target: impl Fn(&JobId, &JobRequest) -> bool,
-        reason: &str,
+        reason: CancelReason,
     ) -> usize {
         let mut dropped = Vec::new();
         let mut signalled = 0;
@@ -242,13 +243,13 @@ impl Scheduler {
                 .iter()
                 .filter(|r| is_target(&r.id, &r.request))
             {
-                running.cancel.cancel(reason);
+                running.cancel.cancel(reason.clone());
                 signalled += 1;
             }
         }
         for job in &dropped {
-            info!(job = %job.id, request = %job.request, reason, "queued job cancelled");
-            self.finish_unstarted(&job.id, &job.request, reason);
+            info!(job = %job.id, request = %job.request, %reason, "queued job cancelled");
+            self.finish_unstarted(&job.id, &job.request, &reason);
         }
         dropped.len() + signalled
     }
@@ -264,18 +265,14 @@ impl Scheduler {
         };
         self.shared.wake.notify_one();
         for job in never_started {
-            self.finish_unstarted(
-                &job.id,
-                &job.request,
-                "ember-ci stopped before the job ran; comment `recheck` to run it",
-            );
+            self.finish_unstarted(&job.id, &job.request, &CancelReason::StoppedBeforeStart);
         }
         if tokio::time::timeout(grace, self.wait_idle()).await.is_err() {
             warn!(
                 grace_secs = grace.as_secs(),
                 "running jobs did not finish within the shutdown grace; cancelling them"
             );
-            self.cancel_where(|_| true, "ember-ci is shutting down");
+            self.cancel_where(|_| true, CancelReason::ShuttingDown);
             self.wait_idle().await;
         }
     }
@@ -292,10 +289,8 @@ impl Scheduler {
 
     /// Ends a job that never ran (cancelled while queued, or not resumed)
     /// with a final `error` status, so nothing stays pending.
-    fn finish_unstarted(&self, id: &JobId, request: &JobRequest, reason: &str) {
-        let outcome = JobOutcome::Cancelled {
-            reason: reason.to_string(),
-        };
+    fn finish_unstarted(&self, id: &JobId, request: &JobRequest, reason: &CancelReason) {
+        let outcome = JobOutcome::from(reason);
         self.shared.board.finished(id, &outcome);
         self.record(
             id,

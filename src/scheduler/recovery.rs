@@ -17,17 +17,13 @@ use tracing::{info, warn};
 
 use super::{QueuedJob, Scheduler};
 use crate::journal::{JobChange, JobPhase, StoredJob};
-use crate::model::{JobId, StatusState};
+use crate::model::{CancelReason, JobId, StatusState};
 
 /// Starts a job gets before an interruption is reported instead of retried.
 pub const MAX_ATTEMPTS: u32 = 2;
 
 /// The status description of a job put back in the queue after a restart.
 pub const REQUEUED_DESCRIPTION: &str = "re-queued after a restart of ember-ci";
-
-/// Why an interrupted job was given up on (shown as `cancelled: ...`, state error).
-pub const GIVEN_UP_REASON: &str =
-    "interrupted by a restart of ember-ci twice; comment `recheck` to run it again";
 
 /// What recovery did, for the start-up log line.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -111,12 +107,12 @@ impl Scheduler {
                 }
                 Decision::GiveUp => {
                     warn!(job = %job.id, request = %job.request, attempts = job.attempts, "job interrupted on every attempt; reported as an error");
-                    self.finish_unrun(&job, GIVEN_UP_REASON);
+                    self.finish_unrun(&job, &CancelReason::InterruptedTwice);
                     report.given_up.push(job.id);
                 }
                 Decision::Duplicate => {
                     warn!(job = %job.id, request = %job.request, "a second live job for one commit and backend; cancelled");
-                    self.finish_unrun(&job, "another job for this commit and backend is live");
+                    self.finish_unrun(&job, &CancelReason::DuplicateJob);
                     report.duplicates.push(job.id);
                 }
                 Decision::Skip => {}
@@ -136,7 +132,7 @@ impl Scheduler {
     }
 
     /// Finishes a job recovery will not run, with a final status.
-    fn finish_unrun(&self, job: &StoredJob, reason: &str) {
+    fn finish_unrun(&self, job: &StoredJob, reason: &CancelReason) {
         self.shared.board.queued(&job.id, &job.request);
         self.finish_unstarted(&job.id, &job.request, reason);
     }

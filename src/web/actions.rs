@@ -26,14 +26,11 @@ use warp::{Filter, Rejection, Reply};
 use super::api::json_error;
 use super::view::job_detail;
 use super::{html, Web};
-use crate::model::{JobId, JobRequest};
+use crate::model::{CancelReason, JobId, JobRequest};
 use crate::scheduler::Enqueued;
 
 /// A form carries one short token; anything bigger is not ours.
 const MAX_FORM_BYTES: usize = 4096;
-
-/// What a cancelled job's status says.
-const CANCEL_REASON: &str = "cancelled from the web UI";
 
 /// Why an action request was not let through.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -294,7 +291,11 @@ fn rerun(web: &Web, id: &JobId) -> Result<JobId, ActionError> {
 }
 
 fn cancel(web: &Web, id: &JobId) -> Result<(), ActionError> {
-    if web.context.scheduler.cancel_job(id, CANCEL_REASON) {
+    if web
+        .context
+        .scheduler
+        .cancel_job(id, CancelReason::FromWebUi)
+    {
         Ok(())
     } else if job_detail(web, id).is_some() {
         Err(ActionError::NotLive)

@@ -23,10 +23,10 @@ use ember_ci::config::Config;
 use ember_ci::executor::{CancelSignal, Job, StepObserver, JOB_LABEL};
 use ember_ci::github::Reporter;
 use ember_ci::journal::{JobPhase, Journal};
-use ember_ci::model::{BackendName, CommitSha, JobId, JobOutcome, JobRequest, PrNumber};
-use ember_ci::scheduler::{
-    Enqueued, JobRunner, Recovery, Scheduler, GIVEN_UP_REASON, REQUEUED_DESCRIPTION,
+use ember_ci::model::{
+    BackendName, CancelReason, CommitSha, JobId, JobOutcome, JobRequest, PrNumber,
 };
+use ember_ci::scheduler::{Enqueued, JobRunner, Recovery, Scheduler, REQUEUED_DESCRIPTION};
 use ember_ci::service::Parts;
 use fake_github::{FakeGitHub, RecordedStatus};
 use tokio_util::sync::CancellationToken;
@@ -284,7 +284,7 @@ async fn a_job_interrupted_twice_is_reported_as_an_error() {
     let last = github.statuses_for(&sha).pop().expect("a status");
     assert_eq!(
         last.description.as_deref(),
-        Some(format!("cancelled: {GIVEN_UP_REASON}").as_str())
+        Some(format!("cancelled: {}", CancelReason::InterruptedTwice).as_str())
     );
     assert_eq!(
         life.runner.started.load(Ordering::SeqCst),

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use ember_ci::config::DriverConfig;
 use ember_ci::executor::CancelSignal;
-use ember_ci::model::{JobOutcome, StatusState, Step};
+use ember_ci::model::{CancelReason, JobOutcome, StatusState, Step};
 use executor_env::{
     assert_nothing_left, run_job, run_job_observed, run_ok, start_executor, DemoEnv,
     RecordingObserver, Timeouts, GENEROUS, NEVER_SERVING_PR,
@@ -201,12 +201,7 @@ async fn cancelled_job_runs_post_run_and_cleanup() {
 
     let run = run_job_observed(&executor, env.job(NEVER_SERVING_PR), observer, cancel).await;
 
-    assert_eq!(
-        run.outcome,
-        JobOutcome::Cancelled {
-            reason: "cancelled at wait-plugin".into()
-        }
-    );
+    assert_eq!(run.outcome, JobOutcome::from(&CancelReason::FromWebUi));
     let abandoned = run
         .observer
         .finished(Step::WaitPlugin)

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ember_ci::executor::CancelSignal;
-use ember_ci::model::{JobOutcome, Step};
+use ember_ci::model::{CancelReason, JobOutcome, Step};
 use executor_env::{
     assert_nothing_left, nested_leftovers, run_job, run_ok, start_executor, DemoEnv, JobRun,
     RecordingObserver, GENEROUS, NEVER_SERVING_PR,
@@ -426,7 +426,7 @@ async fn killed_job_is_swept_and_the_next_job_of_its_slot_clears_the_store() {
         format!("ember-ci-job-{}", survivor.id),
         "the sweep removed a running job's sandbox"
     );
-    stop_survivor.cancel("the test is done with the survivor");
+    stop_survivor.cancel(CancelReason::ShuttingDown);
     let outcome = survivor_task.await.expect("survivor task");
     assert!(
         matches!(outcome, JobOutcome::Cancelled { .. }),

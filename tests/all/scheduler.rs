@@ -16,7 +16,7 @@ use ember_ci::github::{GitHub, Reporter, StatusOutbox};
 use ember_ci::journal::Journal;
 use ember_ci::logs::{LogStore, Masker};
 use ember_ci::model::{
-    BackendName, CommitSha, JobId, JobOutcome, JobRequest, PrNumber, RepoName, Step,
+    BackendName, CancelReason, CommitSha, JobId, JobOutcome, JobRequest, PrNumber, RepoName, Step,
 };
 use ember_ci::scheduler::{Enqueued, JobRunner, Scheduler};
 use fake_github::FakeGitHub;
@@ -278,9 +278,13 @@ async fn superseded_jobs_are_cancelled_and_reported_as_error() {
     h.scheduler.enqueue(queued.clone());
     h.wait_for_started(1).await;
     h.scheduler.enqueue(newer.clone());
-    let cancelled =
-        h.scheduler
-            .cancel_pull_request(running.pr, Some(&newer.sha), "superseded by 3333333");
+    let cancelled = h.scheduler.cancel_pull_request(
+        running.pr,
+        Some(&newer.sha),
+        CancelReason::Superseded {
+            by: newer.sha.clone(),
+        },
+    );
     assert_eq!(cancelled, 2);
     let old_sha = running.sha.as_str().to_string();
     h.github

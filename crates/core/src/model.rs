@@ -385,6 +385,59 @@ impl fmt::Display for StatusState {
     }
 }
 
+/// Why a job was stopped before its result. Sent with the cancel signal,
+/// so the outcome says why without anyone patching a text in later; the
+/// journal keeps its text (`JobOutcome::Cancelled`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelReason {
+    /// A newer head of the same pull request arrived.
+    Superseded {
+        by: CommitSha,
+    },
+    PullRequestClosed,
+    /// A user pressed cancel on the local web UI.
+    FromWebUi,
+    /// ember-ci stopped while the job was still queued.
+    StoppedBeforeStart,
+    /// SHUTDOWN_GRACE passed while the job ran.
+    ShuttingDown,
+    /// Crash recovery found the job interrupted on every attempt.
+    InterruptedTwice,
+    /// Crash recovery found a second live job for the same commit and backend.
+    DuplicateJob,
+    /// `ember-ci run` got an interrupt (Ctrl-C).
+    Interrupted,
+}
+
+impl fmt::Display for CancelReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CancelReason::Superseded { by } => write!(f, "superseded by {}", by.short()),
+            CancelReason::PullRequestClosed => f.write_str("pull request closed"),
+            CancelReason::FromWebUi => f.write_str("cancelled from the web UI"),
+            CancelReason::StoppedBeforeStart => {
+                f.write_str("ember-ci stopped before the job ran; comment `recheck` to run it")
+            }
+            CancelReason::ShuttingDown => f.write_str("ember-ci is shutting down"),
+            CancelReason::InterruptedTwice => f.write_str(
+                "interrupted by a restart of ember-ci twice; comment `recheck` to run it again",
+            ),
+            CancelReason::DuplicateJob => {
+                f.write_str("another job for this commit and backend is live")
+            }
+            CancelReason::Interrupted => f.write_str("interrupted"),
+        }
+    }
+}
+
+impl From<&CancelReason> for JobOutcome {
+    fn from(reason: &CancelReason) -> Self {
+        JobOutcome::Cancelled {
+            reason: reason.to_string(),
+        }
+    }
+}
+
 /// How a job ended. A PR that fails is a normal outcome, not an `Err`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "lowercase")]

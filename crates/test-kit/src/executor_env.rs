@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use ember_ci::config::Config;
 use ember_ci::executor::{CancelSignal, Executor, Job, StepObserver, StepResult};
-use ember_ci::model::{BackendName, CommitSha, JobId, JobOutcome, JobRequest, PrNumber, Step};
+use ember_ci::model::{
+    BackendName, CancelReason, CommitSha, JobId, JobOutcome, JobRequest, PrNumber, Step,
+};
 
 /// The PR whose plugin never opens its endpoint (made by [`DemoEnv::new`]).
 pub const NEVER_SERVING_PR: u64 = 131;
@@ -289,7 +291,7 @@ pub struct RecordingObserver {
 }
 
 impl RecordingObserver {
-    /// Cancels with the reason "cancelled at <step>" when `step` starts.
+    /// Cancels as a user on the web UI would, when `step` starts.
     pub fn cancelling_at(step: Step, token: CancelSignal) -> Self {
         Self {
             events: Mutex::default(),
@@ -363,7 +365,7 @@ impl StepObserver for RecordingObserver {
         self.push(Event::Started(step));
         if let Some((at, token)) = &self.cancel_at {
             if *at == step {
-                token.cancel(format!("cancelled at {step}"));
+                token.cancel(CancelReason::FromWebUi);
             }
         }
     }
