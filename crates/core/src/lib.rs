@@ -8,10 +8,12 @@
 //! - [`policy`]: who may trigger what.
 //! - [`commands`]: the PR comment-command parser.
 //! - [`event`]: a verified webhook body -> [`event::Event`].
+//! - [`sanity`]: the sanity suite's results and their summary texts.
 //! - [`signature`]: `X-Hub-Signature-256` / `X-Hub-Signature` signing and checking.
 
 pub mod commands;
 pub mod event;
 pub mod model;
 pub mod policy;
+pub mod sanity;
 pub mod signature;
