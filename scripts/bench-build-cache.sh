@@ -22,7 +22,7 @@ trap cleanup EXIT
 
 mkdir -p "$work/store" "$work/src"
 cat > "$work/src/Dockerfile" <<'EOF'
-FROM localhost/debian:bookworm
+FROM docker.io/library/debian:bookworm
 # The dependency layer: what Ember-CSI's image installs before its source.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \

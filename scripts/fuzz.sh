@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs each fuzz target (fuzz/fuzz_targets: webhook payload parsing,
+# Runs each fuzz target (fuzz/fuzz_targets: webhook payload parsing, relayed-body repairs,
 # signature checking, the comment-command parser) for a bounded time with
 # cargo fuzz (libFuzzer), starting from the seeds in fuzz/seeds. Needs the
 # nightly toolchain (installed with rustup when missing) and cargo-fuzz
@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 seconds="${FUZZ_SECONDS:-20}"
-targets=(parse_event verify_signature parse_commands)
+targets=(parse_event verify_signature parse_commands relayed_body)
 
 if ! rustup toolchain list | grep -q '^nightly'; then
   echo "[fuzz] installing the nightly toolchain (cargo fuzz needs it)"

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Prepares a Debian/Ubuntu host (as root) for ember-ci: podman with runc and
 # explicit ulimits (crun fails on our hosts, see docs/ARCHITECTURE.md), git,
-# debootstrap, and the local base image localhost/debian:bookworm that every
-# image in the demo and the tests is built FROM (no registry is reachable).
+# debootstrap, and a debootstrapped Debian image (localhost/debian:bookworm)
+# that scripts/local-registry.sh serves as docker.io/library/debian:bookworm
+# where no public registry is reachable. Images everywhere else keep their
+# public names.
 # Idempotent: each part is skipped when already in place.
 # Usage: setup-host.sh [--with-browser]
 set -euo pipefail
@@ -13,6 +15,7 @@ log() { printf '[setup-host] %s\n' "$*"; }
 
 need_packages=()
 for tool in podman:podman runc:runc git:git debootstrap:debootstrap curl:curl \
+            docker-registry:docker-registry \
             pkg-config:pkg-config cc:gcc; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || need_packages+=("${tool#*:}")
 done
@@ -33,17 +36,31 @@ if [ ${#need_packages[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need_packages[@]}" >/dev/null
 fi
 
-conf=/etc/containers/containers.conf
-if ! grep -q '^runtime = "runc"' "$conf" 2>/dev/null; then
-  log "configuring podman: runc runtime, explicit ulimits ($conf)"
-  mkdir -p /etc/containers
-  cat >"$conf" <<'CONF'
+# Host configuration changes only through drop-in files, each printed when
+# written; the host's own containers.conf and registries.conf stay as they are.
+write_drop_in() {
+  local file=$1 why=$2 content
+  content=$(cat)
+  if [ "$(cat "$file" 2>/dev/null)" != "$content" ]; then
+    mkdir -p "$(dirname "$file")"
+    printf '%s\n' "$content" >"$file"
+    log "wrote $file: $why"
+  fi
+}
+write_drop_in /etc/containers/containers.conf.d/50-ember-ci.conf \
+  "podman uses runc with explicit ulimits (crun fails on our hosts)" <<'CONF'
+# Written by ember-ci's scripts/setup-host.sh.
 [containers]
 default_ulimits = ["nofile=4096:4096", "nproc=4096:4096"]
 [engine]
 runtime = "runc"
 CONF
-fi
+write_drop_in /etc/containers/registries.conf.d/50-ember-ci-short-names.conf \
+  "short image names (centos:7) resolve on docker.io, as on Fedora/RHEL hosts" <<'CONF'
+# Written by ember-ci's scripts/setup-host.sh: short names are looked up on
+# docker.io, as vendors' scripts written for Docker expect.
+unqualified-search-registries = ["docker.io"]
+CONF
 
 if ! podman image exists "$BASE_IMAGE"; then
   log "building $BASE_IMAGE with debootstrap (about a minute)"
@@ -53,4 +70,4 @@ if ! podman image exists "$BASE_IMAGE"; then
   rm -rf "$root"/var/cache/apt/archives/*.deb
   tar -C "$root" -c . | podman import - "$BASE_IMAGE" >/dev/null
 fi
-log "ready: $(podman --version), runtime runc, base image $BASE_IMAGE"
+log "ready: $(podman --version), runtime $(podman info --format '{{.Host.OCIRuntime.Name}}'), debootstrapped base $BASE_IMAGE"

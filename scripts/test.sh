@@ -7,6 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
 bash scripts/setup-host.sh --with-browser
+# The local registry mirroring docker.io (tests pull public names through it);
+# stopped when the checks end.
+bash scripts/local-registry.sh seed localhost/debian:bookworm docker.io/library/debian:bookworm
+trap 'bash scripts/local-registry.sh stop' EXIT
 bash scripts/ensure-rust.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 # Podman 5's quadlet generator for the unit test (cached under /var/cache).

@@ -52,6 +52,14 @@ enum Command {
         /// Re-sign the body with this secret (X-Hub-Signature-256 and X-Hub-Signature).
         #[arg(long, env = "EMBER_CI_SEND_SECRET")]
         secret: Option<String>,
+        /// Post it form-encoded (`payload=<JSON>`, GitHub's other content
+        /// type); needs --secret, since the signed bytes change.
+        #[arg(long)]
+        form: bool,
+        /// Keep the saved X-GitHub-Delivery id (the CI then drops a repeat
+        /// as a duplicate); by default each send gets a fresh id.
+        #[arg(long)]
+        keep_id: bool,
     },
     /// Validate a config dir and print a summary with secrets masked.
     CheckConfig {
@@ -75,9 +83,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(log_filter())
         .with_writer(std::io::stderr)
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
@@ -117,10 +123,27 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             let outcome = ember_ci::run::run_pull_request(config, pr, backend.as_deref()).await?;
             Ok(ExitCode::from(outcome.exit_code() as u8))
         }
-        Command::Send { url, file, secret } => {
-            let report = ember_ci::send::send_saved_delivery(&url, &file, secret.as_deref())
-                .await
-                .with_context(|| format!("sending {}", file.display()))?;
+        Command::Send {
+            url,
+            file,
+            secret,
+            form,
+            keep_id,
+        } => {
+            let encoding = if form {
+                ember_ci::send::BodyEncoding::Form
+            } else {
+                ember_ci::send::BodyEncoding::AsSaved
+            };
+            let id = if keep_id {
+                ember_ci::send::DeliveryId::Keep
+            } else {
+                ember_ci::send::DeliveryId::Fresh
+            };
+            let report =
+                ember_ci::send::send_saved_delivery(&url, &file, secret.as_deref(), encoding, id)
+                    .await
+                    .with_context(|| format!("sending {}", file.display()))?;
             println!("{} {}", report.status, report.response.trim_end());
             Ok(if (200..300).contains(&report.status) {
                 ExitCode::SUCCESS
@@ -146,6 +169,21 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             print!("{report}");
             Ok(ExitCode::from(u8::from(report.blocks())))
         }
+    }
+}
+
+/// RUST_LOG, else info. The SSE crate warns on every failed reconnect
+/// attempt; the relay warns once per outage itself, so the crate is kept
+/// to errors unless RUST_LOG names it.
+fn log_filter() -> EnvFilter {
+    const QUIET_SSE: &str = "eventsource_client=error";
+    let names_sse =
+        std::env::var("RUST_LOG").is_ok_and(|filter| filter.contains("eventsource_client"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    if names_sse {
+        filter
+    } else {
+        filter.add_directive(QUIET_SSE.parse().expect("a valid directive"))
     }
 }
 

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::relay::saved::{prepare_saved_delivery, SavedDeliveryError};
+pub use crate::relay::saved::BodyEncoding;
+use crate::relay::saved::{prepare_saved_text, SavedDeliveryError};
 
 /// How long a replay waits for the CI's answer; the intake answers at once,
 /// so this only bounds a hung server.
@@ -30,23 +31,38 @@ pub enum SendError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{} is not JSON: {source}", path.display())]
-    NotJson {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
+    #[error("{} is not UTF-8 text", path.display())]
+    NotText { path: PathBuf },
     #[error(transparent)]
     Saved(#[from] SavedDeliveryError),
     #[error("posting the delivery to {url}: {source}")]
     Post { url: String, source: reqwest::Error },
 }
 
-/// Reads a smee-form delivery from `file` and POSTs it to `url`; with
-/// `secret`, re-signs it so a CI with that webhook secret accepts it.
+/// GitHub's header naming one delivery; receivers deduplicate on it.
+const DELIVERY_ID_HEADER: &str = "x-github-delivery";
+
+/// Whether a replay keeps the saved delivery id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryId {
+    /// A fresh id per send, as GitHub's "Redeliver" does: a file sent twice
+    /// is two deliveries, not a duplicate the CI drops.
+    Fresh,
+    /// The saved id (to test deduplication).
+    Keep,
+}
+
+/// Reads a smee-form delivery from `file` and POSTs it to `url`, its body
+/// byte for byte as saved (`encoding` [`BodyEncoding::Form`] posts it
+/// form-encoded instead); with `secret`, re-signs it so a CI with that
+/// webhook secret accepts it. `id` says whether the saved delivery id goes
+/// out again.
 pub async fn send_saved_delivery(
     url: &str,
     file: &Path,
     secret: Option<&str>,
+    encoding: BodyEncoding,
+    id: DeliveryId,
 ) -> Result<SendReport, SendError> {
     let text = tokio::fs::read(file)
         .await
@@ -54,12 +70,20 @@ pub async fn send_saved_delivery(
             path: file.to_path_buf(),
             source,
         })?;
-    let saved: serde_json::Value =
-        serde_json::from_slice(&text).map_err(|source| SendError::NotJson {
-            path: file.to_path_buf(),
-            source,
-        })?;
-    let prepared = prepare_saved_delivery(&saved, secret)?;
+    let text = String::from_utf8(text).map_err(|_| SendError::NotText {
+        path: file.to_path_buf(),
+    })?;
+    let mut prepared = prepare_saved_text(&text, secret, encoding)?;
+    if id == DeliveryId::Fresh {
+        // Not signed, so the signature stays valid.
+        let fresh = uuid::Uuid::new_v4().to_string();
+        prepared
+            .headers
+            .retain(|(name, _)| name != DELIVERY_ID_HEADER);
+        prepared
+            .headers
+            .push((DELIVERY_ID_HEADER.to_string(), fresh));
+    }
 
     let post_error = |source| SendError::Post {
         url: url.to_string(),

@@ -178,7 +178,11 @@ pub const KEYS: &[Key] = &[
     Key::new("SHUTDOWN_GRACE", Service, DefaultTo("600"), DURATION_FIX),
     Key::new("PODMAN_SOCKET", Executor, Optional, "set it to the absolute path of a Podman API socket, or leave it empty"),
     Key::new("SANDBOX_IMAGE", Executor, Optional, "set it to an image reference, or leave it empty to build the sandbox image"),
+    Key::new("SANDBOX_BASE_IMAGE", Executor, DefaultTo(DEFAULT_SANDBOX_BASE_IMAGE), "set it to a fully qualified Debian image, e.g. docker.io/library/debian:bookworm"),
     Key::new("SANDBOX_SKIP_CSI_SANITY", Executor, DefaultTo("0"), "use 0 or 1"),
+    Key::new("CSI_SANITY_REPO", Executor, DefaultTo(CSI_SANITY_REPO), "set it to the git URL of kubernetes-csi/csi-test or a mirror of it"),
+    Key::new("CSI_SANITY_VERSION", Executor, DefaultTo(CSI_SANITY_VERSION), "set it to a csi-test tag, e.g. v5.3.1, together with its CSI_SANITY_COMMIT"),
+    Key::new("CSI_SANITY_COMMIT", Executor, DefaultTo(CSI_SANITY_COMMIT), "set it to the 40-hex-digit commit id CSI_SANITY_VERSION names"),
     Key::new("IMAGE_STORE_MAX_GB", Executor, DefaultTo("40"), "set it to a size in GB, 1 or more"),
     Key::new("TRUSTED_USERS", GitHub, Optional, "list GitHub logins separated by spaces or commas"),
     Key::new("SECRETS", Logs, Optional, "list the values to mask, separated by spaces").secret_list(),
@@ -204,6 +208,17 @@ fn find(name: &str, scope: Scope) -> Option<&'static Key> {
     KEYS.iter()
         .find(|key| key.name == name && key.scope == scope)
 }
+
+/// The default of `SANDBOX_BASE_IMAGE`: fully qualified, so it resolves the
+/// same on every host whatever its registries.conf.
+pub const DEFAULT_SANDBOX_BASE_IMAGE: &str = "docker.io/library/debian:bookworm";
+
+/// Where csi-sanity comes from by default: csi-test's repository, a tag, and
+/// the commit that tag named when we pinned it. The sandbox build refuses a
+/// fetched tag that names any other commit (a moved tag, a wrong mirror).
+pub const CSI_SANITY_REPO: &str = "https://github.com/kubernetes-csi/csi-test.git";
+pub const CSI_SANITY_VERSION: &str = "v5.3.1";
+pub const CSI_SANITY_COMMIT: &str = "12190f51faa0cd8105b39615399fa29a6f8cf83a";
 
 /// The default of `SANITY_COMMAND`.
 /// `$ARTIFACTS_DIR` is expanded by the shell that runs it in the sandbox.

@@ -14,13 +14,13 @@ use std::time::Duration;
 
 use super::errors::{shell_error, ConfigError, ConfigErrors};
 use super::keys::{
-    backend_key, key, unused_key_warnings, Scope, Secrecy, CONFIG_FILE_NAME, KEYS, MAX_DRIVERS,
-    MAX_IMAGE_STORE_GB, MAX_LOG_RETENTION_DAYS, MAX_WORKERS, OBSOLETE_KEYS,
+    self, backend_key, key, unused_key_warnings, Scope, Secrecy, CONFIG_FILE_NAME, KEYS,
+    MAX_DRIVERS, MAX_IMAGE_STORE_GB, MAX_LOG_RETENTION_DAYS, MAX_WORKERS, OBSOLETE_KEYS,
 };
 use super::shell;
 use super::types::{
-    BackendConfig, Config, DriverConfig, ExecutorConfig, GitHubConfig, LogsConfig, RelayConfig,
-    Script, Secret, ServiceConfig, WebConfig,
+    BackendConfig, Config, CsiSanitySource, DriverConfig, ExecutorConfig, GitHubConfig, LogsConfig,
+    RelayConfig, Script, Secret, ServiceConfig, WebConfig,
 };
 use super::values::{self, quoted};
 use crate::model::{BackendName, RepoName};
@@ -298,8 +298,10 @@ impl Reader {
         let sandbox_image = self.parsed("SANDBOX_IMAGE", |v| {
             values::check_single_argument(v).map(|()| v.to_string())
         });
-        let sandbox_skip_csi_sanity =
-            self.parsed_or_default("SANDBOX_SKIP_CSI_SANITY", values::parse_bool);
+        let sandbox_base_image = self.parsed_or_default("SANDBOX_BASE_IMAGE", |v| {
+            values::check_single_argument(v).map(|()| v.to_string())
+        });
+        let csi_sanity = self.read_csi_sanity(&backends, sandbox_image.is_some());
         let image_store_max_gb = self.parsed_or_default("IMAGE_STORE_MAX_GB", |v| {
             values::parse_number(v, 1, MAX_IMAGE_STORE_GB)
         });
@@ -346,7 +348,8 @@ impl Reader {
                 plugin_start_timeout,
                 podman_socket,
                 sandbox_image,
-                sandbox_skip_csi_sanity,
+                sandbox_base_image,
+                csi_sanity,
                 image_store_max_gb,
             },
             service: ServiceConfig {
@@ -365,6 +368,66 @@ impl Reader {
             warnings: self.warnings,
             secret_values,
         })
+    }
+
+    /// The csi-sanity source, or None when skipped. Skipping while a
+    /// backend's sanity command runs csi-sanity (in a sandbox we build) is
+    /// a config error: every job would end `failure` (exit 127), blaming
+    /// the PR.
+    fn read_csi_sanity(
+        &mut self,
+        backends: &[BackendConfig],
+        own_sandbox_image: bool,
+    ) -> Option<CsiSanitySource> {
+        let skip = self.parsed_or_default("SANDBOX_SKIP_CSI_SANITY", values::parse_bool);
+        let repo = self.parsed_or_default("CSI_SANITY_REPO", |v| {
+            values::check_git_location(v).map(|()| v.to_string())
+        });
+        let version = self.parsed_or_default("CSI_SANITY_VERSION", |v| {
+            values::check_single_argument(v).map(|()| v.to_string())
+        });
+        let commit = self.parsed_or_default("CSI_SANITY_COMMIT", |v| {
+            let v = v.trim();
+            if v.len() == 40 && v.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+                Ok(v.to_string())
+            } else {
+                Err(format!("{} is not a full commit id", quoted(v)))
+            }
+        });
+        let version_changed = version != keys::CSI_SANITY_VERSION;
+        if version_changed && commit == keys::CSI_SANITY_COMMIT {
+            self.error(
+                "CSI_SANITY_COMMIT",
+                format!("CSI_SANITY_VERSION is {version}, but the commit is still the one pinned for {}", keys::CSI_SANITY_VERSION),
+                "set CSI_SANITY_COMMIT to the commit id the tag names",
+            );
+        }
+        if !skip {
+            return Some(CsiSanitySource {
+                repo,
+                version,
+                commit,
+            });
+        }
+        // SANDBOX_IMAGE: the vendor's image may well have csi-sanity.
+        let checked = if own_sandbox_image { &[][..] } else { backends };
+        for backend in checked {
+            let needs_it = backend
+                .sanity_command
+                .split_whitespace()
+                .any(|word| word.rsplit('/').next() == Some("csi-sanity"));
+            if needs_it {
+                self.error(
+                    "SANDBOX_SKIP_CSI_SANITY",
+                    format!(
+                        "the sandbox is built without csi-sanity, but backend {}'s sanity command runs it ({})",
+                        backend.name, backend.sanity_command
+                    ),
+                    "remove SANDBOX_SKIP_CSI_SANITY, or set SANITY_COMMAND to a command that does not need csi-sanity",
+                );
+            }
+        }
+        None
     }
 
     fn read_relay(&mut self) -> RelayConfig {

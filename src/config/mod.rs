@@ -28,8 +28,8 @@ mod tests;
 pub use credentials::{credential_values, is_credential_key, mask_driver_config_json, MASK};
 pub use errors::{ConfigError, ConfigErrors};
 pub use keys::{
-    Key, Need, Scope, Secrecy, Section, CONFIG_FILE_NAME, DEFAULT_SANITY_COMMAND, KEYS,
-    OBSOLETE_KEYS,
+    Key, Need, Scope, Secrecy, Section, CONFIG_FILE_NAME, CSI_SANITY_COMMIT, CSI_SANITY_REPO,
+    CSI_SANITY_VERSION, DEFAULT_SANDBOX_BASE_IMAGE, DEFAULT_SANITY_COMMAND, KEYS, OBSOLETE_KEYS,
 };
 pub use summary::summary;
 pub use types::*;

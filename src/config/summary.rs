@@ -66,6 +66,7 @@ pub fn summary(config: &Config) -> String {
     );
     out.field("podman", &podman(config));
     out.field("sandbox image", &sandbox_image(config));
+    out.field("csi-sanity", &csi_sanity(config));
     out.field(
         "image store max",
         &format!("{} GB", config.executor.image_store_max_gb),
@@ -203,12 +204,22 @@ fn podman(config: &Config) -> String {
 }
 
 fn sandbox_image(config: &Config) -> String {
-    match &config.executor.sandbox_image {
+    let executor = &config.executor;
+    match &executor.sandbox_image {
         Some(image) => image.clone(),
-        None if config.executor.sandbox_skip_csi_sanity => {
-            "built locally, without csi-sanity".to_string()
-        }
-        None => "built locally, with csi-sanity".to_string(),
+        None => format!("built locally FROM {}", executor.sandbox_base_image),
+    }
+}
+
+/// Where csi-sanity comes from and how it is checked.
+fn csi_sanity(config: &Config) -> String {
+    match (&config.executor.sandbox_image, &config.executor.csi_sanity) {
+        (Some(_), _) => "whatever SANDBOX_IMAGE holds (not built, not verified)".to_string(),
+        (None, None) => "not installed (SANDBOX_SKIP_CSI_SANITY=1)".to_string(),
+        (None, Some(source)) => format!(
+            "built from source: {} tag {}, verified to be commit {} before building",
+            source.repo, source.version, source.commit
+        ),
     }
 }
 

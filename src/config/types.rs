@@ -143,10 +143,21 @@ pub struct ExecutorConfig {
     pub podman_socket: Option<PathBuf>,
     /// SANDBOX_IMAGE: use this image instead of building containers/sandbox.
     pub sandbox_image: Option<String>,
-    /// SANDBOX_SKIP_CSI_SANITY: build the sandbox without csi-sanity
-    /// (hosts that cannot download it; the sanity command must not need it).
-    pub sandbox_skip_csi_sanity: bool,
+    /// SANDBOX_BASE_IMAGE: what the sandbox image is built FROM.
+    pub sandbox_base_image: String,
+    /// Where the sandbox's csi-sanity is built from; None when
+    /// SANDBOX_SKIP_CSI_SANITY=1 (no sanity command may then need it).
+    pub csi_sanity: Option<CsiSanitySource>,
     pub image_store_max_gb: u64,
+}
+
+/// CSI_SANITY_REPO, CSI_SANITY_VERSION, CSI_SANITY_COMMIT: csi-sanity is
+/// built from `version` (a tag) of `repo`, which must be commit `commit`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CsiSanitySource {
+    pub repo: String,
+    pub version: String,
+    pub commit: String,
 }
 
 /// The service's own settings (the service section).

@@ -110,6 +110,47 @@ impl GitCache {
         Ok(())
     }
 
+    /// The commit to build for a PR whose head is `head`: GitHub's merge
+    /// commit (refs/pull/N/merge) when it exists and merges that very head,
+    /// so the code that would be merged is tested; otherwise None and the
+    /// head is built. Call after [`Self::fetch_pr`].
+    pub async fn fetch_merge(&self, pr: PrNumber, head: &CommitSha) -> Option<CommitSha> {
+        let _serialised = self.fetch_lock.lock().await;
+        let reference = pr.merge_ref();
+        let refspec = format!("+{reference}:{reference}");
+        let mut fetch = self.git();
+        fetch.args([
+            "fetch",
+            "--no-tags",
+            "--no-write-fetch-head",
+            "--",
+            &self.url,
+            &refspec,
+        ]);
+        if !run_quiet(fetch).await.ok()?.status.success() {
+            return None;
+        }
+        // A merge ref GitHub has not recomputed yet still merges an older head.
+        if self.rev_parse(&format!("{reference}^2")).await? != head.as_str() {
+            return None;
+        }
+        let merge = self.rev_parse(&format!("{reference}^{{commit}}")).await?;
+        CommitSha::new(&merge).ok()
+    }
+
+    async fn rev_parse(&self, revision: &str) -> Option<String> {
+        let mut command = self.git();
+        command
+            .args(["rev-parse", "--verify", "--quiet", revision])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null());
+        let output = command.output().await.ok()?;
+        output
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
+    }
+
     /// Writes the tree of `sha` into `dest` (created, must not exist yet).
     /// `git archive` goes through a file, so a large tree never sits in memory.
     pub async fn export_tree(&self, sha: &CommitSha, dest: &Path) -> Result<(), GitError> {

@@ -14,6 +14,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use super::hygiene::{self, HostState, HygieneReport};
 use super::sandbox_argv::{self, InnerCommand, JobNames, PluginLaunch, PluginProbe};
 use super::{
     CancelSignal, Executor, ExecutorError, Job, StepObserver, StepResult, INSTANCE_LABEL, JOB_LABEL,
@@ -140,6 +141,7 @@ impl<'a> JobRun<'a> {
                 reason: format!("backend {} is not configured", self.job.request.backend),
             };
         };
+        let host_before = HostState::read().await;
         let job_timeout = config.job_timeout;
         let interrupted = {
             let steps = self.main_steps(backend);
@@ -164,7 +166,7 @@ impl<'a> JobRun<'a> {
             }
         };
         let outcome = self.post_run(backend, outcome).await;
-        self.cleanup().await;
+        self.cleanup(&host_before).await;
         outcome
     }
 
@@ -278,7 +280,8 @@ impl<'a> JobRun<'a> {
 
     async fn fetch(&mut self) -> StepBody {
         let request = &self.job.request;
-        tokio::fs::create_dir_all(&self.work_dir)
+        // scratch/: the vendor scripts' writable dir (SANDBOX_SCRATCH_DIR).
+        tokio::fs::create_dir_all(self.work_dir.join("scratch"))
             .await
             .map_err(|e| {
                 StepStop::error(format!("cannot create {}: {e}", self.work_dir.display()))
@@ -298,11 +301,41 @@ impl<'a> JobRun<'a> {
                 observer.output(Step::Fetch, chunk)
             })
             .await?;
+        // Statuses stay on the head SHA whichever commit is built.
+        let merge = self
+            .executor
+            .git
+            .fetch_merge(request.pr, &request.sha)
+            .await;
+        let built = match &merge {
+            Some(merge) => {
+                self.say(
+                    Step::Fetch,
+                    &format!(
+                        "building {} {merge}: head {} merged into its base\n",
+                        request.pr.merge_ref(),
+                        request.sha
+                    ),
+                );
+                merge
+            }
+            None => {
+                self.say(
+                    Step::Fetch,
+                    &format!(
+                        "no current {} (conflicts, or not computed yet): building the head {}\n",
+                        request.pr.merge_ref(),
+                        request.sha
+                    ),
+                );
+                &request.sha
+            }
+        };
         self.executor
             .git
-            .export_tree(&request.sha, &self.work_dir.join("src"))
+            .export_tree(built, &self.work_dir.join("src"))
             .await?;
-        self.say(Step::Fetch, &format!("checked out {}\n", request.sha));
+        self.say(Step::Fetch, &format!("checked out {built}\n"));
         Ok(None)
     }
 
@@ -348,7 +381,9 @@ impl<'a> JobRun<'a> {
         self.say(
             Step::Sandbox,
             &format!(
-                "starting sandbox {} from {image} (image store {})\n",
+                "starting sandbox {} from {image} (image store {})\n\
+                 short image names (e.g. centos:7) resolve on docker.io, as on Fedora/RHEL hosts; \
+                 `docker` is Podman\n",
                 spec.name,
                 store_dir.display()
             ),
@@ -641,7 +676,7 @@ impl<'a> JobRun<'a> {
     /// Removes what the job created. Problems are reported in the step and
     /// the service log; they do not change the outcome (a start-up sweep
     /// catches what is left).
-    async fn cleanup(&mut self) {
+    async fn cleanup(&mut self, host_before: &HostState) {
         self.begin(Step::Cleanup);
         let mut problems = Vec::new();
         if self.sandbox_running {
@@ -676,6 +711,7 @@ impl<'a> JobRun<'a> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => problems.push(format!("cannot remove {}: {e}", self.work_dir.display())),
         }
+        self.host_hygiene(host_before).await;
         for problem in &problems {
             tracing::warn!(job = %self.job.id, "cleanup: {problem}");
         }
@@ -686,6 +722,47 @@ impl<'a> JobRun<'a> {
         };
         // Cleanup never changes the verdict.
         let _ = self.finish(body);
+    }
+
+    /// Removes the kernel state (loop, dm, LVM, iSCSI, mounts) the job added
+    /// and lists it in the log; what stays makes the host unhealthy. With
+    /// other jobs running, additions may be theirs, so they are only listed.
+    async fn host_hygiene(&self, before: &HostState) {
+        let added = HostState::read().await.added_since(before);
+        let others_running = self
+            .executor
+            .running
+            .lock()
+            .expect("running-jobs lock")
+            .len()
+            > 1;
+        let report = if others_running && !added.is_empty() {
+            let why = "other jobs were running, so it may be theirs; not removed";
+            HygieneReport {
+                removed: Vec::new(),
+                left: added
+                    .into_iter()
+                    .map(|item| (item, why.to_string()))
+                    .collect(),
+            }
+        } else {
+            let report = hygiene::remove(added).await;
+            let problems = report
+                .left
+                .iter()
+                .map(|(item, why)| format!("{item}: {why}"))
+                .collect();
+            *self
+                .executor
+                .host_problems
+                .lock()
+                .expect("host-problems lock") = problems;
+            report
+        };
+        for (item, why) in &report.left {
+            tracing::warn!(job = %self.job.id, "host hygiene: {item} left: {why}");
+        }
+        self.say(Step::Cleanup, &report.render());
     }
 
     /// Force-removes every container, pod and volume labelled with this job.

@@ -12,6 +12,8 @@
 //! - `job`: the step sequence, who decides the outcome, cleanup on every path.
 //! - `sandbox_argv`: the argument lists run inside the sandbox (pure).
 //! - `git`: the cached bare clone and tree export (host side).
+//! - `hygiene`: kernel state a job leaves on the host (loop, dm, LVM,
+//!   iSCSI, mounts), diffed before/after and removed.
 //! - `podman`: the only podman-api user.
 //! - `podman_service`: our own `podman system service` when none is given.
 //! - `sandbox_image`: the embedded containers/sandbox files and their build.
@@ -26,6 +28,7 @@
 mod cancel;
 mod eviction;
 mod git;
+mod hygiene;
 mod job;
 mod observer;
 mod podman;
@@ -51,7 +54,7 @@ pub use git::{resolve_pull_head, GitError};
 pub use observer::{Observers, StepObserver, StepResult};
 pub use podman::PodmanError;
 pub use podman_service::ServiceError as PodmanServiceError;
-pub use sandbox_image::{SandboxImageError, CSI_SANITY_VERSION};
+pub use sandbox_image::SandboxImageError;
 
 use crate::config::{BackendConfig, ExecutorConfig};
 use crate::model::{JobId, JobOutcome, JobRequest, Step};
@@ -115,6 +118,8 @@ pub struct Executor {
     instance_id: String,
     /// Ids of the jobs running now, which a sweep must not touch.
     running: Mutex<HashSet<String>>,
+    /// What the last job's host hygiene could not remove (empty: healthy).
+    host_problems: Mutex<Vec<String>>,
     /// Disk budget of each slot's store: IMAGE_STORE_MAX_GB split evenly
     /// between the NUM_WORKERS slots.
     store_budget_bytes: u64,
@@ -151,6 +156,7 @@ impl Executor {
             git: git::GitCache::new(&state_dir, &config.clone_url),
             instance_id: instance_id(&state_dir),
             running: Mutex::default(),
+            host_problems: Mutex::default(),
             store_budget_bytes: config.image_store_max_gb.saturating_mul(BYTES_PER_GB) / slots,
             config,
             backends,
@@ -160,6 +166,15 @@ impl Executor {
             sandbox_image_lock: tokio::sync::Mutex::new(()),
             _service: service,
         })
+    }
+
+    /// Kernel state a job left that host hygiene could not remove; while
+    /// non-empty the host is unhealthy (the next job may trip over it).
+    pub fn host_problems(&self) -> Vec<String> {
+        self.host_problems
+            .lock()
+            .expect("host-problems lock")
+            .clone()
     }
 
     /// Sets each slot store's budget in bytes, overriding the share of
@@ -281,7 +296,7 @@ impl Executor {
                 Err(ExecutorError::SandboxImageMissing(image.clone()))
             };
         }
-        let recipe = SandboxImageRecipe::new(self.config.sandbox_skip_csi_sanity);
+        let recipe = recipe_of(&self.config);
         let image = recipe.image_ref();
         if self.podman.image_exists(&image).await? {
             return Ok(image);
@@ -397,8 +412,12 @@ async fn remove_entries(
 pub fn sandbox_image_ref(config: &ExecutorConfig) -> String {
     match &config.sandbox_image {
         Some(image) => image.clone(),
-        None => SandboxImageRecipe::new(config.sandbox_skip_csi_sanity).image_ref(),
+        None => recipe_of(config).image_ref(),
     }
+}
+
+fn recipe_of(config: &ExecutorConfig) -> SandboxImageRecipe {
+    SandboxImageRecipe::new(&config.sandbox_base_image, config.csi_sanity.as_ref())
 }
 
 fn absolute(path: &Path) -> Result<PathBuf, ExecutorError> {

@@ -143,6 +143,8 @@ pub fn job_env(job_id: &JobId, request: &JobRequest) -> Vec<(String, String)> {
         ("PR_NUMBER".into(), request.pr.to_string()),
         ("COMMIT_SHA".into(), request.sha.to_string()),
         ("JOB_ID".into(), job_id.to_string()),
+        ("SCRATCH_DIR".into(), SANDBOX_SCRATCH_DIR.into()),
+        ("TMPDIR".into(), SANDBOX_SCRATCH_DIR.into()),
     ]
 }
 
@@ -166,8 +168,28 @@ pub fn sandbox_config_path(config_dir: &Path, file: &Path) -> Result<String, Com
     Ok(format!("{SANDBOX_CONFIG_DIR}/{}", parts.join("/")))
 }
 
-/// PRE_RUN / POST_RUN: a file runs as `bash FILE ARGS`, inline text as
-/// `bash -c TEXT NAME ARGS` so that `$1` is the first argument either way.
+/// Runs a script file by its `#!` line as the kernel would (interpreter
+/// and at most one argument), or with bash when it has none. Written out
+/// because files in the read-only config dir often lack the execute bit.
+const RUN_BY_SHEBANG: &str = r#"script=$1; shift
+first=; IFS= read -r first < "$script" || true
+case "$first" in
+  '#!'*)
+    line=${first#??}; line=${line#"${line%%[![:space:]]*}"}
+    interpreter=${line%%[[:space:]]*}
+    arg=${line#"$interpreter"}; arg=${arg#"${arg%%[![:space:]]*}"}; arg=${arg%"${arg##*[![:space:]]}"}
+    if [ -n "$arg" ]; then exec "$interpreter" "$arg" "$script" "$@"; fi
+    exec "$interpreter" "$script" "$@" ;;
+  *) exec bash "$script" "$@" ;;
+esac"#;
+
+/// Scratch directory of the job, writable by the vendor's scripts (the
+/// config dir is read-only); also their TMPDIR.
+pub const SANDBOX_SCRATCH_DIR: &str = "/job/scratch";
+
+/// PRE_RUN / POST_RUN: a file runs by its `#!` line (bash without one),
+/// inline text as `bash -c TEXT NAME ARGS`, so that `$1` is the first
+/// argument either way.
 pub fn vendor_script(
     script: &Script,
     script_name: &str,
@@ -177,7 +199,12 @@ pub fn vendor_script(
 ) -> Result<InnerCommand, CommandError> {
     let mut argv = vec!["bash".to_string()];
     match script {
-        Script::File(path) => argv.push(sandbox_config_path(config_dir, path)?),
+        Script::File(path) => argv.extend([
+            "-c".to_string(),
+            RUN_BY_SHEBANG.to_string(),
+            script_name.to_string(),
+            sandbox_config_path(config_dir, path)?,
+        ]),
         Script::Inline(text) => {
             argv.extend(["-c".to_string(), text.clone(), script_name.to_string()])
         }
@@ -576,7 +603,8 @@ mod tests {
             vec![],
         )
         .expect("file script");
-        assert_eq!(file.argv, ["bash", "/config/post.sh", "0"]);
+        assert_eq!(file.argv[..2], ["bash", "-c"]);
+        assert_eq!(file.argv[3..], ["post-run", "/config/post.sh", "0"]);
         assert_eq!(file.workdir.as_deref(), Some("/config"));
     }
 

@@ -11,12 +11,13 @@ use thiserror::Error;
 use tokio::process::Command;
 
 use super::process::{describe_exit, run_streaming};
+use crate::config::CsiSanitySource;
 
 const IMAGE_REPOSITORY: &str = "localhost/ember-ci-sandbox";
 const TAG_HEX_DIGITS: usize = 12;
 
 /// The files of the build context, as (name, content).
-const CONTEXT_FILES: [(&str, &str); 3] = [
+const CONTEXT_FILES: [(&str, &str); 4] = [
     (
         "Containerfile",
         include_str!("../../containers/sandbox/Containerfile"),
@@ -29,17 +30,17 @@ const CONTEXT_FILES: [(&str, &str); 3] = [
         "storage.conf",
         include_str!("../../containers/sandbox/storage.conf"),
     ),
+    (
+        "short-names.conf",
+        include_str!("../../containers/sandbox/short-names.conf"),
+    ),
 ];
 
-/// The csi-sanity release baked into the sandbox.
-pub const CSI_SANITY_VERSION: &str = "v5.3.1";
-/// sha256 of csi-sanity-<version>.linux.amd64.tar.gz. Left empty because it
-/// could not be looked up from a host without GitHub access (nor found in
-/// any stored copy of the release): until it is filled in, a build that
-/// includes csi-sanity stops before it starts, naming the URL
-/// (SANDBOX_SKIP_CSI_SANITY=1 builds without it). The Containerfile checks
-/// the download against it too.
-pub const CSI_SANITY_SHA256: &str = "";
+/// The Containerfile's words for a csi-sanity tag that is not the pinned
+/// commit; the build's output line with them becomes the error.
+const PIN_MISMATCH_MARK: &str = ", expected ";
+/// How much of the build's output is kept to find that line.
+const OUTPUT_TAIL_BYTES: usize = 8 * 1024;
 
 #[derive(Debug, Error)]
 pub enum SandboxImageError {
@@ -49,14 +50,10 @@ pub enum SandboxImageError {
         #[source]
         source: std::io::Error,
     },
-    #[error(
-        "csi-sanity {version} has no pinned sha256 (CSI_SANITY_SHA256 in src/executor/sandbox_image.rs), \
-         so {url} cannot be verified; set SANDBOX_SKIP_CSI_SANITY=1 and a SANITY_COMMAND that does \
-         not need it, or SANDBOX_IMAGE to an image that has it"
-    )]
-    CsiSanityUnpinned { version: String, url: String },
     #[error("cannot run `podman build`: {0}")]
     Spawn(#[source] std::io::Error),
+    #[error("building the sandbox image {tag} failed: {reason}")]
+    CsiSanityNotPinned { tag: String, reason: String },
     #[error(
         "building the sandbox image {tag} failed ({exit}); its output is in the sandbox step log"
     )]
@@ -67,22 +64,22 @@ pub enum SandboxImageError {
 #[derive(Debug, Clone)]
 pub struct SandboxImageRecipe {
     build_args: Vec<(&'static str, String)>,
-    /// The csi-sanity download to check, when the image includes it.
-    csi_sanity: Option<(String, String)>,
 }
 
 impl SandboxImageRecipe {
-    pub fn new(skip_csi_sanity: bool) -> Self {
-        Self::with_csi_sanity(skip_csi_sanity, CSI_SANITY_VERSION, CSI_SANITY_SHA256)
-    }
-
-    fn with_csi_sanity(skip: bool, version: &str, sha256: &str) -> Self {
+    /// FROM `base_image`, with csi-sanity built from `csi_sanity` (None: without).
+    pub fn new(base_image: &str, csi_sanity: Option<&CsiSanitySource>) -> Self {
+        let (skip, repo, version, commit) = match csi_sanity {
+            Some(source) => ("0", &*source.repo, &*source.version, &*source.commit),
+            None => ("1", "", "", ""),
+        };
         Self {
-            csi_sanity: (!skip).then(|| (version.to_string(), sha256.to_string())),
             build_args: vec![
+                ("SANDBOX_BASE_IMAGE", base_image.to_string()),
+                ("SKIP_CSI_SANITY", skip.to_string()),
+                ("CSI_SANITY_REPO", repo.to_string()),
                 ("CSI_SANITY_VERSION", version.to_string()),
-                ("CSI_SANITY_SHA256", sha256.to_string()),
-                ("SKIP_CSI_SANITY", if skip { "1" } else { "0" }.to_string()),
+                ("CSI_SANITY_COMMIT", commit.to_string()),
             ],
         }
     }
@@ -94,7 +91,14 @@ impl SandboxImageRecipe {
             hash_field(&mut hasher, name.as_bytes());
             hash_field(&mut hasher, content.as_bytes());
         }
-        for (name, value) in &self.build_args {
+        // Not the repository: where the pinned commit was fetched from
+        // cannot change what is built (a mirror serving another commit
+        // fails the build), and a test's git server has a new port each run.
+        let hashed = self
+            .build_args
+            .iter()
+            .filter(|(name, _)| *name != "CSI_SANITY_REPO");
+        for (name, value) in hashed {
             hash_field(&mut hasher, name.as_bytes());
             hash_field(&mut hasher, value.as_bytes());
         }
@@ -109,23 +113,14 @@ impl SandboxImageRecipe {
         scratch_parent: &Path,
         on_output: &mut (dyn FnMut(&[u8]) + Send),
     ) -> Result<String, SandboxImageError> {
-        if let Some((version, sha256)) = &self.csi_sanity {
-            if sha256.is_empty() {
-                return Err(SandboxImageError::CsiSanityUnpinned {
-                    url: format!(
-                        "https://github.com/kubernetes-csi/csi-test/releases/download/\
-                         {version}/csi-sanity-{version}.linux.amd64.tar.gz"
-                    ),
-                    version: version.clone(),
-                });
-            }
-        }
         let image = self.image_ref();
         let context = self.write_context(scratch_parent, &image).await?;
         let mut command = Command::new("podman");
+        // --pull=missing: the base image is pulled when this host lacks it.
         command.args([
             "build",
             "--layers",
+            "--pull=missing",
             "--network=host",
             "-f",
             "Containerfile",
@@ -136,16 +131,33 @@ impl SandboxImageRecipe {
             command.arg("--build-arg").arg(format!("{name}={value}"));
         }
         command.arg(&context).current_dir(&context);
-        let status = run_streaming(command, on_output).await;
+        let mut tail: Vec<u8> = Vec::new();
+        let status = run_streaming(command, &mut |chunk: &[u8]| {
+            tail.extend_from_slice(chunk);
+            let excess = tail.len().saturating_sub(OUTPUT_TAIL_BYTES);
+            tail.drain(..excess);
+            on_output(chunk);
+        })
+        .await;
         let _ = tokio::fs::remove_dir_all(&context).await;
         let status = status.map_err(SandboxImageError::Spawn)?;
-        if !status.success() {
-            return Err(SandboxImageError::BuildFailed {
+        if status.success() {
+            return Ok(image);
+        }
+        let tail = String::from_utf8_lossy(&tail);
+        let mismatch = tail
+            .lines()
+            .find(|line| line.starts_with("csi-sanity ") && line.contains(PIN_MISMATCH_MARK));
+        Err(match mismatch {
+            Some(line) => SandboxImageError::CsiSanityNotPinned {
+                tag: image,
+                reason: line.trim().to_string(),
+            },
+            None => SandboxImageError::BuildFailed {
                 tag: image,
                 exit: describe_exit(status),
-            });
-        }
-        Ok(image)
+            },
+        })
     }
 
     async fn write_context(
@@ -183,12 +195,41 @@ fn hash_field(hasher: &mut Sha256, bytes: &[u8]) {
 mod tests {
     use super::*;
 
+    fn pinned() -> CsiSanitySource {
+        CsiSanitySource {
+            repo: crate::config::CSI_SANITY_REPO.to_string(),
+            version: crate::config::CSI_SANITY_VERSION.to_string(),
+            commit: crate::config::CSI_SANITY_COMMIT.to_string(),
+        }
+    }
+
     #[test]
     fn image_ref_changes_with_build_args_and_is_stable() {
-        let with = SandboxImageRecipe::new(false).image_ref();
-        let without = SandboxImageRecipe::new(true).image_ref();
+        let base = crate::config::DEFAULT_SANDBOX_BASE_IMAGE;
+        let with = SandboxImageRecipe::new(base, Some(&pinned())).image_ref();
+        let without = SandboxImageRecipe::new(base, None).image_ref();
+        let other_pin = CsiSanitySource {
+            commit: "0".repeat(40),
+            ..pinned()
+        };
         assert_ne!(with, without);
-        assert_eq!(without, SandboxImageRecipe::new(true).image_ref());
+        assert_ne!(
+            with,
+            SandboxImageRecipe::new(base, Some(&other_pin)).image_ref()
+        );
+        assert_ne!(
+            with,
+            SandboxImageRecipe::new("x/y:z", Some(&pinned())).image_ref()
+        );
+        let mirror = CsiSanitySource {
+            repo: "git://127.0.0.1:9418/csi-test.git".to_string(),
+            ..pinned()
+        };
+        assert_eq!(
+            with,
+            SandboxImageRecipe::new(base, Some(&mirror)).image_ref()
+        );
+        assert_eq!(without, SandboxImageRecipe::new(base, None).image_ref());
         let tag = without
             .strip_prefix("localhost/ember-ci-sandbox:")
             .expect("repository prefix");
@@ -196,27 +237,14 @@ mod tests {
         assert!(tag.bytes().all(|b| b.is_ascii_hexdigit()));
     }
 
-    #[tokio::test]
-    async fn unpinned_csi_sanity_fails_before_building() {
-        let scratch = tempfile::tempdir().expect("temp dir");
-        let recipe = SandboxImageRecipe::with_csi_sanity(false, "v5.3.1", "");
-        let error = recipe
-            .build(scratch.path(), &mut |_| panic!("podman build ran"))
-            .await
-            .expect_err("no checksum to verify against");
-        let text = error.to_string();
-        assert!(
-            text.contains("csi-sanity v5.3.1 has no pinned sha256"),
-            "{text}"
-        );
-        assert!(
-            text.contains("/v5.3.1/csi-sanity-v5.3.1.linux.amd64.tar.gz"),
-            "{text}"
-        );
-        assert!(matches!(error, SandboxImageError::CsiSanityUnpinned { .. }));
-        assert!(SandboxImageRecipe::with_csi_sanity(true, "v5.3.1", "")
-            .csi_sanity
-            .is_none());
+    #[test]
+    fn the_containerfile_checks_the_pin_in_the_words_the_error_looks_for() {
+        let (_, containerfile) = CONTEXT_FILES[0];
+        assert!(containerfile.contains(&format!(
+            "is commit $found{PIN_MISMATCH_MARK}$CSI_SANITY_COMMIT"
+        )));
+        assert!(containerfile.contains("FROM ${SANDBOX_BASE_IMAGE}"));
+        assert!(!containerfile.contains("localhost/"));
     }
 
     #[test]

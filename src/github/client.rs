@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use octocrab::etag::EntityTag;
 use octocrab::models::pulls::PullRequest;
@@ -13,7 +13,7 @@ use octocrab::models::IssueState;
 use octocrab::service::middleware::retry::RetryConfig;
 use octocrab::Octocrab;
 
-use super::{GitHubError, PullRequestInfo};
+use super::{CommentInfo, GitHubError, PullRequestInfo};
 use crate::config::Secret;
 use crate::model::{CommitSha, CommitStatus, PrNumber, RepoName, StatusState};
 
@@ -254,6 +254,100 @@ impl GitHub {
         Ok(PullsPage::Fetched { pulls, etag })
     }
 
+    /// Comments on the repository's pull requests last updated at or after
+    /// `since` (`GET /repos/{o}/{r}/issues/comments?since=`), oldest first,
+    /// every page: a long outage on a busy repository is exactly when the
+    /// listing is longest. Comments on plain issues are left out.
+    pub async fn pr_comments_since(
+        &self,
+        since: SystemTime,
+    ) -> Result<Vec<CommentInfo>, GitHubError> {
+        let action = format!("listing comments of {} since {}", self.repo, rfc3339(since));
+        let mut comments = Vec::new();
+        for page in 1.. {
+            let uri = format!(
+                "/repos/{}/{}/issues/comments?since={}&sort=created&direction=asc&per_page={PAGE_SIZE}&page={page}",
+                self.repo.owner(),
+                self.repo.name(),
+                rfc3339(since),
+            );
+            let listed: Vec<ApiComment> = self.get_json(&action, uri).await?;
+            let is_last_page = listed.len() < usize::from(PAGE_SIZE);
+            for comment in listed {
+                if let Some(info) = comment_info(comment)
+                    .map_err(|detail| GitHubError::fatal(action.clone(), detail))?
+                {
+                    comments.push(info);
+                }
+            }
+            if is_last_page {
+                break;
+            }
+        }
+        Ok(comments)
+    }
+
+    /// Open pull requests updated at or after `since`, newest first, every
+    /// page (`sort=updated`, so paging stops at the first older one).
+    pub async fn open_pulls_updated_since(
+        &self,
+        since: SystemTime,
+    ) -> Result<Vec<PullRequestInfo>, GitHubError> {
+        let action = format!(
+            "listing pull requests of {} updated since {}",
+            self.repo,
+            rfc3339(since)
+        );
+        let mut found = Vec::new();
+        for page in 1.. {
+            let uri = format!(
+                "/repos/{}/{}/pulls?state=open&sort=updated&direction=desc&per_page={PAGE_SIZE}&page={page}",
+                self.repo.owner(),
+                self.repo.name()
+            );
+            let pulls: Vec<PullRequest> = self.get_json(&action, uri).await?;
+            let is_last_page = pulls.len() < usize::from(PAGE_SIZE);
+            let mut is_older = false;
+            for pull in pulls {
+                let updated_at = pull.updated_at.map(SystemTime::from);
+                if updated_at.is_some_and(|at| at < since) {
+                    is_older = true;
+                    break;
+                }
+                found.push(
+                    pull_request_info(pull)
+                        .map_err(|detail| GitHubError::fatal(action.clone(), detail))?,
+                );
+            }
+            if is_last_page || is_older {
+                break;
+            }
+        }
+        Ok(found)
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        action: &str,
+        uri: String,
+    ) -> Result<T, GitHubError> {
+        let response = self
+            .octocrab
+            ._get(uri)
+            .await
+            .map_err(|error| GitHubError::from_octocrab(action, error))?;
+        let response = octocrab::map_github_error(response)
+            .await
+            .map_err(|error| GitHubError::from_octocrab(action, error))?;
+        let body = self
+            .octocrab
+            .body_to_string(response)
+            .await
+            .map_err(|error| GitHubError::from_octocrab(action, error))?;
+        serde_json::from_str(&body)
+            .map_err(|error| GitHubError::fatal(action, format!("unexpected answer: {error}")))
+    }
+
     /// POST /repos/{owner}/{repo}/issues/{number}/comments
     pub async fn create_comment(&self, pr: PrNumber, body: &str) -> Result<(), GitHubError> {
         let action = format!("commenting on pull request #{pr}");
@@ -322,6 +416,68 @@ fn from_octocrab_state(state: octocrab::models::StatusState) -> Option<StatusSta
         octocrab::models::StatusState::Error => Some(StatusState::Error),
         _ => None,
     }
+}
+
+/// The fields of an issue comment the catch-up reads.
+#[derive(serde::Deserialize)]
+struct ApiComment {
+    id: u64,
+    #[serde(default)]
+    body: Option<String>,
+    user: Option<ApiUser>,
+    author_association: String,
+    html_url: String,
+    issue_url: String,
+    created_at: String,
+}
+
+#[derive(serde::Deserialize)]
+struct ApiUser {
+    login: String,
+}
+
+/// A pull request's comment as [`CommentInfo`]; None for a plain issue's.
+fn comment_info(comment: ApiComment) -> Result<Option<CommentInfo>, String> {
+    // Issue comments name their issue only by URL; a PR's page is /pull/N.
+    if !comment.html_url.contains("/pull/") {
+        return Ok(None);
+    }
+    let bad = |what: &str| format!("comment {} has {what}", comment.id);
+    let number = comment
+        .issue_url
+        .rsplit('/')
+        .next()
+        .and_then(|n| n.parse::<u64>().ok())
+        .and_then(|n| PrNumber::new(n).ok())
+        .ok_or_else(|| bad("no issue number in its issue_url"))?;
+    let created_at = time::OffsetDateTime::parse(
+        &comment.created_at,
+        &time::format_description::well_known::Rfc3339,
+    )
+    .map_err(|_| bad("an unreadable created_at"))?;
+    Ok(Some(CommentInfo {
+        id: comment.id,
+        pr: number,
+        body: comment.body.unwrap_or_default(),
+        author: comment
+            .user
+            .map(|user| user.login)
+            .ok_or_else(|| bad("no user"))?,
+        author_association: comment.author_association,
+        created_at: created_at.into(),
+    }))
+}
+
+/// `at` as GitHub writes times (`2026-12-06T01:02:03Z`).
+fn rfc3339(at: SystemTime) -> String {
+    time::OffsetDateTime::from(at)
+        .replace_nanosecond(0)
+        .ok()
+        .and_then(|at| {
+            at.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| "1970-01-01T00:00:00Z".to_string())
 }
 
 /// Our view of an octocrab pull request; `Err` names what was missing or wrong.

@@ -31,4 +31,4 @@ pub use error::GitHubError;
 pub use outbox::StatusOutbox;
 pub use reporter::Reporter;
 pub use retry::{retry, RetryPolicy};
-pub use types::PullRequestInfo;
+pub use types::{CommentInfo, PullRequestInfo};

@@ -1,5 +1,7 @@
 //! Plain data that crosses the github module's edge, free of octocrab types.
 
+use std::time::SystemTime;
+
 use crate::model::{CommitSha, PrNumber};
 
 /// What ember-ci needs to know about a pull request.
@@ -15,4 +17,16 @@ pub struct PullRequestInfo {
     pub author_association: String,
     pub html_url: String,
     pub is_open: bool,
+}
+
+/// A comment on a pull request, as the API lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommentInfo {
+    pub id: u64,
+    pub pr: PrNumber,
+    pub body: String,
+    /// The commenter's login.
+    pub author: String,
+    pub author_association: String,
+    pub created_at: SystemTime,
 }

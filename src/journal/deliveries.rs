@@ -55,6 +55,55 @@ impl Journal {
         })
     }
 
+    /// [`Journal::record_delivery`], also known under `key` (the event's
+    /// key, e.g. `issue-comment-<id>`): a delivery whose id or key was
+    /// recorded before is a duplicate. The key is kept as a row with no
+    /// body, already dispatched, so it is never dispatched itself and ages
+    /// out with the rest; no schema change.
+    pub fn record_delivery_keyed(
+        &self,
+        id: &str,
+        key: Option<&str>,
+        event: &str,
+        received_at: SystemTime,
+        body: &[u8],
+    ) -> Result<DeliveryRecord, JournalError> {
+        let Some(key) = key.filter(|key| *key != id) else {
+            return self.record_delivery(id, event, received_at, body);
+        };
+        let mut connection = self.lock();
+        let transaction = connection
+            .transaction()
+            .map_err(JournalError::sql("recording a delivery"))?;
+        let known: bool = transaction
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM deliveries WHERE id IN (?1, ?2))",
+                params![id, key],
+                |row| row.get(0),
+            )
+            .map_err(JournalError::sql("looking up a delivery"))?;
+        if known {
+            return Ok(DeliveryRecord::AlreadyRecorded);
+        }
+        transaction
+            .execute(
+                "INSERT INTO deliveries (id, event, received_at, body) VALUES (?1, ?2, ?3, ?4)",
+                params![id, event, to_millis(received_at), body],
+            )
+            .map_err(JournalError::sql("recording a delivery"))?;
+        transaction
+            .execute(
+                "INSERT INTO deliveries (id, event, received_at, body, dispatched)
+                 VALUES (?1, ?2, ?3, NULL, 1)",
+                params![key, event, to_millis(received_at)],
+            )
+            .map_err(JournalError::sql("recording a delivery's key"))?;
+        transaction
+            .commit()
+            .map_err(JournalError::sql("recording a delivery"))?;
+        Ok(DeliveryRecord::New)
+    }
+
     /// The dispatcher has acted on the delivery: its body is no longer needed.
     pub fn mark_dispatched(&self, id: &str) -> Result<(), JournalError> {
         self.lock()
@@ -127,6 +176,29 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let journal = Journal::open(dir.path()).expect("open journal");
         (dir, journal)
+    }
+
+    #[test]
+    fn a_delivery_is_known_by_its_id_and_by_its_key() {
+        let (_dir, journal) = journal();
+        let now = SystemTime::now();
+        let record = |id, key| journal.record_delivery_keyed(id, key, "issue_comment", now, b"1");
+        assert_eq!(
+            record("uuid-1", Some("issue-comment-7")).expect("first"),
+            DeliveryRecord::New
+        );
+        assert_eq!(
+            record("issue-comment-7", Some("issue-comment-7")).expect("by key"),
+            DeliveryRecord::AlreadyRecorded
+        );
+        assert_eq!(
+            record("uuid-1", None).expect("by id"),
+            DeliveryRecord::AlreadyRecorded
+        );
+        // Only the delivery itself waits for the dispatcher, not its key.
+        let pending = journal.undispatched_deliveries().expect("list");
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].id, "uuid-1");
     }
 
     #[test]

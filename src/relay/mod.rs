@@ -4,6 +4,8 @@
 //! - [`smee`]: follows a smee.io channel's event stream and hands every
 //!   delivery to the same [`Intake`] as the HTTP endpoint, signature check
 //!   included (the relay is untrusted).
+//! - [`catch_up`]: after a smee outage (and at start), reads what GitHub's
+//!   API shows for the gap (heads, PR comments) into the same intake.
 //! - [`poll`]: lists open pull requests through the API (ETag-conditional)
 //!   and feeds heads that have no status of ours to the dispatcher, either as
 //!   the only way in (`POLL_INTERVAL`) or as a reconciliation sweep beside a
@@ -17,11 +19,13 @@
 //! the intake, dispatcher and scheduler, so every way in obeys the same rules.
 
 mod backoff;
+pub mod catch_up;
 mod health;
 pub mod poll;
 pub mod saved;
 pub mod smee;
 
+use std::path::Path;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
@@ -30,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 pub use backoff::Backoff;
+pub use catch_up::{CatchUp, CatchUpReport};
 pub use health::{RelayHealth, RelayStatus};
 pub use poll::{PollError, PollMode, PollReport, Poller};
 pub use smee::{SmeeError, SmeeRelay};
@@ -45,8 +50,9 @@ pub struct Relays {
 }
 
 impl Relays {
-    /// Starts the smee relay when SMEE_ID/SMEE_URL is set and the poller when
-    /// [`PollMode::for_config`] says so. Every task ends once `shutdown` is
+    /// Starts the smee relay when SMEE_ID/SMEE_URL is set (with a catch-up
+    /// sweep when there is a GitHub client; its mark lives in `state_dir`)
+    /// and the poller when [`PollMode::for_config`] says so. Every task ends once `shutdown` is
     /// cancelled; await [`Relays::stopped`] before waiting for the dispatcher,
     /// since the tasks hold senders of its channel.
     pub fn start(
@@ -55,12 +61,21 @@ impl Relays {
         intake: Arc<Intake>,
         deliveries: mpsc::Sender<Delivery>,
         github: Option<Arc<GitHub>>,
+        state_dir: &Path,
         shutdown: CancellationToken,
     ) -> Result<Self, SmeeError> {
         let mut tasks = Vec::new();
         let mut smee_health = None;
         if let Some(url) = &config.smee_url {
-            let relay = SmeeRelay::new(url, intake)?;
+            let mut relay = SmeeRelay::new(url, intake.clone())?;
+            if let Some(github) = &github {
+                relay = relay.with_catch_up(Arc::new(CatchUp::new(
+                    github.clone(),
+                    intake,
+                    contexts.clone(),
+                    state_dir,
+                )));
+            }
             smee_health = Some(relay.health());
             tasks.push(tokio::spawn(relay.run(shutdown.clone())));
         }

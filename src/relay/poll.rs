@@ -34,7 +34,7 @@ use tracing::{debug, info, warn};
 use crate::config::RelayConfig;
 use crate::github::{GitHub, GitHubError, PullRequestInfo};
 use crate::model::{CommitSha, PrNumber, RepoName};
-use crate::webhook::{Delivery, Event, PrAction, PullRequestEvent};
+use crate::webhook::{Delivery, Event, Origin, PrAction, PullRequestEvent};
 
 /// How often the reconciliation sweep runs when POLL_INTERVAL is not set.
 pub const RECONCILE_INTERVAL: Duration = Duration::from_secs(10 * 60);
@@ -247,5 +247,6 @@ fn synthetic_delivery(repo: &RepoName, pull: &PullRequestInfo) -> Delivery {
             html_url: pull.html_url.clone(),
         }),
         received_at: SystemTime::now(),
+        origin: Origin::Api,
     }
 }

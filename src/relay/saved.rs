@@ -6,9 +6,11 @@
 //! both use it. Pure: no I/O.
 
 use reqwest::header::{HeaderName, HeaderValue};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use thiserror::Error;
 
-use crate::webhook::signature;
+use crate::webhook::{relayed, signature};
 
 /// Saved keys that are not GitHub's headers: hop-by-hop and proxy headers
 /// smee.io's front end added or that the HTTP client must compute itself,
@@ -35,14 +37,27 @@ const SKIPPED_PREFIXES: &[&str] = &["x-forwarded-"];
 
 const SIGNATURE_256: &str = "x-hub-signature-256";
 const SIGNATURE_SHA1: &str = "x-hub-signature";
+const CONTENT_TYPE: &str = "content-type";
 
 /// A saved delivery ready to be posted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PreparedDelivery {
     /// Lower-case names, in the saved order.
     pub headers: Vec<(String, String)>,
-    /// `body` as compact JSON, keys in their saved order: the bytes GitHub signed.
+    /// The bytes GitHub signed: `body`'s text, compact, numbers and escapes
+    /// as saved; for a form-encoded delivery, `payload=<JSON>`.
     pub body: Vec<u8>,
+}
+
+/// How to encode the body that is posted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BodyEncoding {
+    /// As the saved `content-type` says (GitHub's choice when it sent it).
+    #[default]
+    AsSaved,
+    /// `application/x-www-form-urlencoded` (`payload=<JSON>`); changes the
+    /// body, so it needs a secret to sign it again.
+    Form,
 }
 
 /// Why a saved delivery cannot be turned back into a request.
@@ -50,44 +65,89 @@ pub struct PreparedDelivery {
 pub enum SavedDeliveryError {
     #[error("not a saved smee delivery: {0}")]
     NotADelivery(&'static str),
+    #[error("not a saved smee delivery: {0}")]
+    NotJson(serde_json::Error),
     #[error("saved header {name:?} cannot be sent: {reason}")]
     BadHeader { name: String, reason: String },
+    #[error("a form-encoded delivery's `body` must be an object with a string `payload` field")]
+    BadFormBody,
+    #[error("form encoding changes the body, so it must be signed again: give a secret")]
+    FormNeedsSecret,
 }
 
-/// Turns a smee-form delivery into the headers and body to post.
-///
-/// Without `secret` the saved signatures are kept, so the body must be the
-/// exact bytes GitHub signed: `body` is re-serialised compact with its key
-/// order kept (GitHub sends compact JSON; serde_json's `preserve_order` keeps
-/// the order). With `secret` both signature headers are replaced.
+/// [`prepare_saved_text`] for a delivery already parsed; its body is printed
+/// compact, so numbers that JSON values cannot hold exactly may change:
+/// prefer the text form.
 pub fn prepare_saved_delivery(
     saved: &serde_json::Value,
     secret: Option<&str>,
 ) -> Result<PreparedDelivery, SavedDeliveryError> {
-    let fields = saved.as_object().ok_or(SavedDeliveryError::NotADelivery(
-        "the top level is not a JSON object",
-    ))?;
-    let body = fields
-        .get("body")
-        .ok_or(SavedDeliveryError::NotADelivery("there is no `body` field"))?;
-    let body = serde_json::to_vec(body).expect("a serde_json::Value always serialises");
+    prepare_saved_text(&saved.to_string(), secret, BodyEncoding::AsSaved)
+}
 
-    let mut headers = Vec::with_capacity(fields.len());
-    for (name, value) in fields {
+/// Turns a smee-form delivery (its JSON text) into the headers and body to
+/// post.
+///
+/// `body` is taken as text (serde_json's raw values), never re-printed, so
+/// `0.000001`, 20-digit integers, escapes and deep nesting stay as GitHub
+/// sent them; only whitespace between tokens is dropped (GitHub sends
+/// compact JSON; saved files may be pretty-printed). A form-encoded
+/// delivery (smee keeps the parsed form, `{"payload": "<JSON>"}`) becomes
+/// `payload=<JSON>` again. Without `secret` the saved signatures are kept;
+/// with it both signature headers are replaced.
+pub fn prepare_saved_text(
+    text: &str,
+    secret: Option<&str>,
+    encoding: BodyEncoding,
+) -> Result<PreparedDelivery, SavedDeliveryError> {
+    let fields: SavedFields = serde_json::from_str(text).map_err(SavedDeliveryError::NotJson)?;
+    let mut body = None;
+    let mut headers = Vec::with_capacity(fields.0.len());
+    let mut is_saved_as_form = false;
+    let is_resigned = secret.is_some();
+    for (name, value) in fields.0 {
         let name = name.to_ascii_lowercase();
-        let is_replaced_signature =
-            secret.is_some() && (name == SIGNATURE_256 || name == SIGNATURE_SHA1);
-        if name == "body" || is_replaced_signature || is_skipped(&name) {
+        if name == "body" {
+            body = Some(value);
             continue;
         }
-        let value = value
-            .as_str()
-            .ok_or_else(|| SavedDeliveryError::BadHeader {
+        let is_replaced_signature =
+            is_resigned && (name == SIGNATURE_256 || name == SIGNATURE_SHA1);
+        let is_replaced_type = encoding == BodyEncoding::Form && name == CONTENT_TYPE;
+        if is_replaced_signature || is_replaced_type || is_skipped(&name) {
+            continue;
+        }
+        let value: String =
+            serde_json::from_str(value.get()).map_err(|_| SavedDeliveryError::BadHeader {
                 name: name.clone(),
-                reason: format!("its value is not a string but {value}"),
+                reason: format!("its value is not a string but {}", value.get()),
             })?;
-        check_header(&name, value)?;
-        headers.push((name, value.to_string()));
+        check_header(&name, &value)?;
+        if name == CONTENT_TYPE && relayed::is_form_content_type(&value) {
+            is_saved_as_form = true;
+        }
+        headers.push((name, value));
+    }
+    let body = body.ok_or(SavedDeliveryError::NotADelivery("there is no `body` field"))?;
+    let body = if is_saved_as_form {
+        let form: FormFields =
+            serde_json::from_str(body.get()).map_err(|_| SavedDeliveryError::BadFormBody)?;
+        relayed::form_body(&form.payload)
+    } else {
+        let json = relayed::compact_json(body.get());
+        match encoding {
+            BodyEncoding::Form => relayed::form_body(&json),
+            BodyEncoding::AsSaved => json.into_owned().into_bytes(),
+        }
+    };
+    if encoding == BodyEncoding::Form {
+        if !is_resigned {
+            return Err(SavedDeliveryError::FormNeedsSecret);
+        }
+        headers.push((
+            CONTENT_TYPE.to_string(),
+            relayed::FORM_CONTENT_TYPE.to_string(),
+        ));
     }
     if let Some(secret) = secret {
         let signatures = signature::sign(secret.as_bytes(), &body);
@@ -95,6 +155,39 @@ pub fn prepare_saved_delivery(
         headers.push((SIGNATURE_SHA1.to_string(), signatures.sha1));
     }
     Ok(PreparedDelivery { headers, body })
+}
+
+/// The top-level fields of a saved delivery in their saved order, each
+/// value as its raw text.
+struct SavedFields(Vec<(String, Box<RawValue>)>);
+
+impl<'de> Deserialize<'de> for SavedFields {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = SavedFields;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object of headers beside `body`")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<SavedFields, A::Error> {
+                let mut fields = Vec::new();
+                while let Some(field) = map.next_entry()? {
+                    fields.push(field);
+                }
+                Ok(SavedFields(fields))
+            }
+        }
+        deserializer.deserialize_map(Fields)
+    }
+}
+
+/// smee's view of a form-encoded body.
+#[derive(Deserialize)]
+struct FormFields {
+    payload: String,
 }
 
 fn is_skipped(name: &str) -> bool {
@@ -226,7 +319,7 @@ mod tests {
     fn refuses_what_is_not_a_saved_delivery() {
         assert!(matches!(
             prepare_saved_delivery(&json!([1, 2]), None),
-            Err(SavedDeliveryError::NotADelivery(_))
+            Err(SavedDeliveryError::NotJson(_))
         ));
         assert!(matches!(
             prepare_saved_delivery(&json!({"x-github-event": "ping"}), None),
@@ -239,6 +332,42 @@ mod tests {
         let bad = prepare_saved_delivery(&json!({"x-evil": "a\nb", "body": {}}), None);
         assert!(
             matches!(bad, Err(SavedDeliveryError::BadHeader { ref name, .. }) if name == "x-evil")
+        );
+    }
+
+    #[test]
+    fn the_body_text_is_kept_byte_for_byte() {
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        let body =
+            format!(r#"{{"t":"\u001B[31m","f":0.000001,"i":18446744073709552000,"d":{deep}}}"#);
+        let saved = format!("{{\"x-github-event\": \"ping\",\n \"body\": {body}}}");
+        let prepared = prepare_saved_text(&saved, None, BodyEncoding::AsSaved).expect("prepares");
+        assert_eq!(String::from_utf8(prepared.body).expect("UTF-8"), body);
+    }
+
+    #[test]
+    fn form_deliveries_are_posted_form_encoded() {
+        let saved = r#"{"content-type":"application/x-www-form-urlencoded","body":{"payload":"{\"zen\":\"a b\"}"}}"#;
+        let prepared = prepare_saved_text(saved, None, BodyEncoding::AsSaved).expect("prepares");
+        assert_eq!(prepared.body, b"payload=%7B%22zen%22%3A%22a+b%22%7D");
+
+        let json = r#"{"content-type":"application/json","body":{"zen":"a b"}}"#;
+        assert!(matches!(
+            prepare_saved_text(json, None, BodyEncoding::Form),
+            Err(SavedDeliveryError::FormNeedsSecret)
+        ));
+        let form = prepare_saved_text(json, Some("s"), BodyEncoding::Form).expect("prepares");
+        assert_eq!(form.body, prepared.body);
+        assert_eq!(
+            header(&form, CONTENT_TYPE),
+            Some("application/x-www-form-urlencoded")
+        );
+        assert_eq!(
+            form.headers
+                .iter()
+                .filter(|(n, _)| n == CONTENT_TYPE)
+                .count(),
+            1
         );
     }
 }

@@ -27,6 +27,12 @@ pub const RUNNING_DESCRIPTION: &str = "running: build and CSI sanity";
 pub trait JobRunner: Send + Sync + 'static {
     async fn run(&self, job: &Job, observer: &dyn StepObserver, cancel: CancelSignal)
         -> JobOutcome;
+
+    /// Host state jobs left that could not be removed; non-empty means
+    /// the host is unhealthy (see executor::hygiene).
+    fn host_problems(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 #[async_trait]
@@ -38,6 +44,10 @@ impl JobRunner for Executor {
         cancel: CancelSignal,
     ) -> JobOutcome {
         Executor::run(self, job, observer, cancel).await
+    }
+
+    fn host_problems(&self) -> Vec<String> {
+        Executor::host_problems(self)
     }
 }
 

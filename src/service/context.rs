@@ -9,13 +9,9 @@ use crate::config::Config;
 /// Versions and configuration for every job run with `config`.
 pub fn job_context(config: &Config) -> String {
     let executor = &config.executor;
-    let csi_sanity = if executor.sandbox_skip_csi_sanity {
-        format!(
-            "not installed (SANDBOX_SKIP_CSI_SANITY=1; {} when installed)",
-            crate::executor::CSI_SANITY_VERSION
-        )
-    } else {
-        crate::executor::CSI_SANITY_VERSION.to_string()
+    let csi_sanity = match &executor.csi_sanity {
+        None => "not installed (SANDBOX_SKIP_CSI_SANITY=1)".to_string(),
+        Some(source) => format!("{} (commit {})", source.version, source.commit),
     };
     format!(
         "versions\n  ember-ci         {}\n  sandbox image    {}\n  csi-sanity       {csi_sanity}\n\n{}",

@@ -38,7 +38,7 @@ use crate::journal::{self, Journal};
 use crate::logs::{LogStore, Masker, Publisher, RetentionPolicy};
 use crate::relay::Relays;
 use crate::scheduler::{JobRunner, Recovery, Scheduler};
-use crate::webhook::{self, Delivery, Event, Intake};
+use crate::webhook::{self, Delivery, Event, Intake, Origin};
 
 /// Deliveries accepted but not yet dispatched; beyond this the intake
 /// answers 503 so GitHub or the relay retries later.
@@ -183,7 +183,7 @@ pub async fn start(
     ));
 
     let (scheduler, scheduler_task, recovery) = Scheduler::start(
-        runner,
+        runner.clone(),
         outbox.clone(),
         logs.clone(),
         config.service.num_workers,
@@ -215,6 +215,7 @@ pub async fn start(
         intake.clone(),
         delivery_tx,
         github,
+        &config.service.state_dir,
         shutdown.clone(),
     )
     .context("starting the smee relay")?;
@@ -231,6 +232,7 @@ pub async fn start(
         outbox: outbox.clone(),
         intake: intake.clone(),
         smee: relays.smee_health(),
+        host: runner,
         shutdown: shutdown.clone(),
     };
     let routes = webhook::routes(intake.clone())
@@ -426,6 +428,7 @@ async fn redispatch_journaled(
         match Event::parse(&delivery.event, &delivery.body) {
             Ok(event) => {
                 let delivery = Delivery {
+                    origin: Origin::of_id(&delivery.id),
                     id: delivery.id,
                     event,
                     received_at: delivery.received_at,

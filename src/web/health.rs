@@ -16,6 +16,11 @@ pub struct Health {
     pub github: GitHubHealth,
     pub relay: Relay,
     pub deliveries: DeliveryHealth,
+    /// False when a job left kernel state (loop, dm, LVM, iSCSI, mounts)
+    /// that host hygiene could not remove: the next job may trip over it.
+    pub host_is_clean: bool,
+    /// What was left, and why it stayed.
+    pub host_problems: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -72,7 +77,15 @@ pub fn health(web: &Web) -> Health {
     let count = |state: JobState| jobs.iter().filter(|job| job.state == state).count();
     let reporter = &context.reporter;
     let counts = context.intake.stats().snapshot();
+    let host_problems: Vec<String> = context
+        .host
+        .host_problems()
+        .iter()
+        .map(|problem| web.mask(problem))
+        .collect();
     Health {
+        host_is_clean: host_problems.is_empty(),
+        host_problems,
         workers: context.workers,
         jobs: QueueHealth {
             queued: count(JobState::Queued),

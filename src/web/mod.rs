@@ -69,6 +69,8 @@ pub struct WebContext {
     pub intake: Arc<Intake>,
     /// The smee link's state, when a smee relay runs.
     pub smee: Option<RelayHealth>,
+    /// The job runner, asked what host state jobs left behind (health).
+    pub host: Arc<dyn crate::scheduler::JobRunner>,
     /// Cancelled when the service stops: ends open live-log streams, which
     /// would otherwise hold the server's graceful shutdown until their job ends.
     pub shutdown: CancellationToken,

@@ -61,6 +61,7 @@ fn dashboard(web: &Web) -> String {
          <tr><th>GitHub reporting</th><td>{}; {} status(es) waiting to be posted</td></tr>\
          <tr><th>Deliveries in</th><td>{}</td></tr>\
          <tr><th>Webhook intake</th><td>{} accepted, {} ignored, {} duplicate, {} rejected</td></tr>\
+         <tr><th>Host</th><td>{}</td></tr>\
          </table></section>",
         health.jobs.running,
         health.jobs.queued,
@@ -75,6 +76,14 @@ fn dashboard(web: &Web) -> String {
         health.deliveries.ignored,
         health.deliveries.duplicates,
         health.deliveries.rejected,
+        if health.host_is_clean {
+            "clean: jobs left nothing behind".to_string()
+        } else {
+            format!(
+                "UNHEALTHY: a job left what host hygiene could not remove: {}",
+                esc(&health.host_problems.join("; "))
+            )
+        },
     );
 
     let sections = [

@@ -18,9 +18,10 @@ use std::time::SystemTime;
 use tokio::sync::mpsc::{self, error::TrySendError};
 
 use super::event::{Event, PrAction};
+use super::form;
 use super::seen::SeenDeliveries;
 use super::signature;
-use super::{Delivery, DeliveryHeaders};
+use super::{Delivery, DeliveryHeaders, Origin};
 use crate::config::Secret;
 use crate::journal::{DeliveryRecord, Journal};
 use crate::model::RepoName;
@@ -161,6 +162,14 @@ impl Intake {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Whether the dispatcher's queue has room for another delivery.
+    pub fn has_room(&self) -> bool {
+        self.lock_forwarding()
+            .sink
+            .as_ref()
+            .is_some_and(|sink| sink.capacity() > 0)
+    }
+
     pub fn stats(&self) -> &IntakeStats {
         &self.stats
     }
@@ -173,12 +182,51 @@ impl Intake {
             id = headers.delivery_id.as_deref().unwrap_or("-"),
             event = headers.event.as_deref().unwrap_or("-"),
         );
+        span.in_scope(|| self.conclude(self.process(headers, body)))
+    }
+
+    /// Takes an event read from GitHub's API (the relay's catch-up sweep):
+    /// no signature to check, since GitHub itself answered, but the same
+    /// parsing, triage, journal and de-duplication as a webhook. `id` is
+    /// the event's key ([`event_key`]), `body` a webhook-shaped payload,
+    /// `occurred_at` when GitHub says it happened (a comment's creation),
+    /// which the delivery carries as its `received_at`: an `/ok-to-test`
+    /// read late must not look newer than a head pushed after it.
+    pub async fn handle_from_api(
+        &self,
+        id: &str,
+        event_name: &str,
+        body: &[u8],
+        occurred_at: SystemTime,
+    ) -> IntakeReply {
+        let span = tracing::info_span!("delivery", id, event = event_name, origin = "api");
         span.in_scope(|| {
-            let outcome = self.process(headers, body);
-            self.stats.count(&outcome);
-            outcome.log();
-            outcome.into_reply()
+            let outcome = if self.is_draining() {
+                Outcome::rejected(503, DRAINING_MESSAGE)
+            } else {
+                self.process_verified(event_name, Some(id), body, (Origin::Api, occurred_at))
+            };
+            self.conclude(outcome)
         })
+    }
+
+    /// Whether the body's signature matches our secret; the relay uses it
+    /// to decide whether a repaired body is the one GitHub signed.
+    pub fn verifies(&self, headers: &DeliveryHeaders, body: &[u8]) -> bool {
+        !self.secret.is_empty()
+            && signature::verify(
+                self.secret.expose().as_bytes(),
+                body,
+                headers.signature_256.as_deref(),
+                headers.signature_sha1.as_deref(),
+            )
+            .is_ok()
+    }
+
+    fn conclude(&self, outcome: Outcome) -> IntakeReply {
+        self.stats.count(&outcome);
+        outcome.log();
+        outcome.into_reply()
     }
 
     fn process(&self, headers: &DeliveryHeaders, body: &[u8]) -> Outcome {
@@ -203,16 +251,46 @@ impl Intake {
         let Some(event_name) = headers.event.as_deref() else {
             return Outcome::rejected(400, "missing X-GitHub-Event header");
         };
+        let json = match form::json_body(headers.content_type.as_deref(), body) {
+            Ok(json) => json,
+            Err(error) => return Outcome::rejected(400, error.to_string()),
+        };
+        let id = headers.delivery_id.as_deref();
+        if let Some(id) = id {
+            if id.len() > MAX_DELIVERY_ID_LEN {
+                return Outcome::rejected(400, "X-GitHub-Delivery header is too long");
+            }
+            // Those name events read from the API, journaled under that id.
+            if Origin::of_id(id) == Origin::Api {
+                return Outcome::rejected(
+                    400,
+                    "X-GitHub-Delivery uses a prefix reserved for events read from the API",
+                );
+            }
+        }
+        self.process_verified(event_name, id, &json, (Origin::Webhook, SystemTime::now()))
+    }
+
+    /// Everything after the signature: parse, triage, de-duplicate, journal.
+    fn process_verified(
+        &self,
+        event_name: &str,
+        id: Option<&str>,
+        body: &[u8],
+        (origin, received_at): (Origin, SystemTime),
+    ) -> Outcome {
         let event = match Event::parse(event_name, body) {
             Ok(event) => event,
-            Err(error) => return Outcome::rejected(400, error.to_string()),
+            Err(error) => {
+                return Outcome::rejected(400, format!("{error}{}", form::hint_for(body)))
+            }
         };
         let summary = match triage(&event, &self.repo) {
             Verdict::Pong => return Outcome::Pong,
             Verdict::Ignore(reason) => return Outcome::Ignored(reason),
             Verdict::Forward(summary) => summary,
         };
-        let id = match headers.delivery_id.as_deref() {
+        let id = match id {
             Some(id) if id.len() > MAX_DELIVERY_ID_LEN => {
                 return Outcome::rejected(400, "X-GitHub-Delivery header is too long");
             }
@@ -222,25 +300,31 @@ impl Intake {
             None => format!("local-{}", uuid::Uuid::new_v4().simple()),
         };
         let wanted = Wanted {
+            key: event_key(&event),
             id,
             event_name,
             body,
             event,
             summary,
+            origin,
+            received_at,
         };
         self.forward(wanted)
     }
 
-    /// Sends a wanted delivery on unless it was sent before. Check, journal,
-    /// send and remember happen under one lock so two concurrent
-    /// redeliveries of the same id cannot both get through. A place in the
-    /// channel is reserved before the journal write: a delivery on disk is
-    /// always also on its way (or, after a crash, re-dispatched at start).
+    /// Sends a wanted delivery on unless it was sent before, under its
+    /// delivery id or its event's key (a comment relayed and also found by
+    /// the catch-up sweep is one delivery). Check, journal, send and
+    /// remember happen under one lock so two concurrent redeliveries of the
+    /// same id cannot both get through. A place in the channel is reserved
+    /// before the journal write: a delivery on disk is always also on its
+    /// way (or, after a crash, re-dispatched at start).
     fn forward(&self, wanted: Wanted<'_>) -> Outcome {
         let mut guard = self.lock_forwarding();
         let forwarding = &mut *guard;
-        if forwarding.seen.contains(&wanted.id) {
-            return Outcome::Duplicate(wanted.id);
+        let keys = || std::iter::once(&wanted.id).chain(wanted.key.as_ref());
+        if let Some(seen) = keys().find(|key| forwarding.seen.contains(key)) {
+            return Outcome::Duplicate(seen.clone());
         }
         let Some(sink) = &forwarding.sink else {
             return Outcome::rejected(503, DRAINING_MESSAGE);
@@ -252,14 +336,17 @@ impl Intake {
             }
             Err(TrySendError::Closed(())) => return Outcome::rejected(503, DRAINING_MESSAGE),
         };
-        let received_at = SystemTime::now();
-        match self
-            .journal
-            .record_delivery(&wanted.id, wanted.event_name, received_at, wanted.body)
-        {
+        let received_at = wanted.received_at;
+        match self.journal.record_delivery_keyed(
+            &wanted.id,
+            wanted.key.as_deref(),
+            wanted.event_name,
+            received_at,
+            wanted.body,
+        ) {
             Ok(DeliveryRecord::New) => {}
             Ok(DeliveryRecord::AlreadyRecorded) => {
-                forwarding.seen.remember(&wanted.id);
+                keys().for_each(|key| forwarding.seen.remember(key));
                 return Outcome::Duplicate(wanted.id);
             }
             Err(error) => {
@@ -274,17 +361,39 @@ impl Intake {
             id: wanted.id.clone(),
             event: wanted.event,
             received_at,
+            origin: wanted.origin,
         });
-        forwarding.seen.remember(&wanted.id);
+        keys().for_each(|key| forwarding.seen.remember(key));
         Outcome::Accepted {
             summary: wanted.summary,
         }
     }
 }
 
+/// What makes two deliveries the same event whatever their delivery ids:
+/// a comment's id, a pull request's (number, head) for the actions that
+/// announce a head. None for the rest (a `reopened` or `closed` may repeat
+/// for one head).
+pub fn event_key(event: &Event) -> Option<String> {
+    match event {
+        Event::IssueComment(comment) if comment.action == "created" => {
+            Some(format!("issue-comment-{}", comment.comment_id))
+        }
+        Event::PullRequest(pr) if matches!(pr.action, PrAction::Opened | PrAction::Synchronize) => {
+            Some(format!("pr-head-{}-{}", pr.pr, pr.head_sha))
+        }
+        _ => None,
+    }
+}
+
 /// A checked delivery the intake wants to forward.
 struct Wanted<'a> {
     id: String,
+    /// [`event_key`], de-duplicated like the id.
+    key: Option<String>,
+    origin: Origin,
+    /// Now for a webhook; when it happened for an API event.
+    received_at: SystemTime,
     event_name: &'a str,
     /// The verified raw body, journaled for re-dispatch after a crash.
     body: &'a [u8],
@@ -471,6 +580,7 @@ mod tests {
             delivery_id: Some(id.into()),
             signature_256: Some(signature::sign(SECRET.as_bytes(), body).sha256),
             signature_sha1: None,
+            content_type: None,
         }
     }
 
@@ -496,8 +606,9 @@ mod tests {
             journal,
             sink,
         );
+        // Reopened: not keyed by its head, so only the delivery ids count.
         let body = serde_json::to_vec(&serde_json::json!({
-            "action": "opened",
+            "action": "reopened",
             "repository": {"full_name": "embercsi/ember-csi"},
             "pull_request": {"number": 129, "title": "t", "html_url": "u",
                 "author_association": "MEMBER", "user": {"login": "Akrog"},
@@ -533,9 +644,11 @@ mod tests {
         );
     }
 
-    fn pr_opened_body() -> Vec<u8> {
+    /// A `reopened` delivery: not keyed by its head ([`event_key`]), so
+    /// only its delivery id de-duplicates it.
+    fn pr_reopened_body() -> Vec<u8> {
         serde_json::to_vec(&serde_json::json!({
-            "action": "opened",
+            "action": "reopened",
             "repository": {"full_name": "embercsi/ember-csi"},
             "pull_request": {"number": 129, "title": "t", "html_url": "u",
                 "author_association": "MEMBER", "user": {"login": "Akrog"},
@@ -555,7 +668,7 @@ mod tests {
     async fn accepted_deliveries_are_journaled_and_known_after_a_restart() {
         let dir = tempfile::tempdir().expect("temp dir");
         let journal = Journal::open(dir.path()).expect("journal");
-        let body = pr_opened_body();
+        let body = pr_reopened_body();
         let (sink, _deliveries) = mpsc::channel(4);
         let intake = Intake::new(
             Secret::new(SECRET),
@@ -592,7 +705,7 @@ mod tests {
     async fn a_delivery_refused_for_a_full_queue_is_not_journaled() {
         let dir = tempfile::tempdir().expect("temp dir");
         let journal = Journal::open(dir.path()).expect("journal");
-        let body = pr_opened_body();
+        let body = pr_reopened_body();
         let (sink, _deliveries) = mpsc::channel(1);
         let intake = Intake::new(
             Secret::new(SECRET),
@@ -614,7 +727,7 @@ mod tests {
 
     #[tokio::test]
     async fn draining_answers_503_and_closes_the_channel_after_its_backlog() {
-        let body = pr_opened_body();
+        let body = pr_reopened_body();
         let (sink, mut deliveries) = mpsc::channel(4);
         let (_journal_dir, journal) = temp_journal();
         let intake = Intake::new(
@@ -638,5 +751,41 @@ mod tests {
             deliveries.recv().await.is_none(),
             "channel closes once drained"
         );
+    }
+
+    #[tokio::test]
+    async fn the_same_event_under_another_id_or_read_from_the_api_is_a_duplicate() {
+        let (sink, mut deliveries) = mpsc::channel(8);
+        let (_journal_dir, journal) = temp_journal();
+        let intake = Intake::new(
+            Secret::new(SECRET),
+            repo("embercsi/ember-csi"),
+            journal,
+            sink,
+        );
+        let body = pr_reopened_body();
+        let opened = String::from_utf8(body)
+            .expect("UTF-8")
+            .replace("reopened", "opened");
+        let opened = opened.as_bytes();
+        assert_eq!(
+            intake.handle(&pr_headers(opened, "a"), opened).await.status,
+            202
+        );
+        let again = intake.handle(&pr_headers(opened, "b"), opened).await;
+        assert!(again.message.starts_with("duplicate"), "{again:?}");
+        let key = "pr-head-129-4155f91779c72125baee651f628640274794ca37";
+        let from_api = intake
+            .handle_from_api(key, "pull_request", opened, SystemTime::now())
+            .await;
+        assert!(from_api.message.starts_with("duplicate"), "{from_api:?}");
+        // Webhook ids may not pose as API events.
+        let posing = intake.handle(&pr_headers(opened, key), opened).await;
+        assert_eq!(posing.status, 400, "{posing:?}");
+        assert_eq!(
+            deliveries.recv().await.map(|d| d.origin),
+            Some(Origin::Webhook)
+        );
+        assert!(deliveries.try_recv().is_err());
     }
 }

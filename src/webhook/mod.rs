@@ -14,18 +14,20 @@
 //!   the core crate (`ember_ci_core`), re-exported here.
 //! - `intake`: the order of checks, the decision, de-duplication, counters.
 //! - `endpoint`: the warp filter, body cap and rejection replies.
+//! - `form`: the JSON inside a form-encoded delivery.
 
 mod endpoint;
+mod form;
 mod intake;
 mod seen;
 
-pub use ember_ci_core::{event, signature};
+pub use ember_ci_core::{event, relayed, signature};
 
 use std::time::SystemTime;
 
 pub use endpoint::{recover, routes};
 pub use event::{Event, IssueCommentEvent, ParseError, PrAction, PullRequestEvent};
-pub use intake::{Intake, IntakeCounts, IntakeReply, IntakeStats};
+pub use intake::{event_key, Intake, IntakeCounts, IntakeReply, IntakeStats};
 
 /// The largest body accepted: GitHub caps payloads at 25 MB and drops
 /// anything larger itself, so a bigger body did not come from GitHub.
@@ -42,6 +44,8 @@ pub struct DeliveryHeaders {
     pub signature_256: Option<String>,
     /// `X-Hub-Signature` (legacy SHA-1).
     pub signature_sha1: Option<String>,
+    /// `Content-Type`: JSON, or the form encoding (`payload=<JSON>`).
+    pub content_type: Option<String>,
 }
 
 impl DeliveryHeaders {
@@ -60,6 +64,7 @@ impl DeliveryHeaders {
                 "x-github-delivery" => &mut headers.delivery_id,
                 "x-hub-signature-256" => &mut headers.signature_256,
                 "x-hub-signature" => &mut headers.signature_sha1,
+                "content-type" => &mut headers.content_type,
                 _ => continue,
             };
             if slot.is_none() {
@@ -73,10 +78,38 @@ impl DeliveryHeaders {
 /// A verified delivery that concerns the watched repository, handed on for work.
 #[derive(Debug, Clone)]
 pub struct Delivery {
-    /// `X-GitHub-Delivery`, or a local id (`local-…`) when the header was absent.
+    /// `X-GitHub-Delivery`, or a local id (`local-…`) when the header was
+    /// absent, or for what was read from the API a key naming it
+    /// (`issue-comment-<id>`, `pr-head-<n>-<sha>`, `poll-…`).
     pub id: String,
     pub event: Event,
     pub received_at: SystemTime,
+    pub origin: Origin,
+}
+
+/// How a delivery reached us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A signed webhook delivery (HTTP endpoint or relay).
+    Webhook,
+    /// Read from GitHub's API (catch-up sweep, poller): authentic, since
+    /// GitHub itself answered, but unsigned and without a `sender`: for a
+    /// head found this way nobody is known to have pushed it.
+    Api,
+}
+
+/// Id prefixes of deliveries read from the API; webhook ids may not use them.
+pub const API_ID_PREFIXES: [&str; 3] = ["issue-comment-", "pr-head-", "poll-"];
+
+impl Origin {
+    /// The origin of a journaled delivery, from its id.
+    pub fn of_id(id: &str) -> Self {
+        if API_ID_PREFIXES.iter().any(|prefix| id.starts_with(prefix)) {
+            Origin::Api
+        } else {
+            Origin::Webhook
+        }
+    }
 }
 
 #[cfg(test)]
@@ -100,6 +133,7 @@ mod tests {
                 delivery_id: Some("abc".into()),
                 signature_256: Some("sha256=00".into()),
                 signature_sha1: Some("sha1=00".into()),
+                content_type: Some("application/json".into()),
             }
         );
     }

@@ -6,7 +6,7 @@
 //! seconds), and through `ember-ci serve` as a child process running the
 //! demo plugin's jobs on real Podman (the same scenario end to end).
 //!
-//! The Podman runs need root Podman with runc and localhost/debian:bookworm
+//! The Podman runs need root Podman with runc and docker.io/library/debian:bookworm
 //! (scripts/setup-host.sh). The first job on a fresh host also builds the
 //! sandbox image, hence the long job deadline.
 

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ember_ci::config::{
-    summary, Config, ConfigErrors, DriverConfig, Need, Scope, Script, DEFAULT_SANITY_COMMAND, KEYS,
-    OBSOLETE_KEYS,
+    summary, Config, ConfigErrors, CsiSanitySource, DriverConfig, Need, Scope, Script,
+    DEFAULT_SANITY_COMMAND, KEYS, OBSOLETE_KEYS,
 };
 
 /// The smallest valid config: the one required key and one backend.
@@ -108,7 +108,7 @@ fn minimal_config_gets_the_documented_defaults() {
     assert_eq!(config.service.shutdown_grace, Duration::from_secs(600));
     assert_eq!(config.executor.podman_socket, None);
     assert_eq!(config.executor.sandbox_image, None);
-    assert!(!config.executor.sandbox_skip_csi_sanity);
+    assert!(config.executor.csi_sanity.is_some());
     assert_eq!(config.executor.image_store_max_gb, 40);
     assert!(config.github.trusted_users.is_empty());
     assert!(config.logs.secrets.is_empty());
@@ -217,7 +217,7 @@ LOG_RETENTION_DAYS=7
         config.executor.sandbox_image.as_deref(),
         Some("localhost/ember-ci-sandbox:latest")
     );
-    assert!(config.executor.sandbox_skip_csi_sanity);
+    assert!(config.executor.csi_sanity.is_none());
     assert_eq!(config.executor.image_store_max_gb, 100);
     assert_eq!(config.github.trusted_users, ["alice", "bob", "carol"]);
     let secrets: Vec<&str> = config.logs.secrets.iter().map(|s| s.expose()).collect();
@@ -445,6 +445,56 @@ fn bad_numbers_are_rejected() {
 }
 
 #[test]
+fn csi_sanity_is_built_from_the_pinned_commit_and_skipping_it_needs_another_suite() {
+    let config = minimal_with("").config();
+    assert_eq!(
+        config.executor.csi_sanity,
+        Some(CsiSanitySource {
+            repo: "https://github.com/kubernetes-csi/csi-test.git".into(),
+            version: "v5.3.1".into(),
+            commit: "12190f51faa0cd8105b39615399fa29a6f8cf83a".into(),
+        })
+    );
+    assert_eq!(
+        config.executor.sandbox_base_image,
+        "docker.io/library/debian:bookworm"
+    );
+    let summary = ember_ci::config::summary(&config);
+    assert!(
+        summary.contains(
+            "built from source: https://github.com/kubernetes-csi/csi-test.git tag v5.3.1, \
+             verified to be commit 12190f51faa0cd8105b39615399fa29a6f8cf83a before building"
+        ),
+        "{summary}"
+    );
+
+    // Skipped while the default suite needs it: every job would end
+    // `failure` (exit 127), blaming the PR.
+    let errors = minimal_with("SANDBOX_SKIP_CSI_SANITY=1").errors();
+    assert_eq!(keys(&errors), ["SANDBOX_SKIP_CSI_SANITY"]);
+    assert!(
+        errors
+            .to_string()
+            .contains("runs it (csi-sanity --csi.endpoint=127.0.0.1:50051 --csi.junitfile="),
+        "{errors}"
+    );
+    let other_suite = minimal_with("SANDBOX_SKIP_CSI_SANITY=1\nSANITY_COMMAND=/config/suite.sh");
+    assert_eq!(other_suite.config().executor.csi_sanity, None);
+    // A vendor's own image decides for itself.
+    let own_image = minimal_with("SANDBOX_SKIP_CSI_SANITY=1\nSANDBOX_IMAGE=vendor/sandbox:1");
+    assert_eq!(own_image.config().executor.csi_sanity, None);
+
+    // A new version needs its own pin.
+    for line in ["CSI_SANITY_VERSION=v5.4.0", "CSI_SANITY_COMMIT=12190f5"] {
+        assert_eq!(
+            keys(&minimal_with(line).errors()),
+            ["CSI_SANITY_COMMIT"],
+            "{line}"
+        );
+    }
+}
+
+#[test]
 fn bad_durations_are_rejected() {
     for line in [
         "JOB_TIMEOUT=1d",
@@ -663,7 +713,7 @@ fn demo_example_loads_without_its_environment() {
         "/var/lib/ember-ci/demo/ember-csi.git"
     );
     assert!(config.github.token.is_empty());
-    assert!(config.executor.sandbox_skip_csi_sanity);
+    assert!(config.executor.csi_sanity.is_none());
     let backend = &config.backends[0];
     assert_eq!(backend.name.as_str(), "demo");
     assert!(matches!(backend.pre_run, Some(Script::Inline(_))));

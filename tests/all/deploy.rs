@@ -19,10 +19,6 @@ const GENERATOR: &str = "/var/cache/ember-ci/quadlet/root/usr/libexec/podman/qua
 const GENERATOR_HINT: &str = "run scripts/quadlet-generator.sh (scripts/test.sh does): \
      it fetches Podman 5's quadlet generator from Debian 13's podman package";
 const IMAGE: &str = "localhost/ember-ci:deploy-test";
-/// The runtime stage's base, fully qualified as in the Containerfile.
-const BASE_IMAGE: &str = "docker.io/library/debian:bookworm";
-/// scripts/setup-host.sh debootstraps this one on hosts with no registry.
-const LOCAL_BASE_IMAGE: &str = "localhost/debian:bookworm";
 
 fn run(command: &mut Command) -> Output {
     let output = command
@@ -49,8 +45,7 @@ fn config_dir(dir: &Path, extra: &str) -> PathBuf {
         config.join("config"),
         format!(
             "GH_EMBER_SECRET=deploy-test-secret\nDRIVER_NAME_1=demo\n\
-             DRIVER_CONFIG_1='{{\"name\": \"demo\", \"driver\": \"DemoDriver\"}}'\n\
-             SANDBOX_SKIP_CSI_SANITY=1\n{extra}\n"
+             DRIVER_CONFIG_1='{{\"name\": \"demo\", \"driver\": \"DemoDriver\"}}'\n{extra}\n"
         ),
     )
     .expect("writing the config");
@@ -127,18 +122,11 @@ fn quadlet_units_pass_podman_5s_generator_with_the_configs_stop_timeout() {
     }
 }
 
-/// Tags the debootstrapped base with the Containerfile's fully qualified
-/// name when this host has no registry copy of it (offline CI hosts).
+/// The Containerfile's fully qualified base comes through the local
+/// registry mirror (scripts/local-registry.sh), as from docker.io at a
+/// vendor's: `podman build` pulls it when absent.
 fn ensure_base_image() {
-    let exists = |image: &str| {
-        Command::new("podman")
-            .args(["image", "exists", image])
-            .status()
-            .is_ok_and(|status| status.success())
-    };
-    if !exists(BASE_IMAGE) {
-        run(Command::new("podman").args(["tag", LOCAL_BASE_IMAGE, BASE_IMAGE]));
-    }
+    ember_ci_test_kit::executor_env::ensure_local_registry();
 }
 
 fn podman(args: &[&str]) -> Output {

@@ -2,7 +2,8 @@
 //! (passes), #130 (dies at start) and a never-serving #131, timeouts,
 //! cancellation, and what is left afterwards.
 //!
-//! Needs root Podman with runc and localhost/debian:bookworm
+//! Needs root Podman with runc and the local registry seeded with
+//! docker.io/library/debian:bookworm (the test kit starts it)
 //! (scripts/setup-host.sh). Each case has its own state dir (so its own
 //! image stores); they run one at a time to keep a 2-core CI host calm.
 
@@ -58,7 +59,7 @@ async fn passing_pr_succeeds_and_second_run_reuses_the_layer_cache() {
         sanity.contains("plugin answered: ember-csi-demo OK driver=DemoDriver"),
         "{sanity}"
     );
-    assert!(sanity.contains("PASS"), "{sanity}");
+    assert!(sanity.contains("SUCCESS! -- 1 Passed"), "{sanity}");
     first.assert_post_run_result(0);
     // The plugin's own log is kept, and the backend password never shows in a command line.
     let cleanup = first.output_of(Step::Cleanup);

@@ -5,7 +5,7 @@
 //! rotation with a shifted clock.
 //!
 //! The end-to-end case needs root Podman with runc and
-//! localhost/debian:bookworm (scripts/setup-host.sh).
+//! docker.io/library/debian:bookworm (through scripts/local-registry.sh).
 
 use ember_ci_test_kit::executor_env;
 use ember_ci_test_kit::fake_github;

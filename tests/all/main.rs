@@ -20,5 +20,6 @@ mod sandbox;
 mod sanity;
 mod scheduler;
 mod soak;
+mod vendor_flows;
 mod web;
 mod webhook;

@@ -6,6 +6,7 @@
 use ember_ci_test_kit::ci_env;
 use ember_ci_test_kit::fake_github;
 use ember_ci_test_kit::fake_smee;
+use ember_ci_test_kit::outage_drill;
 use ember_ci_test_kit::wait;
 
 use std::collections::HashMap;
@@ -18,8 +19,10 @@ use ember_ci::github::GitHub;
 use ember_ci::journal::Journal;
 use ember_ci::model::{CommitSha, CommitStatus, PrNumber, RepoName, StatusState};
 use ember_ci::relay::saved::prepare_saved_delivery;
-use ember_ci::relay::{Backoff, PollMode, Poller, RelayHealth, RelayStatus, SmeeRelay};
-use ember_ci::webhook::{signature, Delivery, Event, Intake, PrAction};
+use ember_ci::relay::{
+    Backoff, CatchUp, CatchUpReport, PollMode, Poller, RelayHealth, RelayStatus, SmeeRelay,
+};
+use ember_ci::webhook::{signature, Delivery, Event, Intake, Origin, PrAction};
 use fake_github::FakeGitHub;
 use fake_smee::FakeSmee;
 use serde_json::Value;
@@ -33,6 +36,8 @@ const REPO: &str = "embercsi/ember-csi";
 /// Generous: CI has two slow cores and other suites run beside this one.
 const WAIT: Duration = Duration::from_secs(60);
 const CONDITION_POLL: Duration = Duration::from_millis(20);
+/// Between attempts while a test's channel is down.
+const RETRY_INTERVAL: Duration = Duration::from_millis(50);
 
 fn fixture(file: &str) -> Value {
     let path = format!("{}/tests/data/github/{file}", env!("CARGO_MANIFEST_DIR"));
@@ -125,10 +130,10 @@ impl RunningRelay {
         ));
         let relay = SmeeRelay::new(url, intake.clone())
             .expect("valid smee URL")
-            .with_backoff(Backoff::new(
-                Duration::from_millis(50),
-                Duration::from_millis(500),
-            ));
+            .with_backoff(
+                Backoff::new(Duration::from_millis(50), Duration::from_millis(500)),
+                RETRY_INTERVAL,
+            );
         let health = relay.health();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(relay.run(shutdown.clone()));
@@ -258,7 +263,7 @@ fn escape_non_ascii(json: &str) -> String {
 }
 
 #[tokio::test]
-async fn non_ascii_body_failing_its_signature_names_re_serialising_as_the_likely_cause() {
+async fn a_body_github_sent_ascii_escaped_passes_after_the_named_repair() {
     let log = CapturedLog::default();
     let _guard = log.install();
     let smee = FakeSmee::start().await;
@@ -272,16 +277,131 @@ async fn non_ascii_body_failing_its_signature_names_re_serialising_as_the_likely
     delivery["x-hub-signature-256"] = Value::from(signatures.sha256);
     delivery["x-hub-signature"] = Value::from(signatures.sha1);
     smee.publish(&delivery);
-    smee.publish(&signed(fixture("test-ok.json"), SECRET));
 
     assert_eq!(pr_number(&relay.next_delivery().await), 129);
-    assert_eq!(relay.intake.stats().snapshot().rejected, 1);
+    assert_eq!(relay.intake.stats().snapshot().rejected, 0);
     let text = log.text();
     assert!(
         text.lines()
-            .any(|line| line.contains("WARN") && line.contains("re-serialising")),
-        "no re-serialising hint in:\n{text}"
+            .any(|line| line.contains("signature matched") && line.contains("ASCII-escaped")),
+        "no line naming the repair in:\n{text}"
     );
+    relay.stop().await;
+}
+
+/// A GitHub-shaped `issue_comment` delivery for comment `id`: the text
+/// GitHub signed (`edit` changes serde's compact text), the smee message
+/// carrying `smee_body` as its body (`None`: GitHub's text unchanged).
+fn comment_body(id: u64, text: &str) -> String {
+    let mut body = fixture("issue_comment-created.json")["body"].clone();
+    body["comment"]["id"] = Value::from(id);
+    body["comment"]["body"] = Value::from(text);
+    serde_json::to_string(&body).expect("serialises")
+}
+
+/// smee's message for a body GitHub signed as `signed`, carried as `sent`.
+fn smee_message(id: u64, content_type: &str, signed: &[u8], sent: &str) -> String {
+    let signatures = signature::sign(SECRET.as_bytes(), signed);
+    format!(
+        r#"{{"host":"smee.io","x-github-event":"issue_comment","x-github-delivery":"relay-{id}","content-type":"{content_type}","x-hub-signature":"{}","x-hub-signature-256":"{}","body":{sent},"query":{{}},"timestamp":1733450000000}}"#,
+        signatures.sha1, signatures.sha256
+    )
+}
+
+fn comment_id(delivery: &Delivery) -> u64 {
+    match &delivery.event {
+        Event::IssueComment(comment) => comment.comment_id,
+        other => panic!("expected a comment, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn bodies_smee_reprints_still_pass_the_signature_check() {
+    let log = CapturedLog::default();
+    let _guard = log.install();
+    let smee = FakeSmee::start().await;
+    let mut relay = connected_relay(&smee).await;
+
+    // 1. A pasted terminal colour: GitHub writes \u001B, smee \u001b.
+    let smee_text = comment_body(1, "recheck\n\u{1b}[31mFAILED\u{1b}[0m");
+    let github_text = smee_text.replace("\\u001b", "\\u001B");
+    assert_ne!(github_text, smee_text);
+    smee.publish_text(&smee_message(
+        1,
+        "application/json",
+        github_text.as_bytes(),
+        &smee_text,
+    ));
+    // 2-4. Text a parsed value would re-print differently, or refuse.
+    let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+    for (id, field) in [
+        (2, "\"score\":0.000001".to_string()),
+        (3, "\"big\":18446744073709552000".to_string()),
+        (4, format!("\"deep\":{deep}")),
+    ] {
+        let text = comment_body(id, "recheck").replacen('{', &format!("{{{field},"), 1);
+        smee.publish_text(&smee_message(
+            id,
+            "application/json",
+            text.as_bytes(),
+            &text,
+        ));
+    }
+    // 5. Form-encoded: smee keeps the parsed form, the HMAC covers the form body.
+    let json = comment_body(5, "recheck ☕");
+    let form = ember_ci::webhook::relayed::form_body(&json);
+    let sent = serde_json::json!({ "payload": json }).to_string();
+    smee.publish_text(&smee_message(
+        5,
+        "application/x-www-form-urlencoded",
+        &form,
+        &sent,
+    ));
+
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(comment_id(&relay.next_delivery().await));
+    }
+    assert_eq!(ids, [1, 2, 3, 4, 5]);
+    assert_eq!(relay.intake.stats().snapshot().rejected, 0);
+    let text = log.text();
+    assert!(
+        text.lines()
+            .any(|line| line.contains("signature matched") && line.contains("upper-case")),
+        "no line naming the repair in:\n{text}"
+    );
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_body_no_repair_restores_is_reported_as_changed_in_transit() {
+    let log = CapturedLog::default();
+    let _guard = log.install();
+    let smee = FakeSmee::start().await;
+    let mut relay = connected_relay(&smee).await;
+
+    let smee_text = comment_body(7, "recheck \u{1b}[0m");
+    // Changed beyond escapes: no repair can bring GitHub's bytes back.
+    let github_text = smee_text.replace("recheck", "Recheck");
+    smee.publish_text(&smee_message(
+        7,
+        "application/json",
+        github_text.as_bytes(),
+        &smee_text,
+    ));
+    smee.publish(&signed(fixture("test-broken.json"), SECRET));
+
+    assert_eq!(pr_number(&relay.next_delivery().await), 130);
+    assert_eq!(relay.health.snapshot().deliveries_refused, 1);
+    let text = log.text();
+    assert!(
+        text.lines().any(|line| line.contains("WARN")
+            && line.contains("relayed body changed in transit")
+            && line.contains("relay-7")
+            && line.contains("upper-case")),
+        "no changed-in-transit line in:\n{text}"
+    );
+    assert!(!text.contains("signature mismatch"), "{text}");
     relay.stop().await;
 }
 
@@ -306,6 +426,8 @@ async fn a_delivery_replayed_through_the_relay_is_forwarded_once() {
 
 #[tokio::test]
 async fn relay_reconnects_after_the_server_restarts_mid_stream() {
+    let log = CapturedLog::default();
+    let _guard = log.install();
     let smee = FakeSmee::start().await;
     let mut relay = connected_relay(&smee).await;
     smee.publish(&signed(fixture("test-ok.json"), SECRET));
@@ -316,6 +438,8 @@ async fn relay_reconnects_after_the_server_restarts_mid_stream() {
         .wait_for_health("the dropped stream", |s| !s.is_connected)
         .await;
     assert!(relay.health.snapshot().last_error.is_some());
+    // Long enough for several refused attempts (50 ms apart here).
+    tokio::time::sleep(Duration::from_millis(500)).await;
 
     let smee = FakeSmee::start_on(addr).await;
     smee.wait_for_streams(1, WAIT)
@@ -325,10 +449,25 @@ async fn relay_reconnects_after_the_server_restarts_mid_stream() {
     assert_eq!(pr_number(&relay.next_delivery().await), 130);
     assert!(relay.health.snapshot().is_connected);
     relay.stop().await;
+    let text = log.text();
+    let warnings = text
+        .lines()
+        .filter(|line| line.contains("WARN") && line.contains("smee channel"))
+        .count();
+    assert_eq!(warnings, 1, "one warning per outage:\n{text}");
+    assert!(
+        text.lines()
+            .any(|line| line.contains("smee channel back after a")
+                && line.contains("outage")
+                && line.contains("outage_secs")),
+        "no line closing the outage:\n{text}"
+    );
 }
 
 #[tokio::test]
 async fn relay_keeps_retrying_until_the_channel_appears() {
+    let log = CapturedLog::default();
+    let _guard = log.install();
     // A free port with nothing listening on it yet.
     let addr = {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -350,6 +489,33 @@ async fn relay_keeps_retrying_until_the_channel_appears() {
     smee.publish(&signed(fixture("test-ok.json"), SECRET));
     assert_eq!(pr_number(&relay.next_delivery().await), 129);
     relay.stop().await;
+    let text = log.text();
+    let warnings: Vec<&str> = text
+        .lines()
+        .filter(|line| line.contains("WARN") && line.contains("smee channel"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "one warning per outage:\n{text}");
+    assert!(warnings[0].contains("unreachable"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_down_for_15_s_loses_no_comment_github_shows_and_reconnects_quickly() {
+    let report = outage_drill::Drill {
+        outage: Duration::from_secs(15),
+        comment_every: Duration::from_millis(200),
+        settle: Duration::from_secs(2),
+    }
+    .run()
+    .await;
+    assert_eq!(report.lost(), Vec::<u64>::new(), "{report:?}");
+    assert_eq!(report.duplicates(), 0, "{report:?}");
+    // 15 s at 5 a second: the comments made while smee was down.
+    assert!(report.recovered >= 50, "{report:?}");
+    assert!(
+        report.reconnect < Duration::from_secs(5),
+        "reconnected {:?} after the channel came back",
+        report.reconnect
+    );
 }
 
 // ---- Poller -------------------------------------------------------------
@@ -517,6 +683,106 @@ async fn poll_mode_follows_the_config() {
     );
     // Without a token there is no API to poll.
     assert_eq!(PollMode::for_config(&polling.relay, false), None);
+}
+
+// ---- Catch-up sweep ------------------------------------------------------
+
+#[tokio::test]
+async fn catch_up_feeds_heads_and_comments_of_the_gap_once_through_the_intake() {
+    let github = FakeGitHub::start().await;
+    let (dir, config) = poll_config(&github, "");
+    github.add_pull(201, &sha('a'), "Reported already", "Akrog", "MEMBER");
+    github.add_pull(
+        202,
+        &sha('b'),
+        "Pushed during the outage",
+        "someone",
+        "NONE",
+    );
+    let api = Arc::new(client(&github));
+    post_status(&api, &sha('a'), "3rdparty/lvm").await;
+    let missed = github.add_comment(202, "Akrog", "MEMBER", "/ok-to-test");
+    let relayed = github.add_comment(202, "Akrog", "MEMBER", "recheck");
+
+    let (sender, mut deliveries) = mpsc::channel(16);
+    let intake = Arc::new(Intake::new(
+        Secret::new(SECRET),
+        RepoName::new(REPO).expect("valid repo"),
+        Journal::open(dir.path()).expect("journal"),
+        sender,
+    ));
+    // One comment did arrive through the relay, under GitHub's delivery id.
+    let message = outage_drill::comment_message(REPO, relayed, "recheck");
+    let prepared = ember_ci::relay::saved::prepare_saved_text(
+        &message,
+        Some(SECRET),
+        ember_ci::relay::saved::BodyEncoding::AsSaved,
+    )
+    .expect("prepares");
+    let headers = ember_ci::webhook::DeliveryHeaders::from_pairs(prepared.headers.clone());
+    assert_eq!(intake.handle(&headers, &prepared.body).await.status, 202);
+    drain(&mut deliveries);
+
+    let catch_up = CatchUp::new(api, intake.clone(), contexts(&config), dir.path());
+    assert_eq!(
+        catch_up.window_start(),
+        None,
+        "no mark before the first sweep"
+    );
+    assert_eq!(
+        catch_up.sweep().await.expect("first sweep"),
+        CatchUpReport::default()
+    );
+    assert!(catch_up.window_start().is_some());
+
+    let report = catch_up.sweep().await.expect("sweep");
+    assert_eq!(
+        report,
+        CatchUpReport {
+            comments: 2,
+            heads: 1,
+            found: 2
+        }
+    );
+    let fed: Vec<(String, Origin)> = drain(&mut deliveries)
+        .into_iter()
+        .map(|d| (d.id, d.origin))
+        .collect();
+    assert_eq!(
+        fed,
+        [
+            (format!("pr-head-202-{}", sha('b')), Origin::Api),
+            (format!("issue-comment-{missed}"), Origin::Api),
+        ]
+    );
+    // A second sweep over the same window finds them known.
+    assert_eq!(catch_up.sweep().await.expect("sweep").found, 0);
+    assert!(drain(&mut deliveries).is_empty());
+}
+
+#[tokio::test]
+async fn catch_up_window_reaches_back_at_most_three_days() {
+    let github = FakeGitHub::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (sender, _deliveries) = mpsc::channel(1);
+    let intake = Arc::new(Intake::new(
+        Secret::new(SECRET),
+        RepoName::new(REPO).expect("valid repo"),
+        Journal::open(dir.path()).expect("journal"),
+        sender,
+    ));
+    let catch_up = CatchUp::new(Arc::new(client(&github)), intake, Vec::new(), dir.path());
+    let mark = dir.path().join(ember_ci::relay::catch_up::MARK_FILE);
+    std::fs::write(&mark, "2020-01-01T00:00:00Z\n").expect("writing the mark");
+    let start = catch_up.window_start().expect("a window");
+    let reach = std::time::SystemTime::now()
+        .duration_since(start)
+        .expect("in the past");
+    // Measured a moment after the relay did.
+    assert!(
+        reach.abs_diff(ember_ci::relay::catch_up::MAX_WINDOW) < Duration::from_secs(60),
+        "{reach:?}"
+    );
 }
 
 // ---- End to end ----------------------------------------------------------

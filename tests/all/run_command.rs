@@ -51,7 +51,7 @@ fn run_succeeds_on_the_demo_and_exits_1_on_the_broken_pr() {
         "-- fetch",
         "-- build",
         "-- sanity",
-        "PASS: 1 of 1 checks passed",
+        "SUCCESS! -- 1 Passed",
         "post-run: job result 0",
     ] {
         assert!(

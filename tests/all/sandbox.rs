@@ -3,7 +3,8 @@
 //! driver script, vendor extras, two workers at once, and what a job killed
 //! mid-way leaves (and who removes it).
 //!
-//! Needs root Podman with runc and localhost/debian:bookworm
+//! Needs root Podman with runc and the local registry seeded with
+//! docker.io/library/debian:bookworm (the test kit starts it)
 //! (scripts/setup-host.sh); the extras case needs the Debian mirror.
 
 use ember_ci_test_kit::executor_env;
@@ -29,7 +30,7 @@ static HEAVY_CASES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2
 /// then the source. #141 changes only the source.
 const DEPS_PR: u64 = 140;
 const SOURCE_CHANGE_PR: u64 = 141;
-const DEPS_DOCKERFILE: &str = "FROM localhost/debian:bookworm\n\
+const DEPS_DOCKERFILE: &str = "FROM docker.io/library/debian:bookworm\n\
 RUN echo deps > /deps && sleep 2\n\
 COPY ember-csi-demo /usr/local/bin/ember-csi-demo\n\
 ENV CSI_ENDPOINT=127.0.0.1:50051\n\
@@ -204,7 +205,7 @@ async fn ceph_style_system_files_reach_the_plugin_with_their_content() {
     assert_eq!(run.outcome, JobOutcome::Success);
     assert!(run
         .output_of(Step::DriverConfig)
-        .contains("CSI_SYSTEM_FILES=/tmp/"));
+        .contains("CSI_SYSTEM_FILES=/job/scratch/"));
     let plugin_log = run.output_of(Step::Cleanup);
     for file in ["ceph.conf", "ceph.client.admin.keyring"] {
         let line =

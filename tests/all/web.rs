@@ -45,6 +45,8 @@ enum Command {
 /// reason that quotes a secret (the UI must mask it).
 struct ScriptedRunner {
     commands: Mutex<mpsc::UnboundedReceiver<Command>>,
+    /// What host hygiene "could not remove": set once a `beta` job ran.
+    left_on_host: std::sync::Mutex<Vec<String>>,
 }
 
 #[async_trait]
@@ -83,6 +85,9 @@ impl JobRunner for ScriptedRunner {
             }
         }
         if job.request.backend.as_str() == "beta" {
+            *self.left_on_host.lock().expect("lock") = vec![format!(
+                "loop device /dev/loop7 (/srv/{BETA_PASSWORD}.img): losetup failed: busy"
+            )];
             let reason = format!("2 tests failed; array said password={BETA_PASSWORD}");
             observer.step_finished(
                 Step::Sanity,
@@ -100,6 +105,10 @@ impl JobRunner for ScriptedRunner {
             observer.step_finished(Step::Sanity, &passed(3400));
             JobOutcome::Success
         }
+    }
+
+    fn host_problems(&self) -> Vec<String> {
+        self.left_on_host.lock().expect("lock").clone()
     }
 }
 
@@ -150,6 +159,7 @@ async fn start_ui(admin_token: Option<&str>) -> Ui {
     let parts = Parts {
         runner: Arc::new(ScriptedRunner {
             commands: Mutex::new(receiver),
+            left_on_host: Default::default(),
         }),
         reporter: Arc::new(Reporter::from_config(&config.github).expect("GitHub client")),
         listener,
@@ -409,11 +419,21 @@ async fn health_and_metrics_count_jobs_queue_and_deliveries() {
     assert_eq!(health["relay"]["http_endpoint"], true);
     assert_eq!(health["deliveries"]["rejected"], 1);
     assert_eq!(health["deliveries"]["accepted"], 0);
+    assert_eq!(health["host_is_clean"], true);
 
     ui.finish_running_job();
     ui.wait_until_at_sanity(&failing).await;
     ui.finish_running_job();
     ui.wait_until_finished(&failing).await;
+    // Host hygiene's leftovers make the host unhealthy, masked.
+    let health = ui.get_json("/api/health").await;
+    assert_eq!(health["host_is_clean"], false);
+    assert_eq!(
+        health["host_problems"],
+        serde_json::json!(["loop device /dev/loop7 (/srv/***.img): losetup failed: busy"])
+    );
+    let (_, dashboard) = ui.get("/").await;
+    assert!(dashboard.contains("UNHEALTHY: a job left"), "{dashboard}");
 
     let response = ui
         .http

@@ -10,7 +10,7 @@ use ember_ci::config::Secret;
 use ember_ci::journal::Journal;
 use ember_ci::model::RepoName;
 use ember_ci::relay::saved::prepare_saved_delivery;
-use ember_ci::send::{send_saved_delivery, SendReport};
+use ember_ci::send::{send_saved_delivery, BodyEncoding, DeliveryId, SendReport};
 use ember_ci::webhook::{
     recover, routes, signature, Delivery, Event, Intake, IntakeCounts, PrAction, MAX_BODY_BYTES,
 };
@@ -128,6 +128,8 @@ async fn resigned_ok_fixture_is_accepted_and_forwarded_once() {
         &server.hook_url(),
         &fixture_path("test-ok.json"),
         Some(SECRET),
+        BodyEncoding::AsSaved,
+        DeliveryId::Keep,
     )
     .await
     .expect("replay reaches the server");
@@ -149,6 +151,44 @@ async fn resigned_ok_fixture_is_accepted_and_forwarded_once() {
         }
         other => panic!("expected a pull_request event, got {other:?}"),
     }
+    server.assert_nothing_forwarded();
+}
+
+#[tokio::test]
+async fn each_send_of_a_file_is_a_new_delivery_unless_the_id_is_kept() {
+    const SAVED_ID: &str = "9507dc00-aed8-11e9-8ceb-6a4befef72c9";
+    let mut server = Server::start().await;
+    let url = server.hook_url();
+    let send = |file: &str, id| {
+        let file = fixture_path(file);
+        let url = url.clone();
+        async move {
+            send_saved_delivery(&url, &file, Some(SECRET), BodyEncoding::AsSaved, id)
+                .await
+                .expect("replay")
+        }
+    };
+    // A fresh id: accepted under a new id, not the saved one.
+    let fresh = send("test-ok.json", DeliveryId::Fresh).await;
+    assert_eq!(fresh.status, 202, "{}", fresh.response);
+    let forwarded = server.next_delivery().await.id;
+    assert_ne!(forwarded, "e9320fb0-aed5-11e9-9555-45f9ef0f9285");
+    // The saved id, twice: the repeat is a duplicate of that id.
+    let kept = send("test-broken.json", DeliveryId::Keep).await;
+    assert_eq!(kept.status, 202, "{}", kept.response);
+    assert_eq!(server.next_delivery().await.id, SAVED_ID);
+    let repeat = send("test-broken.json", DeliveryId::Keep).await;
+    assert_eq!(
+        (repeat.status, repeat.response.as_str()),
+        (
+            200,
+            format!("duplicate delivery {SAVED_ID}, already accepted").as_str()
+        )
+    );
+    // A fresh id is not refused for the saved id (the intake may still
+    // know the PR head).
+    let again = send("test-broken.json", DeliveryId::Fresh).await;
+    assert!(!again.response.contains(SAVED_ID), "{}", again.response);
     server.assert_nothing_forwarded();
 }
 
@@ -185,6 +225,8 @@ async fn wrong_secret_is_refused_and_nothing_forwarded() {
         &server.hook_url(),
         &fixture_path("test-ok.json"),
         Some("not-our-secret"),
+        BodyEncoding::AsSaved,
+        DeliveryId::Fresh,
     )
     .await
     .expect("replay reaches the server");
@@ -350,9 +392,15 @@ async fn pr_updates_and_pr_comments_are_forwarded() {
         ),
     ];
     for (file, expected) in cases {
-        let report = send_saved_delivery(&server.hook_url(), &fixture_path(file), Some(SECRET))
-            .await
-            .expect("replay reaches the server");
+        let report = send_saved_delivery(
+            &server.hook_url(),
+            &fixture_path(file),
+            Some(SECRET),
+            BodyEncoding::AsSaved,
+            DeliveryId::Fresh,
+        )
+        .await
+        .expect("replay reaches the server");
         assert_eq!(
             (report.status, report.response.as_str()),
             (202, expected),
@@ -466,4 +514,46 @@ async fn unknown_path_is_404_and_wrong_method_is_405() {
         .expect("answer");
     assert_eq!(response.status().as_u16(), 405);
     assert_eq!(response.text().await.expect("body"), "method not allowed");
+}
+
+#[tokio::test]
+async fn form_encoded_deliveries_are_accepted_with_the_hmac_over_the_form_body() {
+    let mut server = Server::start().await;
+    let report = send_saved_delivery(
+        &server.hook_url(),
+        &fixture_path("issue_comment-created.json"),
+        Some(SECRET),
+        BodyEncoding::Form,
+        DeliveryId::Fresh,
+    )
+    .await
+    .expect("replay reaches the server");
+    assert_eq!(
+        (report.status, report.response.as_str()),
+        (202, "accepted: comment 1999344021 on PR #130")
+    );
+    assert!(matches!(
+        server.next_delivery().await.event,
+        Event::IssueComment(ref comment) if comment.comment_id == 1999344021
+    ));
+
+    // The JSON inside, signed as if it were the body, is not what was sent.
+    let json = br#"{"zen":"x","hook_id":1}"#;
+    let form = ember_ci::webhook::relayed::form_body(std::str::from_utf8(json).expect("UTF-8"));
+    let mut headers = signed_headers("ping", "form-1", json);
+    headers[0].1 = "application/x-www-form-urlencoded".into();
+    let refused = server.post(&headers, form).await;
+    assert_eq!(refused.status, 401, "{refused:?}");
+
+    // Form-encoded but labelled JSON: the error says what to change.
+    let form = ember_ci::webhook::relayed::form_body(r#"{"action":"opened"}"#);
+    let mislabelled = server
+        .post(&signed_headers("pull_request", "form-2", &form), form)
+        .await;
+    assert_eq!(mislabelled.status, 400);
+    assert!(
+        mislabelled.response.contains("looks form-encoded"),
+        "{mislabelled:?}"
+    );
+    server.assert_nothing_forwarded();
 }

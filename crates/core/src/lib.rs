@@ -10,10 +10,13 @@
 //! - [`event`]: a verified webhook body -> [`event::Event`].
 //! - [`sanity`]: the sanity suite's results and their summary texts.
 //! - [`signature`]: `X-Hub-Signature-256` / `X-Hub-Signature` signing and checking.
+//! - [`relayed`]: bodies that crossed a relay (repairs of known re-serialisation
+//!   changes), compact JSON, the form encoding.
 
 pub mod commands;
 pub mod event;
 pub mod model;
 pub mod policy;
+pub mod relayed;
 pub mod sanity;
 pub mod signature;

@@ -47,6 +47,11 @@ impl PrNumber {
     pub fn head_ref(self) -> String {
         format!("refs/pull/{}/head", self.0)
     }
+
+    /// GitHub's test merge of the PR into its base (absent when it conflicts).
+    pub fn merge_ref(self) -> String {
+        format!("refs/pull/{}/merge", self.0)
+    }
 }
 
 impl TryFrom<u64> for PrNumber {

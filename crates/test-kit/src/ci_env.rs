@@ -133,10 +133,12 @@ pub fn write_config(
     let base = std::fs::read_to_string(demo.join("config")).expect("reading the demo config");
     let config = format!(
         "{base}\n# test overrides\nGH_TOKEN=\"{TEST_TOKEN}\"\nGH_API_URL=\"{github_url}\"\nGH_EMBER_SECRET=\"{TEST_SECRET}\"\n\
-         GH_CLONE_URL=\"{}\"\nCI_DIR=\"{}\"\nWEB_ADDR=127.0.0.1\nWEB_PORT=0\nPLUGIN_START_TIMEOUT=120\nSHUTDOWN_GRACE=60\n{extra}\n",
+         GH_CLONE_URL=\"{}\"\nCI_DIR=\"{}\"\nWEB_ADDR=127.0.0.1\nWEB_PORT=0\nPLUGIN_START_TIMEOUT=120\nSHUTDOWN_GRACE=60\n{}{extra}\n",
         repo.path.display(),
         state_dir.display(),
+        crate::git_server::csi_sanity_standin().config_keys(),
     );
+    crate::executor_env::ensure_local_registry();
     std::fs::write(config_dir.join("config"), config).expect("writing config");
     config_dir
 }

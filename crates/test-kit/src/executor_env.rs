@@ -24,6 +24,25 @@ pub fn repo_root() -> PathBuf {
     crate::ci_env::project_dir()
 }
 
+/// Starts the local registry (scripts/local-registry.sh) that mirrors
+/// docker.io here, seeded with the debootstrapped Debian as
+/// docker.io/library/debian:bookworm, once per test process.
+pub fn ensure_local_registry() {
+    static SEEDED: std::sync::Once = std::sync::Once::new();
+    SEEDED.call_once(|| {
+        run_ok(
+            Command::new(repo_root().join("scripts/local-registry.sh")).args([
+                "seed",
+                "localhost/debian:bookworm",
+                DEBIAN_IMAGE,
+            ]),
+        );
+    });
+}
+
+/// The public name every test image is built FROM, as on a vendor's host.
+pub const DEBIAN_IMAGE: &str = "docker.io/library/debian:bookworm";
+
 /// Runs a command that must succeed, returning its stdout.
 pub fn run_ok(command: &mut Command) -> String {
     let output = command.output().unwrap_or_else(|e| {
@@ -108,10 +127,12 @@ impl DemoEnv {
         let state_dir = dir.path().join("state");
         let demo_config = std::fs::read_to_string(demo.join("config")).expect("demo config");
         let config_file = format!(
-            "{demo_config}\n# Test overrides\nGH_CLONE_URL=\"{}\"\nCI_DIR=\"{}\"\nPOST_RUN_1='echo \"post-run result=$1\"'\n",
+            "{demo_config}\n# Test overrides\nGH_CLONE_URL=\"{}\"\nCI_DIR=\"{}\"\nPOST_RUN_1='echo \"post-run result=$1\"'\n{}",
             repo.display(),
-            state_dir.display()
+            state_dir.display(),
+            crate::git_server::csi_sanity_standin().config_keys(),
         );
+        ensure_local_registry();
         std::fs::write(config_dir.join("config"), &config_file).expect("write config");
         Self {
             dir,

@@ -179,6 +179,14 @@ impl FakeSmee {
         self.shared.broadcast(&message)
     }
 
+    /// Publishes a delivery as the exact message text smee sends (smee
+    /// re-prints GitHub's JSON with `JSON.stringify`: `\u001b` for GitHub's
+    /// `\u001B`, and so on); returns how many received it.
+    pub fn publish_text(&self, data: &str) -> usize {
+        let message = self.shared.frame(None, data.to_string());
+        self.shared.broadcast(&message)
+    }
+
     /// Waits until at least `count` streams are open.
     pub async fn wait_for_streams(&self, count: usize, timeout: Duration) -> Result<(), String> {
         let met = crate::wait::poll_until(timeout, POLL_INTERVAL, || {

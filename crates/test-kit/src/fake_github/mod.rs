@@ -159,15 +159,33 @@ impl FakeGitHub {
                 author: author.to_string(),
                 author_association: association.to_string(),
                 is_open: true,
+                updated_at: server::unix_now(),
             },
         );
         state.pulls_version += 1;
+    }
+
+    /// A comment someone wrote on pull request `pr` (GitHub lists it under
+    /// `GET /repos/{o}/{r}/issues/comments`); returns its id.
+    pub fn add_comment(&self, pr: u64, author: &str, association: &str, body: &str) -> u64 {
+        let mut state = self.shared.lock();
+        let id = state.next_id();
+        state.comments.push(RecordedComment {
+            id,
+            pr,
+            body: body.to_string(),
+            author: author.to_string(),
+            author_association: association.to_string(),
+            created_at: server::unix_now(),
+        });
+        id
     }
 
     pub fn close_pull(&self, number: u64) {
         let mut state = self.shared.lock();
         if let Some(pull) = state.pulls.get_mut(&number) {
             pull.is_open = false;
+            pull.updated_at = server::unix_now();
             state.pulls_version += 1;
         }
     }

@@ -7,7 +7,7 @@
 
 use serde_json::{json, Value};
 
-use super::server::timestamp;
+use super::server::{iso_time, timestamp};
 use super::state::{FakePull, RecordedComment, RecordedReaction, RecordedStatus};
 use super::{Shared, BOT_LOGIN};
 
@@ -63,7 +63,7 @@ pub(super) fn status_json(shared: &Shared, status: &RecordedStatus) -> Value {
 
 pub(super) fn comment_json(shared: &Shared, comment: &RecordedComment) -> Value {
     let repo_api = format!("{}/repos/{}/{}", shared.base_url, shared.owner, shared.name);
-    let now = timestamp();
+    let now = iso_time(comment.created_at);
     json!({
         "id": comment.id,
         "node_id": format!("MDEyOklzc3VlQ29tbWVudA{}", comment.id),
@@ -71,10 +71,10 @@ pub(super) fn comment_json(shared: &Shared, comment: &RecordedComment) -> Value 
         "html_url": format!("https://github.com/{}/{}/pull/{}#issuecomment-{}", shared.owner, shared.name, comment.pr, comment.id),
         "issue_url": format!("{repo_api}/issues/{}", comment.pr),
         "body": comment.body,
-        "user": user_json(shared, BOT_LOGIN),
+        "user": user_json(shared, &comment.author),
         "created_at": now,
         "updated_at": now,
-        "author_association": "NONE",
+        "author_association": comment.author_association,
         "performed_via_github_app": null,
         "reactions": reactions_summary_json(&format!("{repo_api}/issues/comments/{}/reactions", comment.id)),
     })
@@ -127,6 +127,7 @@ pub(super) fn pull_json(shared: &Shared, pull: &FakePull) -> Value {
     object["title"] = json!(pull.title);
     object["user"] = user_json(shared, &pull.author);
     object["author_association"] = json!(pull.author_association);
+    object["updated_at"] = json!(iso_time(pull.updated_at));
     object["closed_at"] = if pull.is_open {
         Value::Null
     } else {

@@ -11,7 +11,8 @@ use warp::Reply;
 
 use super::payloads::{comment_json, pull_json, reaction_json, repo_json, status_json, user_json};
 use super::state::{
-    FakeState, LoggedRequest, PlannedFailure, RecordedComment, RecordedReaction, RecordedStatus,
+    FakePull, FakeState, LoggedRequest, PlannedFailure, RecordedComment, RecordedReaction,
+    RecordedStatus,
 };
 use super::{Shared, BOT_LOGIN, DOCS_URL, MAX_DESCRIPTION_CHARS, REACTIONS, STATUS_STATES};
 
@@ -168,6 +169,7 @@ pub(super) fn route(shared: &Shared, state: &mut FakeState, request: &Incoming) 
                 None => Answer::not_found(),
             }
         }
+        ["issues", "comments"] if method == Method::GET => list_comments(shared, state, request),
         ["issues", number, "comments"] if method == Method::POST => {
             create_comment(shared, state, number, &request.body)
         }
@@ -278,7 +280,7 @@ pub(super) fn list_pulls(shared: &Shared, state: &mut FakeState, request: &Incom
         };
     }
     // GitHub's default order is newest first, and numbers grow with age.
-    let listed: Vec<Value> = state
+    let mut pulls: Vec<&FakePull> = state
         .pulls
         .values()
         .rev()
@@ -287,11 +289,54 @@ pub(super) fn list_pulls(shared: &Shared, state: &mut FakeState, request: &Incom
             "closed" => !pull.is_open,
             _ => pull.is_open,
         })
+        .collect();
+    if request.query.get("sort").map(String::as_str) == Some("updated") {
+        // Recently updated first (`direction=desc`, GitHub's default here).
+        pulls.sort_by_key(|pull| std::cmp::Reverse(pull.updated_at));
+    }
+    let listed: Vec<Value> = pulls
+        .into_iter()
         .map(|pull| pull_json(shared, pull))
         .collect();
     let mut answer = Answer::json(200, Value::Array(page_of(listed, &request.query)));
     answer.headers.push(("etag", etag));
     answer
+}
+
+/// `GET /repos/{o}/{r}/issues/comments`: `since` (updated at or after,
+/// RFC 3339), `sort=created|updated`, `direction=asc|desc`, paged.
+pub(super) fn list_comments(shared: &Shared, state: &FakeState, request: &Incoming) -> Answer {
+    let since = match request.query.get("since") {
+        Some(text) => match time::OffsetDateTime::parse(
+            &percent_decoded(text),
+            &time::format_description::well_known::Rfc3339,
+        ) {
+            Ok(at) => u64::try_from(at.unix_timestamp()).unwrap_or(0),
+            Err(_) => return Answer::validation_failed("IssueComment", "since", "invalid time"),
+        },
+        None => 0,
+    };
+    let mut comments: Vec<&RecordedComment> = state
+        .comments
+        .iter()
+        .filter(|comment| comment.created_at >= since)
+        .collect();
+    // Ids grow with creation time, as GitHub's do.
+    comments.sort_by_key(|comment| comment.id);
+    if request.query.get("direction").map(String::as_str) == Some("desc") {
+        comments.reverse();
+    }
+    let listed = comments
+        .into_iter()
+        .map(|comment| comment_json(shared, comment))
+        .collect();
+    Answer::json(200, Value::Array(page_of(listed, &request.query)))
+}
+
+fn percent_decoded(text: &str) -> String {
+    text.replace("%3A", ":")
+        .replace("%3a", ":")
+        .replace("%2B", "+")
 }
 
 pub(super) fn create_comment(
@@ -318,6 +363,9 @@ pub(super) fn create_comment(
         id: state.next_id(),
         pr,
         body: text,
+        author: BOT_LOGIN.to_string(),
+        author_association: "NONE".to_string(),
+        created_at: unix_now(),
     };
     let json = comment_json(shared, &comment);
     state.comments.push(comment);
@@ -403,6 +451,18 @@ pub(super) fn unix_now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|elapsed| elapsed.as_secs())
         .unwrap_or(0)
+}
+
+/// Unix seconds as GitHub writes times.
+pub(super) fn iso_time(unix_secs: u64) -> String {
+    i64::try_from(unix_secs)
+        .ok()
+        .and_then(|secs| time::OffsetDateTime::from_unix_timestamp(secs).ok())
+        .and_then(|at| {
+            at.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| "2026-01-01T00:00:00Z".to_string())
 }
 
 pub(super) fn timestamp() -> String {

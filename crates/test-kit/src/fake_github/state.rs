@@ -18,6 +18,11 @@ pub struct RecordedComment {
     pub id: u64,
     pub pr: u64,
     pub body: String,
+    /// The bot's login for comments ember-ci wrote.
+    pub author: String,
+    pub author_association: String,
+    /// Unix seconds (GitHub's timestamps have whole seconds).
+    pub created_at: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +49,8 @@ pub struct FakePull {
     pub author: String,
     pub author_association: String,
     pub is_open: bool,
+    /// Unix seconds of the last change (open, push, close).
+    pub updated_at: u64,
 }
 
 /// An answer queued by `fail_next` / `rate_limit_next`.

@@ -1,0 +1,126 @@
+//! A real git server on 127.0.0.1:0 standing in for GitHub where the sandbox
+//! build fetches csi-sanity: Git's own `git daemon --inetd`, one process per
+//! connection, so no port is guessed. It serves our stand-in of csi-test
+//! (tests/data/csi-sanity-standin, a Go module whose cmd/csi-sanity checks
+//! the demo plugin) under a tag, and a copy whose tag has moved.
+
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use crate::executor_env::{repo_root, run_ok};
+
+/// The tag the stand-in is served under, as csi-test's `v5.3.1`.
+pub const STANDIN_VERSION: &str = "v0.0.1-standin";
+
+/// The stand-in csi-test, served for the whole test process.
+#[derive(Debug)]
+pub struct CsiSanityStandin {
+    /// `git://127.0.0.1:PORT/csi-test.git`: the tag names [`Self::commit`].
+    pub repo: String,
+    /// `git://127.0.0.1:PORT/csi-test-moved.git`: the same tag, moved to a
+    /// later commit.
+    pub moved_repo: String,
+    /// The commit the tag names in `repo`: the pin. The same on every run
+    /// (fixed dates and names), so the sandbox image tag is stable.
+    pub commit: String,
+    /// The commit the tag names in `moved_repo`.
+    pub moved_commit: String,
+}
+
+impl CsiSanityStandin {
+    /// Config keys that take the default csi-sanity path (the demo config
+    /// skips it; empty means default) with csi-sanity built from the
+    /// stand-in: the keys a vendor's mirror of csi-test would set.
+    pub fn config_keys(&self) -> String {
+        format!(
+            "SANITY_COMMAND_1=\"\"\nSANDBOX_SKIP_CSI_SANITY=\"\"\n\
+             CSI_SANITY_REPO=\"{}\"\nCSI_SANITY_VERSION=\"{STANDIN_VERSION}\"\nCSI_SANITY_COMMIT=\"{}\"\n",
+            self.repo, self.commit
+        )
+    }
+}
+
+/// Starts the server on first use.
+pub fn csi_sanity_standin() -> &'static CsiSanityStandin {
+    static STANDIN: OnceLock<CsiSanityStandin> = OnceLock::new();
+    STANDIN.get_or_init(|| {
+        // Kept for the process's lifetime: the server serves from it.
+        let base = tempfile::tempdir().expect("temp dir").keep();
+        let work = base.join("work");
+        copy_tree(&repo_root().join("tests/data/csi-sanity-standin"), &work);
+        let git = |args: &[&str]| {
+            run_ok(
+                Command::new("git")
+                    .arg("-C")
+                    .arg(&work)
+                    .args(["-c", "user.name=ember-ci", "-c", "user.email=ci@localhost"])
+                    .args(args)
+                    .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
+                    .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z"),
+            )
+            .trim()
+            .to_string()
+        };
+        git(&["init", "-q", "-b", "main"]);
+        git(&["add", "-A"]);
+        git(&["commit", "-q", "-m", "csi-sanity stand-in"]);
+        git(&["tag", STANDIN_VERSION]);
+        let commit = git(&["rev-parse", "HEAD"]);
+        git(&["clone", "-q", "--bare", ".", "../csi-test.git"]);
+        git(&["commit", "-q", "--allow-empty", "-m", "the tag moves here"]);
+        git(&["tag", "-f", STANDIN_VERSION]);
+        let moved_commit = git(&["rev-parse", "HEAD"]);
+        git(&["clone", "-q", "--bare", ".", "../csi-test-moved.git"]);
+        let addr = serve(&base);
+        CsiSanityStandin {
+            repo: format!("git://{addr}/csi-test.git"),
+            moved_repo: format!("git://{addr}/csi-test-moved.git"),
+            commit,
+            moved_commit,
+        }
+    })
+}
+
+/// Serves every repository under `base` with `git daemon --inetd`.
+fn serve(base: &Path) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind git server");
+    let addr = listener.local_addr().expect("git server address");
+    let base = base.to_path_buf();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let Ok(input) = stream.try_clone() else {
+                continue;
+            };
+            let child = Command::new("git")
+                .arg("daemon")
+                .arg("--inetd")
+                .arg("--export-all")
+                .arg("--informative-errors")
+                .arg(format!("--base-path={}", base.display()))
+                .stdin(Stdio::from(OwnedFd::from(input)))
+                .stdout(Stdio::from(OwnedFd::from(stream)))
+                .spawn();
+            // Reaped in the background so connections are served at once.
+            if let Ok(mut child) = child {
+                std::thread::spawn(move || child.wait());
+            }
+        }
+    });
+    addr
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create dir");
+    for entry in std::fs::read_dir(from).expect("read stand-in dir") {
+        let entry = entry.expect("dir entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy stand-in file");
+        }
+    }
+}

@@ -1,0 +1,3 @@
+module example.com/csi-sanity-standin
+
+go 1.19
