@@ -164,6 +164,8 @@ pub const KEYS: &[Key] = &[
     Key::new("POST_RUN", Backends, Optional, "put the file in the config dir (the only host directory jobs can see) and give its name relative to the dir").per_backend().also_unsuffixed(),
     Key::new("SANITY_COMMAND", Backends, DefaultTo(DEFAULT_SANITY_COMMAND), "set it to the command that runs the test suite"),
     Key::new("SANITY_COMMAND", Backends, Optional, "set it to the command that runs this backend's test suite").per_backend(),
+    Key::new("SANITY_TIMEOUT", Backends, DefaultTo("1800"), DURATION_FIX),
+    Key::new("SANITY_TIMEOUT", Backends, Optional, DURATION_FIX).per_backend(),
     Key::new("BUILD_FILE", Executor, DefaultTo("Dockerfile"), "set it to the Containerfile's path relative to the repository root, e.g. Dockerfile"),
     Key::new("EXTRA_PACKAGES", Backends, Optional, "list package names separated by spaces").per_backend(),
     Key::new("EXTRA_PIP", Backends, Optional, "list package names separated by spaces").per_backend(),
@@ -221,7 +223,9 @@ pub const CSI_SANITY_VERSION: &str = "v5.3.1";
 pub const CSI_SANITY_COMMIT: &str = "12190f51faa0cd8105b39615399fa29a6f8cf83a";
 
 /// The default of `SANITY_COMMAND`.
-pub const DEFAULT_SANITY_COMMAND: &str = "csi-sanity --csi.endpoint=127.0.0.1:50051";
+/// `$ARTIFACTS_DIR` is expanded by the shell that runs it in the sandbox.
+pub const DEFAULT_SANITY_COMMAND: &str =
+    "csi-sanity --csi.endpoint=127.0.0.1:50051 --csi.junitfile=$ARTIFACTS_DIR/junit.xml";
 
 /// Names a config may assign for us with `num_drivers` backends: every
 /// global key, the unsuffixed forms, and each per-backend key for 1..=n.

@@ -454,6 +454,7 @@ impl Reader {
             self.parsed_or_default("NUM_DRIVERS", |v| values::parse_number(v, 1, MAX_DRIVERS));
         let default_sanity =
             self.parsed_or_default("SANITY_COMMAND", |v| Ok::<_, String>(v.to_string()));
+        let default_timeout = self.parsed_or_default("SANITY_TIMEOUT", parse_positive_duration);
         let mut names: Vec<BackendName> = Vec::new();
         let mut backends = Vec::new();
         for n in 1..=num_drivers {
@@ -461,7 +462,7 @@ impl Reader {
             if let Some(name) = &name {
                 names.push(name.clone());
             }
-            if let Some(backend) = self.read_backend(n, name, &default_sanity) {
+            if let Some(backend) = self.read_backend(n, name, &default_sanity, default_timeout) {
                 backends.push(backend);
             }
         }
@@ -504,6 +505,7 @@ impl Reader {
         n: usize,
         name: Option<BackendName>,
         default_sanity: &str,
+        default_timeout: std::time::Duration,
     ) -> Option<BackendConfig> {
         let config_key = self.key_for_backend("DRIVER_CONFIG", n);
         let driver_config = self.read_driver_config(&config_key);
@@ -514,6 +516,12 @@ impl Reader {
         let sanity_command = self
             .value(&backend_key("SANITY_COMMAND").name_for_backend(n))
             .unwrap_or_else(|| default_sanity.to_string());
+        let sanity_timeout = self
+            .parsed(
+                &backend_key("SANITY_TIMEOUT").name_for_backend(n),
+                parse_positive_duration,
+            )
+            .unwrap_or(default_timeout);
         let extra_packages = self.read_packages(
             &backend_key("EXTRA_PACKAGES").name_for_backend(n),
             values::check_debian_package,
@@ -534,6 +542,7 @@ impl Reader {
             pre_run,
             post_run,
             sanity_command,
+            sanity_timeout,
             extra_packages,
             extra_pip,
             extra_containerfile,

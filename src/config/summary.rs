@@ -163,6 +163,10 @@ fn backend_section(out: &mut Summary, backend: &BackendConfig) {
         ("pre-run", script(backend.pre_run.as_ref())),
         ("post-run", script(backend.post_run.as_ref())),
         ("sanity command", backend.sanity_command.clone()),
+        (
+            "sanity timeout",
+            format!("{}s", backend.sanity_timeout.as_secs()),
+        ),
         ("extra packages", list_or_none(&backend.extra_packages)),
         ("extra pip", list_or_none(&backend.extra_pip)),
         ("extra containerfile", containerfile),

@@ -72,6 +72,9 @@ pub struct BackendConfig {
     pub post_run: Option<Script>,
     /// Shell command run inside the sandbox once the plugin serves.
     pub sanity_command: String,
+    /// SANITY_TIMEOUT[_n]: then SIGINT (Ginkgo reports the running spec
+    /// and writes its report), a grace period, then SIGKILL.
+    pub sanity_timeout: Duration,
     /// EXTRA_PACKAGES_n: Debian packages added on top of the PR's image.
     pub extra_packages: Vec<String>,
     /// EXTRA_PIP_n: Python packages added on top of the PR's image.

@@ -114,6 +114,7 @@ mod tests {
                 pre_run: None,
                 post_run: None,
                 sanity_command: "true".into(),
+                sanity_timeout: std::time::Duration::from_secs(60),
                 extra_packages: Vec::new(),
                 extra_pip: Vec::new(),
                 extra_containerfile: None,

@@ -52,16 +52,16 @@ impl StepStop {
     }
 
     /// The PR's code failed.
-    fn failure(reason: impl Into<String>) -> Self {
+    pub(super) fn failure(reason: impl Into<String>) -> Self {
         Self::new(Blame::Pr, reason)
     }
 
     /// Our side broke.
-    fn error(reason: impl Into<String>) -> Self {
+    pub(super) fn error(reason: impl Into<String>) -> Self {
         Self::new(Blame::Infra, reason)
     }
 
-    fn exit(mut self, code: i64) -> Self {
+    pub(super) fn exit(mut self, code: i64) -> Self {
         self.exit_code = Some(code);
         self
     }
@@ -85,7 +85,7 @@ impl<E: InfraError> From<E> for StepStop {
 }
 
 /// What a step returns: the exit code of the command that decided it.
-type StepBody = Result<Option<i64>, StepStop>;
+pub(super) type StepBody = Result<Option<i64>, StepStop>;
 
 enum Interruption {
     TimedOut,
@@ -95,9 +95,9 @@ enum Interruption {
 pub(super) struct JobRun<'a> {
     pub(super) executor: &'a Executor,
     pub(super) job: &'a Job,
-    observer: &'a dyn StepObserver,
+    pub(super) observer: &'a dyn StepObserver,
     pub(super) names: JobNames,
-    work_dir: PathBuf,
+    pub(super) work_dir: PathBuf,
     /// The step begun and not yet finished, with its start time.
     current: Option<(Step, Instant)>,
     sandbox_running: bool,
@@ -202,7 +202,7 @@ impl<'a> JobRun<'a> {
         self.finish(body)?;
 
         self.begin(Step::Sanity);
-        let body = self.sanity(&backend.sanity_command).await;
+        let body = self.sanity(backend).await;
         self.finish(body)
     }
 
@@ -248,6 +248,10 @@ impl<'a> JobRun<'a> {
         }
     }
 
+    pub(super) fn plugin_started(&self) -> bool {
+        self.plugin_started
+    }
+
     pub(super) fn say(&self, step: Step, text: &str) {
         self.observer.output(step, text.as_bytes());
     }
@@ -270,7 +274,7 @@ impl<'a> JobRun<'a> {
         Ok(code)
     }
 
-    fn job_env(&self) -> Vec<(String, String)> {
+    pub(super) fn job_env(&self) -> Vec<(String, String)> {
         sandbox_argv::job_env(&self.job.id, &self.job.request)
     }
 
@@ -610,14 +614,6 @@ impl<'a> JobRun<'a> {
         }
     }
 
-    async fn sanity(&mut self, sanity_command: &str) -> StepBody {
-        let command = sandbox_argv::sanity(sanity_command, self.job_env());
-        match self.exec_logged(Step::Sanity, &command).await? {
-            0 => Ok(Some(0)),
-            code => Err(StepStop::failure(format!("sanity suite failed (exit {code})")).exit(code)),
-        }
-    }
-
     /// Runs POST_RUN (if configured) with the outcome's code as `$1`.
     async fn post_run(&mut self, backend: &BackendConfig, outcome: JobOutcome) -> JobOutcome {
         let Some(script) = &backend.post_run else {
@@ -661,7 +657,7 @@ impl<'a> JobRun<'a> {
     }
 
     /// Streams the plugin's log into `step`'s output, once per job.
-    async fn show_plugin_log(&mut self, step: Step) {
+    pub(super) async fn show_plugin_log(&mut self, step: Step) {
         self.plugin_log_shown = true;
         let name = &self.names.plugin_container;
         self.say(

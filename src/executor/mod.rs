@@ -23,6 +23,7 @@
 //! - `store_budget`: the budget policy applied after each build (prune,
 //!   then evict), apart from the step sequence.
 //! - `process`: host child processes with streamed output.
+//! - `sanity`: the sanity step's JUnit report and verdict (who is to blame).
 
 mod cancel;
 mod eviction;
@@ -36,6 +37,7 @@ mod podman_service;
 mod process;
 mod sandbox_argv;
 mod sandbox_image;
+mod sanity;
 mod store;
 mod store_budget;
 

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use crate::model::Step;
+use crate::sanity::SuiteResults;
 
 /// How one step ended, as far as its output is concerned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +30,13 @@ pub trait StepObserver: Send + Sync {
     /// a script), so the receiver can mask them from then on. Called before
     /// anything could print them again.
     fn secrets_discovered(&self, _values: &[String]) {}
+    /// Called about once a second while a long command runs: a receiver
+    /// holding an unfinished line may write it now.
+    fn flush_partial_line(&self, _step: Step) {}
+    /// A file the sanity suite left in `$ARTIFACTS_DIR`, to keep with the logs.
+    fn artifact(&self, _name: &str, _content: &[u8]) {}
+    /// The counts and failing specs of the suite's report.
+    fn suite_results(&self, _results: &SuiteResults) {}
 }
 
 /// Several observers seen as one, called in order: the scheduler hands the
@@ -51,5 +59,17 @@ impl StepObserver for Observers<'_> {
 
     fn secrets_discovered(&self, values: &[String]) {
         self.0.iter().for_each(|o| o.secrets_discovered(values));
+    }
+
+    fn flush_partial_line(&self, step: Step) {
+        self.0.iter().for_each(|o| o.flush_partial_line(step));
+    }
+
+    fn artifact(&self, name: &str, content: &[u8]) {
+        self.0.iter().for_each(|o| o.artifact(name, content));
+    }
+
+    fn suite_results(&self, results: &SuiteResults) {
+        self.0.iter().for_each(|o| o.suite_results(results));
     }
 }

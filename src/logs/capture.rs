@@ -7,23 +7,30 @@
 //! Each job has its own masker, which grows when the executor reports
 //! secrets learned at run time.
 
+use std::collections::VecDeque;
 use std::fs::{self, File};
 use std::io::{self, Write};
+use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use tracing::warn;
 
 use super::mask::Masker;
-use super::record::{JobRecord, StepRecord, JOB_SUMMARY_FILE};
+use super::record::{artifact_file_name, JobRecord, StepRecord, JOB_SUMMARY_FILE};
 use crate::executor::{StepObserver, StepResult};
-use crate::model::{JobId, JobOutcome, JobRequest, Step};
+use crate::model::{JobId, JobOutcome, JobRequest, Step, MAX_DESCRIPTION_CHARS};
+use crate::sanity::SuiteResults;
 
-/// A runaway step cannot fill the disk: output past this is dropped, and the
-/// cut is marked in the file.
+/// A runaway step cannot fill the disk: past this, the middle of its output
+/// is cut (marked in the file), keeping the head and the tail, where a
+/// test suite prints its summary.
 pub const MAX_STEP_LOG_BYTES: u64 = 10 * 1024 * 1024;
+/// An unfinished line (progress dots) is written after this long without
+/// its newline, so the log and the live view show it while it grows.
+pub const PARTIAL_LINE_DELAY: Duration = Duration::from_secs(1);
 
 /// The effective configuration and versions, first in the folder.
 pub const CONTEXT_FILE: &str = "00-config.txt";
@@ -36,13 +43,22 @@ struct OpenStep {
     written: u64,
     dropped: u64,
     /// Bytes of an unfinished line, held so a secret split across two
-    /// chunks is still masked whole.
+    /// chunks is still masked whole, until [`PARTIAL_LINE_DELAY`] passes.
     partial: Vec<u8>,
+    partial_since: Option<Instant>,
+    /// File offset where the head (half the cap) ends, once reached.
+    head_end: Option<u64>,
+    /// The lines after the head, newest last, at most half the cap: the
+    /// tail kept when the step outgrows the cap.
+    tail: VecDeque<String>,
+    tail_bytes: u64,
 }
 
 struct State {
     current: Option<OpenStep>,
     steps: Vec<StepRecord>,
+    sanity: Option<SuiteResults>,
+    artifacts: Vec<String>,
 }
 
 /// Writes one job's logs; implements [`StepObserver`] for the executor.
@@ -89,6 +105,8 @@ impl JobLog {
             state: Mutex::new(State {
                 current: None,
                 steps: Vec::new(),
+                sanity: None,
+                artifacts: Vec::new(),
             }),
         };
         log.write_summary(None)?;
@@ -158,16 +176,39 @@ impl JobLog {
         self.lock().steps.clone()
     }
 
+    /// What the sanity suite's report said, if it wrote one.
+    pub fn suite_results(&self) -> Option<SuiteResults> {
+        self.lock().sanity.clone()
+    }
+
+    /// The final status's text: the outcome's, with the suite's counts
+    /// when it passed.
+    pub fn status_description(&self, outcome: &JobOutcome) -> String {
+        status_description(outcome, self.suite_results().as_ref())
+    }
+
     fn write_summary(&self, outcome: Option<&JobOutcome>) -> io::Result<()> {
+        // One lock for the whole read: status_description() locks too.
+        let (steps, sanity, artifacts) = {
+            let state = self.lock();
+            (
+                state.steps.clone(),
+                state.sanity.clone(),
+                state.artifacts.clone(),
+            )
+        };
+        let description = outcome.map(|o| status_description(o, sanity.as_ref()));
         let record = JobRecord {
             id: self.id.clone(),
             request: self.request.clone(),
             started_at: self.started_at.clone(),
             finished_at: outcome.map(|_| utc_now()),
             context_file: self.has_context.then(|| CONTEXT_FILE.to_string()),
-            steps: self.lock().steps.clone(),
+            steps,
             outcome: outcome.cloned(),
-            description: outcome.map(JobOutcome::description),
+            description,
+            sanity,
+            artifacts,
         };
         let json = serde_json::to_vec_pretty(&record).map_err(io::Error::other)?;
         let json = self.mask(&String::from_utf8_lossy(&json));
@@ -186,6 +227,10 @@ impl JobLog {
             written: 0,
             dropped: 0,
             partial: Vec::new(),
+            partial_since: None,
+            head_end: None,
+            tail: VecDeque::new(),
+            tail_bytes: 0,
         })
     }
 
@@ -199,11 +244,9 @@ impl JobLog {
             self.write_line(&mut open, &rest);
         }
         if open.dropped > 0 {
-            let note = format!(
-                "[ember-ci: log cut at {MAX_STEP_LOG_BYTES} bytes; {} more bytes dropped]\n",
-                open.dropped
-            );
-            let _ = open.file.write_all(note.as_bytes());
+            if let Err(err) = write_head_and_tail(&mut open) {
+                warn!(job = %self.id, error = %err, "cannot write the step log's tail");
+            }
         }
         let masker = self.read_masker();
         if let Some(result) = result {
@@ -238,16 +281,49 @@ impl JobLog {
         let text = String::from_utf8_lossy(line);
         let text = text.trim_end_matches(['\n', '\r']);
         let masked = format!("{} | {}\n", utc_now(), self.mask(text));
-        if open.written + masked.len() as u64 > MAX_STEP_LOG_BYTES {
-            open.dropped += line.len() as u64;
+        let size = masked.len() as u64;
+        if open.head_end.is_some() {
+            // Past the head: every line is a tail candidate.
+            open.tail.push_back(masked.clone());
+            open.tail_bytes += size;
+            while open.tail_bytes > MAX_STEP_LOG_BYTES / 2 {
+                let Some(old) = open.tail.pop_front() else {
+                    break;
+                };
+                open.tail_bytes -= old.len() as u64;
+            }
+        }
+        if open.written + size > MAX_STEP_LOG_BYTES {
+            // The file is full; the tail is written when the step closes.
+            open.dropped += size;
             return;
         }
         match open.file.write_all(masked.as_bytes()) {
-            Ok(()) => open.written += masked.len() as u64,
+            Ok(()) => open.written += size,
             Err(err) => {
-                open.dropped += line.len() as u64;
+                open.dropped += size;
                 warn!(job = %self.id, error = %err, "cannot write step log");
             }
+        }
+        if open.head_end.is_none() && open.written >= MAX_STEP_LOG_BYTES / 2 {
+            open.head_end = Some(open.written);
+        }
+    }
+
+    /// Writes the held unfinished line of `step` when it waited longer than
+    /// [`PARTIAL_LINE_DELAY`]; the rest of the line follows as a new one.
+    fn write_waiting_partial_line(&self, step: Step) {
+        let mut state = self.lock();
+        let Some(open) = state.current.as_mut().filter(|o| o.step == step) else {
+            return;
+        };
+        if open
+            .partial_since
+            .is_some_and(|since| since.elapsed() >= PARTIAL_LINE_DELAY)
+        {
+            let line = std::mem::take(&mut open.partial);
+            open.partial_since = None;
+            self.write_line(open, &line);
         }
     }
 
@@ -280,10 +356,19 @@ impl StepObserver for JobLog {
             self.write_line(open, &line);
         }
         // Bound the held partial line too: a stream without newlines is cut.
-        if open.partial.len() as u64 > MAX_STEP_LOG_BYTES {
+        if open.partial.len() as u64 > MAX_STEP_LOG_BYTES / 4 {
             let line = std::mem::take(&mut open.partial);
             self.write_line(open, &line);
         }
+        if open.partial.is_empty() {
+            open.partial_since = None;
+        } else if open.partial_since.is_none() {
+            open.partial_since = Some(Instant::now());
+        }
+    }
+
+    fn flush_partial_line(&self, step: Step) {
+        self.write_waiting_partial_line(step);
     }
 
     fn step_finished(&self, step: Step, result: &StepResult) {
@@ -296,6 +381,30 @@ impl StepObserver for JobLog {
         }
     }
 
+    fn artifact(&self, name: &str, content: &[u8]) {
+        // A plain name only: the folder is flat and published as is.
+        let safe = !name.is_empty()
+            && !name.starts_with('.')
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if !safe {
+            warn!(job = %self.id, name, "artifact with an unusable name not kept");
+            return;
+        }
+        let file = artifact_file_name(name);
+        let cap = usize::try_from(MAX_STEP_LOG_BYTES).unwrap_or(usize::MAX);
+        let text = String::from_utf8_lossy(&content[..content.len().min(cap)]);
+        match fs::write(self.dir.join(&file), self.mask(&text)) {
+            Ok(()) => self.lock().artifacts.push(file),
+            Err(err) => warn!(job = %self.id, error = %err, "cannot keep artifact {name}"),
+        }
+    }
+
+    fn suite_results(&self, results: &SuiteResults) {
+        self.lock().sanity = Some(results.clone());
+    }
+
     fn secrets_discovered(&self, values: &[String]) {
         let mut masker = self.masker.write().expect("job masker lock poisoned");
         let before = masker.len();
@@ -304,6 +413,32 @@ impl StepObserver for JobLog {
             self.learned_secrets.store(true, Ordering::SeqCst);
         }
     }
+}
+
+fn status_description(outcome: &JobOutcome, results: Option<&SuiteResults>) -> String {
+    match (outcome, results) {
+        (JobOutcome::Success, Some(results)) => results.summary(MAX_DESCRIPTION_CHARS),
+        _ => outcome.description(),
+    }
+}
+
+/// Cuts the middle of an over-long step log: the file keeps its head, a
+/// marker saying how much was cut, then the tail lines.
+fn write_head_and_tail(open: &mut OpenStep) -> io::Result<()> {
+    let head_end = open.head_end.unwrap_or(open.written);
+    let total = open.written + open.dropped;
+    let cut = total.saturating_sub(head_end + open.tail_bytes);
+    open.file.set_len(head_end)?;
+    open.file.seek(SeekFrom::Start(head_end))?;
+    let note = format!(
+        "[ember-ci: log over {MAX_STEP_LOG_BYTES} bytes; {cut} bytes cut from the middle, the head and the tail kept]\n"
+    );
+    open.file.write_all(note.as_bytes())?;
+    for line in &open.tail {
+        open.file.write_all(line.as_bytes())?;
+    }
+    open.written = head_end + open.tail_bytes;
+    Ok(())
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {

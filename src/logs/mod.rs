@@ -183,7 +183,7 @@ impl LogStore {
         }
         let publication = self.publish(log).await;
         let local_url = self.job_url(log.id());
-        let description = outcome.description();
+        let description = log.status_description(outcome);
         match publication {
             Publication::Published(Some(ref url)) => FinishedLogs {
                 target_url: Some(url.clone()),

@@ -7,6 +7,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{JobId, JobOutcome, JobRequest, Step};
+use crate::sanity::SuiteResults;
 
 /// The record's file name inside a job folder.
 pub const JOB_SUMMARY_FILE: &str = "job.json";
@@ -40,6 +41,18 @@ pub struct JobRecord {
     pub outcome: Option<JobOutcome>,
     /// The status description of `outcome`.
     pub description: Option<String>,
+    /// What the sanity suite's JUnit report said, when it wrote one.
+    #[serde(default)]
+    pub sanity: Option<SuiteResults>,
+    /// Files the sanity suite left in `$ARTIFACTS_DIR`, as kept in the
+    /// folder (`artifact-<name>`).
+    #[serde(default)]
+    pub artifacts: Vec<String>,
+}
+
+/// The folder's name for an artifact the sanity suite left.
+pub fn artifact_file_name(name: &str) -> String {
+    format!("artifact-{name}")
 }
 
 impl JobRecord {

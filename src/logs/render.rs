@@ -13,7 +13,10 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 use super::record::{JobRecord, StepRecord};
-use crate::model::{JobOutcome, RepoName};
+use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
+
+use crate::model::{JobOutcome, RepoName, Step};
+use crate::sanity::SUITE_NAME;
 
 /// The job's entry page inside its folder.
 pub const INDEX_FILE: &str = "index.html";
@@ -108,6 +111,7 @@ fn index_page(record: &JobRecord, repo: Option<&RepoName>) -> String {
             escape(file)
         );
     }
+    body.push_str(&results_section(record));
     body.push_str(
         "<h2>Steps</h2>\n<table>\n<tr><th>step</th><th>started (UTC)</th><th>duration</th>\
          <th>exit code</th><th>note</th><th>raw log</th></tr>\n",
@@ -138,6 +142,70 @@ fn index_page(record: &JobRecord, repo: Option<&RepoName>) -> String {
     body.push_str("</table>\n");
     page(&title, &body)
 }
+
+/// The suite's results, failures first (each linked to its text in the
+/// sanity log), then the counts and the kept artifacts.
+fn results_section(record: &JobRecord) -> String {
+    let mut html = String::new();
+    if let Some(results) = &record.sanity {
+        let log_page = record
+            .steps
+            .iter()
+            .find(|s| s.step == Step::Sanity)
+            .map(step_page_name);
+        let _ = writeln!(
+            html,
+            "<h2>{SUITE_NAME} results</h2>\n<table>\n<tr><th>spec</th><th>result</th><th>message</th></tr>"
+        );
+        for failure in &results.failures {
+            let name = escape(&failure.name);
+            let cell = match &log_page {
+                // A text fragment: browsers scroll to the spec's first mention.
+                Some(page) => format!(
+                    "<a href=\"{}#:~:text={}\">{name}</a>",
+                    escape(page),
+                    utf8_percent_encode(failure.short_name(), FRAGMENT)
+                ),
+                None => name,
+            };
+            let _ = writeln!(
+                html,
+                "<tr class=\"decided\"><td>{cell}</td><td class=\"failure\">{state}</td><td>{message}</td></tr>",
+                state = serde_json::to_value(failure.state)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default(),
+                message = escape(&failure.message),
+            );
+        }
+        let _ = writeln!(
+            html,
+            "<tr><td>{} other specs</td><td class=\"success\">passed</td><td>{} skipped or pending</td></tr>\n</table>",
+            results.passed, results.skipped
+        );
+    }
+    if !record.artifacts.is_empty() {
+        html.push_str("<p>Files the suite left in $ARTIFACTS_DIR:");
+        for file in &record.artifacts {
+            let _ = write!(html, " <a href=\"{0}\">{0}</a>", escape(file));
+        }
+        html.push_str("</p>\n");
+    }
+    html
+}
+
+/// What a text fragment must not contain raw.
+const FRAGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'&')
+    .add(b',')
+    .add(b'-')
+    .add(b'<')
+    .add(b'>')
+    .add(b'`');
 
 fn step_page(dir: &Path, record: &JobRecord, step: &StepRecord) -> Result<String, RenderError> {
     let path = dir.join(&step.file);
@@ -243,6 +311,8 @@ mod tests {
                 bytes: 2048,
             }],
             description: Some(outcome.description()),
+            sanity: None,
+            artifacts: Vec::new(),
             outcome: Some(outcome),
         }
     }

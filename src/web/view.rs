@@ -12,6 +12,7 @@ use serde::Serialize;
 use super::Web;
 use crate::logs::{format_utc, JobRecord};
 use crate::model::{BackendName, CommitSha, JobId, JobRequest, PrNumber, Step};
+use crate::sanity::SuiteResults;
 use crate::scheduler::{result_label, JobState, JobView};
 
 /// A job's state as shown: the board's states, plus `interrupted` for a
@@ -118,6 +119,8 @@ pub struct JobDetail {
     #[serde(flatten)]
     pub job: JobRow,
     pub steps: Vec<StepRow>,
+    /// The sanity suite's counts and failing specs, from its JUnit report.
+    pub sanity: Option<SuiteResults>,
     /// File name of the running step's log, if a step is running.
     #[serde(skip)]
     pub live_file: Option<String>,
@@ -180,9 +183,16 @@ pub fn job_detail(web: &Web, id: &JobId) -> Option<JobDetail> {
             log_bytes: None,
         });
     }
+    let sanity = recorded.and_then(|r| r.sanity).map(|mut results| {
+        for failure in &mut results.failures {
+            failure.message = web.mask(&failure.message);
+        }
+        results
+    });
     Some(JobDetail {
         job,
         steps,
+        sanity,
         live_file,
     })
 }

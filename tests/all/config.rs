@@ -476,7 +476,7 @@ fn csi_sanity_is_built_from_the_pinned_commit_and_skipping_it_needs_another_suit
     assert!(
         errors
             .to_string()
-            .contains("runs it (csi-sanity --csi.endpoint=127.0.0.1:50051)"),
+            .contains("runs it (csi-sanity --csi.endpoint=127.0.0.1:50051 --csi.junitfile="),
         "{errors}"
     );
     let other_suite = minimal_with("SANDBOX_SKIP_CSI_SANITY=1\nSANITY_COMMAND=/config/suite.sh");

@@ -18,6 +18,7 @@ mod logs_publish;
 mod relay;
 mod run_command;
 mod sandbox;
+mod sanity;
 mod scheduler;
 mod soak;
 mod vendor_flows;

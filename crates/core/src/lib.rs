@@ -8,6 +8,7 @@
 //! - [`policy`]: who may trigger what.
 //! - [`commands`]: the PR comment-command parser.
 //! - [`event`]: a verified webhook body -> [`event::Event`].
+//! - [`sanity`]: the sanity suite's results and their summary texts.
 //! - [`signature`]: `X-Hub-Signature-256` / `X-Hub-Signature` signing and checking.
 //! - [`relayed`]: bodies that crossed a relay (repairs of known re-serialisation
 //!   changes), compact JSON, the form encoding.
@@ -17,4 +18,5 @@ pub mod event;
 pub mod model;
 pub mod policy;
 pub mod relayed;
+pub mod sanity;
 pub mod signature;

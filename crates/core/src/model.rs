@@ -509,6 +509,13 @@ impl JobOutcome {
     pub fn description(&self) -> String {
         let text = match self {
             JobOutcome::Success => "CSI sanity passed".to_string(),
+            // The sanity step's reasons name the suite and read alone
+            // ("csi-sanity: 70 passed, 2 failed: ..."), leaving the room
+            // to the failing specs.
+            JobOutcome::Failure {
+                step: Step::Sanity,
+                reason,
+            } => reason.clone(),
             JobOutcome::Failure { step, reason } => format!("failed at {step}: {reason}"),
             JobOutcome::Error { step, reason } => format!("CI error at {step}: {reason}"),
             JobOutcome::TimedOut { step, after_secs } => {
@@ -597,7 +604,12 @@ mod tests {
         };
         assert_eq!(failure.status_state(), StatusState::Failure);
         assert_eq!(failure.exit_code(), 1);
-        assert_eq!(failure.description(), "failed at sanity: 2 tests failed");
+        assert_eq!(failure.description(), "2 tests failed");
+        let build = JobOutcome::Failure {
+            step: Step::Build,
+            reason: "image build failed".into(),
+        };
+        assert_eq!(build.description(), "failed at build: image build failed");
         let long = JobOutcome::Error {
             step: Step::Build,
             reason: "x".repeat(500),
