@@ -12,6 +12,7 @@
 
 use ember_ci_test_kit::ci_env;
 use ember_ci_test_kit::fake_github;
+use ember_ci_test_kit::git_server::STANDIN_PASSED;
 use ember_ci_test_kit::wait::poll_until;
 
 use std::path::PathBuf;
@@ -487,7 +488,7 @@ async fn recheck_reruns_backends_and_help_lists_them(front: Front) {
             [
                 "pending:queued",
                 "pending:running: build and CSI sanity",
-                "success:CSI sanity passed"
+                format!("success:{STANDIN_PASSED}").as_str()
             ]
             .repeat(2)
         );
@@ -609,7 +610,8 @@ async fn untrusted_pull_request_waits_for_a_members_ok_to_test(front: Front) {
     // A member's ok runs the head.
     ci.comment(129, 2003, MEMBER, "MEMBER", "/ok-to-test").await;
     ci.wait_for("the approved head to pass", JOB_DEADLINE, |s| {
-        statuses(s, &first, DEMO).last().map(String::as_str) == Some("success:CSI sanity passed")
+        statuses(s, &first, DEMO).last().map(String::as_str)
+            == Some(format!("success:{STANDIN_PASSED}").as_str())
     })
     .await;
 
@@ -632,7 +634,8 @@ async fn untrusted_pull_request_waits_for_a_members_ok_to_test(front: Front) {
 
     ci.comment(129, 2004, MEMBER, "MEMBER", "/OK-to-test").await;
     ci.wait_for("the second approved head to pass", JOB_DEADLINE, |s| {
-        statuses(s, &second, DEMO).last().map(String::as_str) == Some("success:CSI sanity passed")
+        statuses(s, &second, DEMO).last().map(String::as_str)
+            == Some(format!("success:{STANDIN_PASSED}").as_str())
     })
     .await;
 }
@@ -687,7 +690,8 @@ async fn push_while_a_job_runs_supersedes_it(front: Front) {
     })
     .await;
     ci.wait_for("the new head to pass", JOB_DEADLINE, |s| {
-        statuses(s, &new, DEMO).last().map(String::as_str) == Some("success:CSI sanity passed")
+        statuses(s, &new, DEMO).last().map(String::as_str)
+            == Some(format!("success:{STANDIN_PASSED}").as_str())
     })
     .await;
 

@@ -10,6 +10,7 @@
 use ember_ci_test_kit::ci_env;
 use ember_ci_test_kit::demo_setup;
 use ember_ci_test_kit::fake_github;
+use ember_ci_test_kit::git_server::STANDIN_PASSED;
 use ember_ci_test_kit::wait;
 
 use demo_setup::DemoSetup;
@@ -451,7 +452,7 @@ async fn sigkilled_service_resumes_its_jobs_and_posts_each_final_status_once() {
     let broken = github.statuses_for(&repo.broken_sha);
     assert_eq!(
         finals(&ok),
-        ["success:CSI sanity passed"],
+        [format!("success:{STANDIN_PASSED}")],
         "{:?}",
         described(&ok)
     );
@@ -541,7 +542,7 @@ async fn sigterm_mid_job_answers_503_lets_the_job_finish_and_exits_0_without_log
         [
             "pending:queued",
             "pending:running: build and CSI sanity",
-            "success:CSI sanity passed"
+            format!("success:{STANDIN_PASSED}").as_str()
         ]
     );
     assert!(
@@ -615,7 +616,7 @@ async fn statuses_arrive_in_order_after_github_fails_and_rate_limits() {
         [
             "pending:queued",
             "pending:running: build and CSI sanity",
-            "success:CSI sanity passed"
+            format!("success:{STANDIN_PASSED}").as_str()
         ]
     );
     let broken = described(&github.statuses_for(&repo.broken_sha));

@@ -6,6 +6,7 @@
 use ember_ci_test_kit::ci_env;
 use ember_ci_test_kit::demo_setup;
 use ember_ci_test_kit::fake_github;
+use ember_ci_test_kit::git_server::STANDIN_PASSED;
 
 use std::time::Duration;
 
@@ -104,7 +105,7 @@ async fn fixture_deliveries_end_in_success_and_failure_with_log_links() {
     for status in [&ok_final, &broken_final] {
         assert_eq!(status.context, "3rdparty/demo");
     }
-    assert_eq!(ok_final.description.as_deref(), Some("CSI sanity passed"));
+    assert_eq!(ok_final.description.as_deref(), Some(STANDIN_PASSED));
     let broken_description = broken_final.description.clone().unwrap_or_default();
     assert!(
         broken_description.contains("wait-plugin") && broken_description.contains("plugin exited"),
@@ -113,7 +114,7 @@ async fn fixture_deliveries_end_in_success_and_failure_with_log_links() {
 
     // The Details links open the jobs' logs.
     for (status, expected) in [
-        (&ok_final, "CSI sanity passed"),
+        (&ok_final, STANDIN_PASSED),
         (&broken_final, "plugin exited"),
     ] {
         let url = status

@@ -3,6 +3,7 @@
 //! on success and 1 on failure.
 
 use ember_ci_test_kit::ci_env;
+use ember_ci_test_kit::git_server::STANDIN_PASSED;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -74,7 +75,7 @@ fn run_succeeds_on_the_demo_and_exits_1_on_the_broken_pr() {
     );
     assert!(
         output.contains(&format!(
-            "[status] {short} 3rdparty/demo success: CSI sanity passed"
+            "[status] {short} 3rdparty/demo success: {STANDIN_PASSED}"
         )),
         "{output}"
     );

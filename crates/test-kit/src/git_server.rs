@@ -15,6 +15,10 @@ use crate::executor_env::{repo_root, run_ok};
 /// The tag the stand-in is served under, as csi-test's `v5.3.1`.
 pub const STANDIN_VERSION: &str = "v0.0.1-standin";
 
+/// The status description of a job the stand-in passed: its JUnit report
+/// holds one spec.
+pub const STANDIN_PASSED: &str = "csi-sanity: 1 passed";
+
 /// The stand-in csi-test, served for the whole test process.
 #[derive(Debug)]
 pub struct CsiSanityStandin {
