@@ -94,7 +94,7 @@ try {
   await dashboard.waitForURL(`**/jobs/${jobId}`);
   const summary = await dashboard.locator("#summary").innerText();
   check(summary.includes("#129"), "the job page names PR #129");
-  check(summary.includes("success") && summary.includes("csi-sanity: 1 passed"), "and its result");
+  check(summary.includes("success") && summary.includes("CSI sanity passed"), "and its result");
   const steps = await dashboard.locator("#steps").innerText();
   for (const step of ["fetch", "sandbox", "pre-run", "build", "sanity", "post-run"]) {
     check(steps.includes(step), `the steps table lists ${step}`);
