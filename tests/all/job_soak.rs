@@ -20,6 +20,8 @@ const CONMON_SETTLE: Duration = Duration::from_secs(30);
 /// Go's heap in the Podman service breathes; a leak per job would be more.
 const SERVICE_RSS_MARGIN_KB: u64 = 32 * 1024;
 const SERVICE_FD_MARGIN: usize = 8;
+/// Idle client connections the service may hold open (see the soak).
+const CONNECTION_POOL_FDS: usize = 24;
 /// Layers of the one PR image are reused; only metadata may change.
 const STORE_MARGIN_BYTES: u64 = 16 * 1024 * 1024;
 
@@ -164,9 +166,23 @@ async fn many_demo_jobs_leave_no_processes_files_or_memory_behind() {
          after job {jobs}: {last:?}"
     );
 
+    // The service's open files include the client's idle connections to
+    // it (pooled up to 90 s): seen here from +0 to +21 after 20 jobs, not
+    // growing with the jobs (28 -> 17 over 200). So files are judged against
+    // that noise: a leak of one file per job shows from about 40 jobs on
+    // (SOAK_JOBS); memory, disk and conmons are judged at any length.
+    let fd_limit = first.service_fds + SERVICE_FD_MARGIN + CONNECTION_POOL_FDS;
+    let service = service_pid(&env.state_dir.join("run").join("podman.sock"));
+    let deadline = Instant::now() + CONMON_SETTLE;
+    let mut fds = last.service_fds;
+    while fds > fd_limit && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        fds = fd_count(&service);
+    }
     assert!(
-        last.service_fds <= first.service_fds + SERVICE_FD_MARGIN,
-        "the Podman service's open files grew: {first:?} -> {last:?}"
+        fds <= fd_limit,
+        "the Podman service's open files grew and stayed for {CONMON_SETTLE:?}: \
+         {first:?} -> {last:?}, now {fds}"
     );
     assert!(
         last.service_rss_kb <= first.service_rss_kb + SERVICE_RSS_MARGIN_KB,
