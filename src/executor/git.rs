@@ -62,6 +62,20 @@ impl GitCache {
         }
     }
 
+    /// `git fetch` of one ref from the repository into the same ref here.
+    fn fetch_ref(&self, reference: &str) -> Command {
+        let mut fetch = self.git();
+        fetch.args([
+            "fetch",
+            "--no-tags",
+            "--no-write-fetch-head",
+            "--",
+            &self.url,
+            &format!("+{reference}:{reference}"),
+        ]);
+        fetch
+    }
+
     /// Fetches the PR's head ref and checks that `sha` is now present.
     pub async fn fetch_pr(
         &self,
@@ -72,16 +86,7 @@ impl GitCache {
         let _serialised = self.fetch_lock.lock().await;
         self.ensure_clone().await?;
         let reference = pr.head_ref();
-        let refspec = format!("+{reference}:{reference}");
-        let mut fetch = self.git();
-        fetch.args([
-            "fetch",
-            "--no-tags",
-            "--no-write-fetch-head",
-            "--",
-            &self.url,
-            &refspec,
-        ]);
+        let fetch = self.fetch_ref(&reference);
         let status = run_streaming(fetch, on_output)
             .await
             .map_err(|source| GitError::Spawn {
@@ -117,16 +122,7 @@ impl GitCache {
     pub async fn fetch_merge(&self, pr: PrNumber, head: &CommitSha) -> Option<CommitSha> {
         let _serialised = self.fetch_lock.lock().await;
         let reference = pr.merge_ref();
-        let refspec = format!("+{reference}:{reference}");
-        let mut fetch = self.git();
-        fetch.args([
-            "fetch",
-            "--no-tags",
-            "--no-write-fetch-head",
-            "--",
-            &self.url,
-            &refspec,
-        ]);
+        let fetch = self.fetch_ref(&reference);
         if !run_quiet(fetch).await.ok()?.status.success() {
             return None;
         }
