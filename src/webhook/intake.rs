@@ -586,6 +586,16 @@ mod tests {
         assert_eq!(triage(&Event::Ping { zen: None }, &watched), Verdict::Pong);
     }
 
+    /// An intake for embercsi/ember-csi signed with [`SECRET`].
+    fn intake_for(journal: Journal, sink: mpsc::Sender<Delivery>) -> Intake {
+        Intake::new(
+            Secret::new(SECRET),
+            repo("embercsi/ember-csi"),
+            journal,
+            sink,
+        )
+    }
+
     /// A journal in a temporary directory, which must outlive it.
     fn temp_journal() -> (tempfile::TempDir, Journal) {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -619,12 +629,7 @@ mod tests {
     async fn full_or_closed_channel_answers_503_and_forgets_the_id() {
         let (sink, mut deliveries) = mpsc::channel(1);
         let (_journal_dir, journal) = temp_journal();
-        let intake = Intake::new(
-            Secret::new(SECRET),
-            repo("embercsi/ember-csi"),
-            journal,
-            sink,
-        );
+        let intake = intake_for(journal, sink);
         // One body per id: a byte-identical body is a duplicate whatever its id.
         let send = |id: &'static str| {
             let body = pr_reopened_body(id);
@@ -683,12 +688,7 @@ mod tests {
         let journal = Journal::open(dir.path()).expect("journal");
         let body = pr_reopened_body("t");
         let (sink, _deliveries) = mpsc::channel(4);
-        let intake = Intake::new(
-            Secret::new(SECRET),
-            repo("embercsi/ember-csi"),
-            journal.clone(),
-            sink,
-        );
+        let intake = intake_for(journal.clone(), sink);
         assert_eq!(
             intake.handle(&pr_headers(&body, "a"), &body).await.status,
             202
@@ -702,12 +702,7 @@ mod tests {
 
         // A new intake (a restarted service) still knows the id.
         let (sink, _deliveries) = mpsc::channel(4);
-        let restarted = Intake::new(
-            Secret::new(SECRET),
-            repo("embercsi/ember-csi"),
-            journal.clone(),
-            sink,
-        );
+        let restarted = intake_for(journal.clone(), sink);
         let again = restarted.handle(&pr_headers(&body, "a"), &body).await;
         assert_eq!(again.status, 200, "{again:?}");
         assert!(again.message.starts_with("duplicate"), "{again:?}");
@@ -718,12 +713,7 @@ mod tests {
     async fn a_byte_identical_body_is_a_duplicate_under_any_id_or_none() {
         let (_journal_dir, journal) = temp_journal();
         let (sink, _deliveries) = mpsc::channel(4);
-        let intake = Intake::new(
-            Secret::new(SECRET),
-            repo("embercsi/ember-csi"),
-            journal,
-            sink,
-        );
+        let intake = intake_for(journal, sink);
         let body = pr_reopened_body("t");
         assert_eq!(
             intake.handle(&pr_headers(&body, "a"), &body).await.status,
@@ -745,12 +735,7 @@ mod tests {
         let journal = Journal::open(dir.path()).expect("journal");
         let (body, other) = (pr_reopened_body("t"), pr_reopened_body("u"));
         let (sink, _deliveries) = mpsc::channel(1);
-        let intake = Intake::new(
-            Secret::new(SECRET),
-            repo("embercsi/ember-csi"),
-            journal.clone(),
-            sink,
-        );
+        let intake = intake_for(journal.clone(), sink);
         assert_eq!(
             intake.handle(&pr_headers(&body, "a"), &body).await.status,
             202
@@ -768,12 +753,7 @@ mod tests {
         let body = pr_reopened_body("t");
         let (sink, mut deliveries) = mpsc::channel(4);
         let (_journal_dir, journal) = temp_journal();
-        let intake = Intake::new(
-            Secret::new(SECRET),
-            repo("embercsi/ember-csi"),
-            journal,
-            sink,
-        );
+        let intake = intake_for(journal, sink);
         assert_eq!(
             intake.handle(&pr_headers(&body, "a"), &body).await.status,
             202
@@ -795,12 +775,7 @@ mod tests {
     async fn the_same_event_under_another_id_or_read_from_the_api_is_a_duplicate() {
         let (sink, mut deliveries) = mpsc::channel(8);
         let (_journal_dir, journal) = temp_journal();
-        let intake = Intake::new(
-            Secret::new(SECRET),
-            repo("embercsi/ember-csi"),
-            journal,
-            sink,
-        );
+        let intake = intake_for(journal, sink);
         let body = pr_reopened_body("t");
         let opened = String::from_utf8(body)
             .expect("UTF-8")
