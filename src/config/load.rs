@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::errors::{shell_error, ConfigError, ConfigErrors};
+use super::hosts::{self, HostName, PodmanHost};
 use super::keys::{
     self, backend_key, key, unused_key_warnings, Scope, Secrecy, CONFIG_FILE_NAME, KEYS,
     MAX_DRIVERS, MAX_IMAGE_STORE_GB, MAX_LOG_RETENTION_DAYS, MAX_WORKERS, OBSOLETE_KEYS,
@@ -274,7 +275,8 @@ impl Reader {
             values::check_git_location(v).map(|()| v.to_string())
         });
         let relay = self.read_relay();
-        let backends = self.read_backends();
+        let hosts = self.read_hosts();
+        let backends = self.read_backends(&hosts);
         let num_workers =
             self.parsed_or_default("NUM_WORKERS", |v| values::parse_number(v, 1, MAX_WORKERS));
         let web_addr = self.parsed_or_default("WEB_ADDR", |v| {
@@ -349,6 +351,7 @@ impl Reader {
                 job_timeout,
                 plugin_start_timeout,
                 podman_socket,
+                hosts,
                 sandbox_image,
                 sandbox_base_image,
                 csi_sanity,
@@ -449,7 +452,35 @@ impl Reader {
         }
     }
 
-    fn read_backends(&mut self) -> Vec<BackendConfig> {
+    /// PODMAN_HOSTS; identity files must be in the config dir.
+    fn read_hosts(&mut self) -> Vec<PodmanHost> {
+        let Some(text) = self.value("PODMAN_HOSTS") else {
+            return Vec::new();
+        };
+        let parsed = hosts::parse_podman_hosts(&text, |name| match self.resolve_file(name) {
+            ConfigDirFile::Found(path) => Ok(path),
+            ConfigDirFile::Missing(path) => {
+                Err(format!("identity {} does not exist", path.display()))
+            }
+            ConfigDirFile::NotAFile(path) => {
+                Err(format!("identity {} is not a file", path.display()))
+            }
+            ConfigDirFile::Outside(path) => Err(format!(
+                "identity {} is outside the config dir",
+                path.display()
+            )),
+        });
+        match parsed {
+            Ok(hosts) => hosts,
+            Err(problem) => {
+                let fix = self.fix("PODMAN_HOSTS");
+                self.error("PODMAN_HOSTS", problem, fix);
+                Vec::new()
+            }
+        }
+    }
+
+    fn read_backends(&mut self, hosts: &[PodmanHost]) -> Vec<BackendConfig> {
         let num_drivers =
             self.parsed_or_default("NUM_DRIVERS", |v| values::parse_number(v, 1, MAX_DRIVERS));
         let default_sanity =
@@ -462,7 +493,13 @@ impl Reader {
             if let Some(name) = &name {
                 names.push(name.clone());
             }
-            if let Some(backend) = self.read_backend(n, name, &default_sanity, default_timeout) {
+            let host_key = backend_key("DRIVER_HOST").name_for_backend(n);
+            let backend_hosts = self
+                .parsed(&host_key, |v| hosts::parse_driver_hosts(v, hosts))
+                .unwrap_or_else(|| vec![HostName::local()]);
+            if let Some(mut backend) = self.read_backend(n, name, &default_sanity, default_timeout)
+            {
+                backend.hosts = backend_hosts;
                 backends.push(backend);
             }
         }
@@ -546,6 +583,7 @@ impl Reader {
             extra_packages,
             extra_pip,
             extra_containerfile,
+            hosts: vec![HostName::local()],
         })
     }
 

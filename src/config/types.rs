@@ -81,6 +81,9 @@ pub struct BackendConfig {
     pub extra_pip: Vec<String>,
     /// EXTRA_CONTAINERFILE_n: a file of extra Containerfile instructions.
     pub extra_containerfile: Option<PathBuf>,
+    /// DRIVER_HOST_n: the hosts that may run this backend, preferred first
+    /// (never empty; `local` by default).
+    pub hosts: Vec<super::HostName>,
 }
 
 /// How deliveries reach us besides the HTTP endpoint (the relay section).
@@ -141,6 +144,8 @@ pub struct ExecutorConfig {
     pub plugin_start_timeout: Duration,
     /// PODMAN_SOCKET: a Podman API socket; None starts `podman system service`.
     pub podman_socket: Option<PathBuf>,
+    /// PODMAN_HOSTS: other hosts' Podman, reached over ssh.
+    pub hosts: Vec<super::PodmanHost>,
     /// SANDBOX_IMAGE: use this image instead of building containers/sandbox.
     pub sandbox_image: Option<String>,
     /// SANDBOX_BASE_IMAGE: what the sandbox image is built FROM.

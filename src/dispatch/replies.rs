@@ -118,6 +118,7 @@ mod tests {
                 extra_packages: Vec::new(),
                 extra_pip: Vec::new(),
                 extra_containerfile: None,
+                hosts: vec![crate::config::HostName::local()],
             })
             .collect()
     }
