@@ -69,7 +69,23 @@ impl JobRun<'_> {
                 spec.name, host.name
             ),
         );
-        host.podman.start_sandbox(&spec).await?;
+        let mut spec = spec;
+        if let Err(error) = host.podman.start_sandbox(&spec).await {
+            // As here, a host without kernel modules runs sandboxes without
+            // them; only Podman can tell us that of another host.
+            if !error.to_string().contains(KERNEL_MODULES) {
+                return Err(error.into());
+            }
+            self.say(
+                Step::Sandbox,
+                &format!(
+                    "host {} has no {KERNEL_MODULES}; the sandbox runs without it\n",
+                    host.name
+                ),
+            );
+            spec.binds.retain(|bind| bind.destination != KERNEL_MODULES);
+            host.podman.start_sandbox(&spec).await?;
+        }
         self.sandbox_running = true;
         self.upload_job_and_config().await?;
         self.reset_slot_store().await

@@ -13,6 +13,7 @@ mod doctor;
 mod e2e;
 mod executor;
 mod github;
+mod hosts;
 mod job_soak;
 mod logs_publish;
 mod relay;
