@@ -248,3 +248,30 @@ pub async fn connect_all(hosts: &Arc<Vec<JobHost>>) {
         .map(|host| host.check());
     futures_util::future::join_all(checks).await;
 }
+
+/// Opens each PODMAN_HOSTS entry once and reads its facts (for `doctor`);
+/// the forwards close again when this returns.
+pub async fn probe(
+    hosts: &[PodmanHost],
+    state_dir: &Path,
+) -> Vec<(HostName, Result<HostFacts, String>)> {
+    let built = match remote_hosts(hosts, state_dir) {
+        Ok(built) => built,
+        Err(error) => {
+            return hosts
+                .iter()
+                .map(|h| (h.name.clone(), Err(error.to_string())))
+                .collect()
+        }
+    };
+    let mut results = Vec::new();
+    for host in &built {
+        let facts = if host.check().await {
+            host.facts().await.map_err(|e| e.to_string())
+        } else {
+            Err(host.problem())
+        };
+        results.push((host.name.clone(), facts));
+    }
+    results
+}

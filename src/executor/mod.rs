@@ -64,6 +64,7 @@ pub use sandbox_image::SandboxImageError;
 
 use crate::config::{BackendConfig, ExecutorConfig, HostName};
 use crate::model::{JobId, JobOutcome, JobRequest, Step};
+pub use hosts::probe as probe_hosts;
 use hosts::JobHost;
 pub use podman::HostFacts;
 use podman::PodmanClient;
