@@ -59,6 +59,19 @@ fn local_containers_labelled(label: &str) -> Vec<String> {
         .collect()
 }
 
+/// Command lines of running processes that contain `text`.
+fn command_lines_with(text: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| std::fs::read(entry.path().join("cmdline")).ok())
+        .map(|bytes| String::from_utf8_lossy(&bytes).replace('\0', " "))
+        .filter(|line| line.contains(text))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pinned_backend_runs_on_its_host_while_a_local_one_runs_here() {
     let _podman = ember_ci_test_kit::podman_lock().await;
@@ -82,7 +95,11 @@ async fn a_pinned_backend_runs_on_its_host_while_a_local_one_runs_here() {
         tokio::task::spawn_blocking(move || {
             let mut misplaced = Vec::new();
             let mut both_at_once = false;
+            let mut password_in_argv = Vec::new();
             while !done.load(Ordering::SeqCst) {
+                // Both "hosts" are this machine: no process on either may
+                // carry the backend's password in its command line.
+                password_in_argv.extend(command_lines_with("demo-array-password"));
                 let here = local_containers_labelled(&local_label);
                 let there = lab.containers_labelled(&lab_label);
                 misplaced.extend(local_containers_labelled(&lab_label));
@@ -90,13 +107,14 @@ async fn a_pinned_backend_runs_on_its_host_while_a_local_one_runs_here() {
                 both_at_once |= !here.is_empty() && !there.is_empty();
                 std::thread::sleep(POLL);
             }
-            (both_at_once, misplaced)
+            (both_at_once, misplaced, password_in_argv)
         })
     };
     let (local_run, lab_run) =
         tokio::join!(run_job(&executor, local_job), run_job(&executor, lab_job));
     done.store(true, Ordering::SeqCst);
-    let (both_at_once, misplaced) = watcher.await.expect("watcher");
+    let (both_at_once, misplaced, password_in_argv) = watcher.await.expect("watcher");
+    assert!(password_in_argv.is_empty(), "{password_in_argv:?}");
 
     assert_eq!(local_run.outcome, JobOutcome::Success, "local job");
     assert_eq!(
