@@ -68,6 +68,10 @@ pub use hosts::probe as probe_hosts;
 use hosts::JobHost;
 pub use podman::HostFacts;
 use podman::PodmanClient;
+/// The containers.conf (and its variable) a Podman API service should run
+/// with: this host's settings, exec sessions' conmons bounded. Another
+/// host's service needs the same `[engine] exit_command_delay`.
+pub use podman_conf::{write as write_service_conf, CONTAINERS_CONF};
 use podman_service::PodmanService;
 use sandbox_image::SandboxImageRecipe;
 

@@ -89,6 +89,9 @@ impl SecondHost {
         let service_log = std::fs::File::create(dir.path().join("podman.log")).expect("log");
         // nsenter enters the network namespace only: `ip netns exec` would
         // also remount /sys, hiding the cgroup mounts runc needs.
+        // Bounded exec-session conmons, as for ember-ci's own service.
+        let conf = dir.path().join("containers.conf");
+        ember_ci::executor::write_service_conf(&conf).expect("writing containers.conf");
         let service = Command::new("nsenter")
             .arg(format!("--net=/run/netns/{netns}"))
             .arg("podman")
@@ -100,6 +103,7 @@ impl SecondHost {
             .arg(Path::new(RUN_DIR).join("tmp"))
             .args(["system", "service", "--time=0"])
             .arg(format!("unix://{}", socket.display()))
+            .env(ember_ci::executor::CONTAINERS_CONF, &conf)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(service_log)
