@@ -282,6 +282,12 @@ impl Executor {
                 reason: format!("host {} is not configured", job.host),
             };
         };
+        if host.take_sweep() {
+            // What jobs lost with the host left there, before a new one runs.
+            if let Err(error) = self.sweep_host(host).await {
+                tracing::warn!(host = %host.name, %error, "cannot sweep a host that answers again");
+            }
+        }
         let outcome = job::JobRun::new(self, host, job, observer)
             .run(cancel)
             .await;
@@ -307,28 +313,32 @@ impl Executor {
     /// how many things it removed.
     pub async fn sweep_leftovers(&self) -> Result<usize, ExecutorError> {
         let running = self.running.lock().expect("running-jobs lock").clone();
-        let is_leftover = |item: &podman::Labelled| {
-            item.labels
-                .get(JOB_LABEL)
-                .is_some_and(|job| !running.contains(job))
-        };
         let mut removed = 0;
         for host in self.hosts.iter().filter(|h| h.is_reachable()) {
-            removed += self
-                .remove_labelled(
-                    &host.podman,
-                    (INSTANCE_LABEL, &self.instance_id),
-                    &is_leftover,
-                    |kind, name| {
-                        tracing::info!(%kind, name, host = %host.name, "removed a leftover job {kind}")
-                    },
-                )
-                .await?;
+            removed += self.sweep_host(host).await?;
         }
         removed += remove_entries(&self.jobs_dir(), |name| !running.contains(name)).await?;
         let _no_sandbox_build = self.sandbox_image_lock.lock().await;
         removed += remove_entries(&self.scratch_dir(), |_| true).await?;
         Ok(removed)
+    }
+
+    /// This instance's containers, pods and volumes on `host` of jobs not
+    /// running now.
+    async fn sweep_host(&self, host: &JobHost) -> Result<usize, PodmanError> {
+        let running = self.running.lock().expect("running-jobs lock").clone();
+        let is_leftover = |item: &podman::Labelled| {
+            item.labels
+                .get(JOB_LABEL)
+                .is_some_and(|job| !running.contains(job))
+        };
+        self.remove_labelled(
+            &host.podman,
+            (INSTANCE_LABEL, &self.instance_id),
+            is_leftover,
+            |kind, name| tracing::info!(%kind, name, host = %host.name, "removed a leftover job {kind}"),
+        )
+        .await
     }
 
     /// Force-removes the containers, pods and volumes carrying `label`
