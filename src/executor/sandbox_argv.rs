@@ -531,6 +531,12 @@ pub fn reset_slot_store() -> InnerCommand {
 }
 
 /// Every image of the slot's store (the host's read-only ones included).
+/// Bytes the sandbox's inner store takes on its own file system (`du`
+/// prints them first).
+pub fn store_usage() -> InnerCommand {
+    InnerCommand::new(["du", "-sxb", "/var/lib/containers"])
+}
+
 pub fn list_images() -> InnerCommand {
     InnerCommand::new(["podman", "images", "--all", "--format", "json"])
 }

@@ -81,6 +81,7 @@ impl SlotStore {
             record.insert(id.clone(), now);
         }
         let text = serde_json::to_vec_pretty(&record).map_err(io::Error::other)?;
+        tokio::fs::create_dir_all(&self.slot_dir).await?;
         // Written aside and renamed, so a crash never leaves half a file.
         let path = self.slot_dir.join(LAST_USED_FILE);
         let partial = path.with_extension("json.partial");

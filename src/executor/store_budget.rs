@@ -11,6 +11,7 @@
 use super::eviction;
 use super::job::JobRun;
 use super::sandbox_argv::{self, InnerCommand};
+use super::store::SlotStore;
 use crate::model::Step;
 
 impl JobRun<'_> {
@@ -20,17 +21,6 @@ impl JobRun<'_> {
     /// use of its images for the next eviction. Housekeeping: a problem is
     /// reported in the build log and never fails the job.
     pub(super) async fn keep_store_within_budget(&self) {
-        if self.host.is_remote() {
-            // The store is a volume there, measured by nothing of ours yet.
-            self.say(
-                Step::Build,
-                &format!(
-                    "image store: IMAGE_STORE_MAX_GB is not applied on host {}\n",
-                    self.host.name
-                ),
-            );
-            return;
-        }
         if let Err(problem) = self.try_keep_store_within_budget().await {
             tracing::warn!(job = %self.job.id, "image store: {problem}");
             self.say(Step::Build, &format!("image store: {problem}\n"));
@@ -38,7 +28,7 @@ impl JobRun<'_> {
     }
 
     async fn try_keep_store_within_budget(&self) -> Result<(), String> {
-        let store = self.executor.slot_store(self.job.slot);
+        let store = self.slot_record();
         let budget = self.executor.store_budget_bytes;
         let in_use = [self.names.pr_image.as_str(), self.plugin_image.as_str()];
         let images = self.stored_images().await?;
@@ -49,12 +39,7 @@ impl JobRun<'_> {
             .await
             .map_err(|e| format!("cannot record image use: {e}"))?;
 
-        let usage = || async {
-            store
-                .usage_bytes()
-                .await
-                .map_err(|e| format!("cannot measure {}: {e}", store.containers_dir().display()))
-        };
+        let usage = || self.store_usage(&store);
         let mut used = usage().await?;
         self.say(
             Step::Build,
@@ -106,6 +91,50 @@ impl JobRun<'_> {
             &format!("image store now at {}\n", human_bytes(used)),
         );
         Ok(())
+    }
+
+    /// Where the slot's last-use record lives: beside the store here; for
+    /// another host's volume, under `CI_DIR/hosts/<name>/` on this host.
+    fn slot_record(&self) -> SlotStore {
+        if self.host.is_remote() {
+            let dir = self
+                .executor
+                .state_dir
+                .join("hosts")
+                .join(self.host.name.as_str());
+            SlotStore::new(&dir, self.job.slot)
+        } else {
+            self.executor.slot_store(self.job.slot)
+        }
+    }
+
+    /// Bytes the slot's store takes: walked here; on another host measured
+    /// by `du` in the sandbox, on the volume's file system only (so not
+    /// through the overlay mounts of nested containers).
+    async fn store_usage(&self, store: &SlotStore) -> Result<u64, String> {
+        if !self.host.is_remote() {
+            return store
+                .usage_bytes()
+                .await
+                .map_err(|e| format!("cannot measure {}: {e}", store.containers_dir().display()));
+        }
+        let (code, output) = self
+            .host
+            .podman
+            .exec_captured(&self.names.sandbox_container, &sandbox_argv::store_usage())
+            .await
+            .map_err(|e| e.to_string())?;
+        output
+            .split_whitespace()
+            .next()
+            .and_then(|bytes| bytes.parse::<u64>().ok())
+            .filter(|_| code == 0)
+            .ok_or_else(|| {
+                format!(
+                    "cannot measure the slot's volume (exit {code}): {}",
+                    output.trim()
+                )
+            })
     }
 
     async fn stored_images(&self) -> Result<Vec<eviction::StoredImage>, String> {

@@ -145,7 +145,11 @@ async fn a_pinned_backend_runs_on_its_host_while_a_local_one_runs_here() {
     assert!(sanity.contains("PASS: 1 of 1 checks passed"), "{sanity}");
     assert!(lab_run
         .output_of(Step::PreRun)
-        .contains("preparing the demo array"));
+        .contains("preparing the demo array for backend demo-lab"));
+    lab_run.assert_post_run_result(0);
+    // The slot's volume there is measured against its budget.
+    let build = lab_run.output_of(Step::Build);
+    assert!(build.contains(" budget used"), "{build}");
     // Nothing of the job stays on the host.
     assert_eq!(
         lab.containers_labelled(&format!("ember-ci.job={}", lab_run.job.id)),
