@@ -9,6 +9,7 @@ mod config;
 mod config_template;
 mod crash;
 mod deploy;
+mod deploy_e2e;
 mod doctor;
 mod e2e;
 mod executor;

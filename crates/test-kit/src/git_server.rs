@@ -88,8 +88,9 @@ pub fn csi_sanity_standin() -> &'static CsiSanityStandin {
     })
 }
 
-/// Serves every repository under `base` with `git daemon --inetd`.
-fn serve(base: &Path) -> SocketAddr {
+/// Serves every repository under `base` with `git daemon --inetd` on
+/// 127.0.0.1, for the rest of the process: `git://ADDR/<dir name>`.
+pub fn serve(base: &Path) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind git server");
     let addr = listener.local_addr().expect("git server address");
     let base = base.to_path_buf();
