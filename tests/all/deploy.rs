@@ -95,6 +95,8 @@ fn quadlet_units_pass_podman_5s_generator_with_the_configs_stop_timeout() {
         // SHUTDOWN_GRACE (120 s) + 30 s for the final statuses.
         "--stop-timeout 150",
         "--sdnotify=healthy",
+        // Checked every 2 s until healthy, so a start is not a HealthInterval long.
+        "--health-startup-interval 2s",
         "--health-cmd \"/usr/local/bin/ember-ci health --config /config\"",
         "docker.io/example/ember-ci:v1",
     ] {

@@ -13,14 +13,14 @@
 //! result, is new each run.
 
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ember_ci_test_kit::ci_env::{
     delivery_for, project_dir, send, DemoRepo, TEST_SECRET, TEST_TOKEN,
 };
-use ember_ci_test_kit::fake_github::FakeGitHub;
+use ember_ci_test_kit::fake_github::{FakeGitHub, RecordedStatus};
 use ember_ci_test_kit::git_server::{self, STANDIN_PASSED, STANDIN_VERSION};
 
 use crate::deploy::{build_image, container_logs, podman, run, stdout, wait_healthy, IMAGE};
@@ -32,7 +32,8 @@ const STORAGE_VOLUME: &str = "ember-ci-deploy-e2e-storage";
 /// The first job on an empty inner store builds the sandbox image too.
 const FIRST_JOBS_DEADLINE: Duration = Duration::from_secs(900);
 /// The README's words for a host whose registries are set by a drop-in.
-const MIRROR_DROP_IN: &str = "/etc/containers/registries.conf.d/50-ember-ci-local-mirror.conf";
+pub(crate) const MIRROR_DROP_IN: &str =
+    "/etc/containers/registries.conf.d/50-ember-ci-local-mirror.conf";
 
 /// The README's `podman run` command, as arguments after `podman`.
 fn readme_podman_run() -> Vec<String> {
@@ -81,11 +82,117 @@ fn podman_run_args(config: &Path) -> Vec<String> {
     args
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .expect("a free port")
         .port()
+}
+
+/// What a deploy test talks to: the demo repository served by a git
+/// server, a fake GitHub, and a vendor's config dir pointing at them.
+pub(crate) struct StandIns {
+    pub dir: tempfile::TempDir,
+    pub repo: DemoRepo,
+    pub github: FakeGitHub,
+    pub config: PathBuf,
+    pub web_port: u16,
+    pub ui_port: u16,
+}
+
+impl StandIns {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let repos = dir.path().join("repos");
+        let repo = DemoRepo::create(&repos);
+        let clone_url = format!("git://{}/ember-csi.git", git_server::serve(&repos));
+        let github = FakeGitHub::start_with(TEST_TOKEN, "embercsi/ember-csi").await;
+        let (web_port, ui_port) = (free_port(), free_port());
+        let config = vendor_config(dir.path(), &github, &clone_url, web_port, ui_port);
+        Self {
+            dir,
+            repo,
+            github,
+            config,
+            web_port,
+            ui_port,
+        }
+    }
+
+    /// `ember-ci send` of a fixture re-targeted at `sha`; must be accepted.
+    pub fn send(&self, fixture: &str, sha: &str) {
+        let hook = format!("http://127.0.0.1:{}/change_hook/github", self.web_port);
+        let delivery = delivery_for(fixture, sha, self.dir.path());
+        let (code, answer) = send(&hook, &delivery, TEST_SECRET);
+        assert_eq!(code, 0, "{fixture}: {answer}");
+        assert!(answer.starts_with("202"), "{fixture}: {answer}");
+    }
+
+    /// Waits until every SHA's last status is final.
+    pub async fn wait_final(&self, shas: &[&str], limit: Duration) -> Result<(), String> {
+        self.github
+            .wait_for(
+                |s| {
+                    shas.iter().all(|sha| {
+                        s.statuses_for(sha)
+                            .last()
+                            .is_some_and(|st| st.state != "pending")
+                    })
+                },
+                limit,
+            )
+            .await
+    }
+
+    pub fn last_status(&self, sha: &str) -> RecordedStatus {
+        self.github
+            .statuses_for(sha)
+            .pop()
+            .unwrap_or_else(|| panic!("no status for {sha}"))
+    }
+
+    /// Pushes a new head of PR 129 whose build sleeps a minute, sends it
+    /// and returns once its job runs; `message` makes the commit new.
+    pub async fn start_slow_job(&self, message: &str) -> String {
+        let dockerfile =
+            std::fs::read_to_string(project_dir().join("examples/demo/plugin/Dockerfile"))
+                .expect("the demo Dockerfile");
+        let slow = dockerfile.replacen("\nCOPY ", "\nRUN sleep 60\nCOPY ", 1);
+        assert_ne!(slow, dockerfile, "the demo Dockerfile has no COPY");
+        let sha =
+            self.repo
+                .push_pull_request(129, &self.repo.ok_sha, &[("Dockerfile", &slow)], message);
+        self.send("test-ok.json", &sha);
+        self.github
+            .wait_for(
+                |s| {
+                    s.statuses_for(&sha).last().is_some_and(|st| {
+                        st.description
+                            .as_deref()
+                            .is_some_and(|d| d.starts_with("running"))
+                    })
+                },
+                Duration::from_secs(120),
+            )
+            .await
+            .unwrap_or_else(|err| panic!("the slow job did not start: {err}"));
+        // Into its build step.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        sha
+    }
+
+    /// A job stopped by a drain ended with a final status, not pending.
+    pub fn assert_drained(&self, sha: &str, logs: &str) {
+        let status = self.last_status(sha);
+        eprintln!(
+            "deploy: the drained job ended {}: {:?}",
+            status.state, status.description
+        );
+        assert!(
+            matches!(status.state.as_str(), "error" | "failure" | "success"),
+            "{status:?}\n{logs}"
+        );
+    }
 }
 
 /// What a vendor sets (token, secret, backend, ports, a short grace), then
@@ -95,7 +202,8 @@ fn vendor_config(
     github: &FakeGitHub,
     clone_url: &str,
     web_port: u16,
-) -> std::path::PathBuf {
+    ui_port: u16,
+) -> PathBuf {
     let standin = git_server::csi_sanity_standin();
     let config = dir.join("config");
     std::fs::create_dir_all(&config).expect("config dir");
@@ -105,11 +213,10 @@ fn vendor_config(
             "GH_TOKEN=\"{TEST_TOKEN}\"\nGH_USER=\"ember-ci-bot\"\nGH_EMBER_SECRET=\"{TEST_SECRET}\"\n\
              DRIVER_NAME_1=\"demo\"\n\
              DRIVER_CONFIG_1='{{\"name\": \"demo\", \"driver\": \"DemoDriver\", \"password\": \"demo-array-password\"}}'\n\
-             WEB_PORT={web_port}\nWEB_UI_PORT={}\nSHUTDOWN_GRACE=5\n\
+             WEB_PORT={web_port}\nWEB_UI_PORT={ui_port}\nSHUTDOWN_GRACE=5\n\
              # The local stand-ins of GitHub, its git server and csi-test's.\n\
              GH_API_URL=\"{}\"\nGH_CLONE_URL=\"{clone_url}\"\n\
              CSI_SANITY_REPO=\"{}\"\nCSI_SANITY_VERSION=\"{STANDIN_VERSION}\"\nCSI_SANITY_COMMIT=\"{}\"\n",
-            free_port(),
             github.url(),
             standin.repo,
             standin.commit,
@@ -141,13 +248,6 @@ fn job_containers() -> String {
     stdout(&output).trim().to_string()
 }
 
-fn last_state(github: &FakeGitHub, sha: &str) -> Option<String> {
-    github
-        .statuses_for(sha)
-        .last()
-        .map(|status| status.state.clone())
-}
-
 /// Removes the container and the state volume (the storage volume stays).
 struct Cleanup;
 
@@ -164,59 +264,33 @@ impl Drop for Cleanup {
 async fn documented_podman_run_passes_129_fails_130_and_stops_mid_job_cleanly() {
     let _podman = ember_ci_test_kit::podman_lock().await;
     build_image();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let repos = dir.path().join("repos");
-    let repo = DemoRepo::create(&repos);
-    let clone_url = format!("git://{}/ember-csi.git", git_server::serve(&repos));
-    let github = FakeGitHub::start_with(TEST_TOKEN, "embercsi/ember-csi").await;
-    let web_port = free_port();
-    let config = vendor_config(dir.path(), &github, &clone_url, web_port);
+    let stand_ins = StandIns::start().await;
+    let repo = &stand_ins.repo;
 
     drop(Cleanup);
     let _cleanup = Cleanup;
-    run(Command::new("podman").args(podman_run_args(&config)));
+    run(Command::new("podman").args(podman_run_args(&stand_ins.config)));
     wait_healthy(NAME);
-    let hook = format!("http://127.0.0.1:{web_port}/change_hook/github");
 
     let started = Instant::now();
-    for (fixture, sha) in [
-        ("test-ok.json", &repo.ok_sha),
-        ("test-broken.json", &repo.broken_sha),
-    ] {
-        let delivery = delivery_for(fixture, sha, dir.path());
-        let (code, answer) = send(&hook, &delivery, TEST_SECRET);
-        assert_eq!(code, 0, "{fixture}: {answer}");
-        assert!(answer.starts_with("202"), "{fixture}: {answer}");
-    }
-    let (ok_sha, broken_sha) = (repo.ok_sha.clone(), repo.broken_sha.clone());
-    let finished = github
-        .wait_for(
-            |s| {
-                [&ok_sha, &broken_sha].iter().all(|sha| {
-                    s.statuses_for(sha)
-                        .last()
-                        .is_some_and(|st| st.state != "pending")
-                })
-            },
-            FIRST_JOBS_DEADLINE,
-        )
-        .await;
+    stand_ins.send("test-ok.json", &repo.ok_sha);
+    stand_ins.send("test-broken.json", &repo.broken_sha);
     let logs = || container_logs(NAME);
-    if let Err(err) = finished {
+    if let Err(err) = stand_ins
+        .wait_final(&[&repo.ok_sha, &repo.broken_sha], FIRST_JOBS_DEADLINE)
+        .await
+    {
         panic!("jobs did not finish: {err}\n{}", logs());
     }
     eprintln!(
         "deploy e2e: 129 and 130 finished {:.1} s after the sends",
         started.elapsed().as_secs_f64()
     );
-    let ok_final = github.statuses_for(&repo.ok_sha).pop().expect("a status");
+    let ok_final = stand_ins.last_status(&repo.ok_sha);
     assert_eq!(ok_final.state, "success", "{ok_final:?}\n{}", logs());
     assert_eq!(ok_final.description.as_deref(), Some(STANDIN_PASSED));
     assert_eq!(ok_final.context, "3rdparty/demo");
-    let broken_final = github
-        .statuses_for(&repo.broken_sha)
-        .pop()
-        .expect("a status");
+    let broken_final = stand_ins.last_status(&repo.broken_sha);
     assert_eq!(
         broken_final.state,
         "failure",
@@ -224,41 +298,9 @@ async fn documented_podman_run_passes_129_fails_130_and_stops_mid_job_cleanly() 
         logs()
     );
 
-    // A slow PR (its build sleeps a minute), stopped mid-job: SIGTERM gives
-    // it SHUTDOWN_GRACE (5 s), then it is cancelled with a final status.
-    let dockerfile = std::fs::read_to_string(project_dir().join("examples/demo/plugin/Dockerfile"))
-        .expect("the demo Dockerfile");
-    let slow_dockerfile = dockerfile.replacen("\nCOPY ", "\nRUN sleep 60\nCOPY ", 1);
-    assert_ne!(
-        slow_dockerfile, dockerfile,
-        "the demo Dockerfile has no COPY"
-    );
-    let slow_sha = repo.push_pull_request(
-        129,
-        &repo.ok_sha,
-        &[("Dockerfile", &slow_dockerfile)],
-        "Slow build",
-    );
-    let (code, answer) = send(
-        &hook,
-        &delivery_for("test-ok.json", &slow_sha, dir.path()),
-        TEST_SECRET,
-    );
-    assert_eq!(code, 0, "{answer}");
-    github
-        .wait_for(
-            |s| {
-                s.statuses_for(&slow_sha).last().is_some_and(|st| {
-                    st.description
-                        .as_deref()
-                        .is_some_and(|d| d.starts_with("running"))
-                })
-            },
-            Duration::from_secs(120),
-        )
-        .await
-        .unwrap_or_else(|err| panic!("the slow job did not start: {err}\n{}", logs()));
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Stopped mid-job: SIGTERM gives the job SHUTDOWN_GRACE (5 s), then it
+    // is cancelled with a final status.
+    let slow_sha = stand_ins.start_slow_job("Slow build").await;
     let stop_started = Instant::now();
     podman(&["stop", "-t", "60", NAME]);
     eprintln!(
@@ -272,19 +314,7 @@ async fn documented_podman_run_passes_129_fails_130_and_stops_mid_job_cleanly() 
         NAME,
     ]));
     assert_eq!(exit.trim(), "0", "exit code after SIGTERM:\n{}", logs());
-    let slow_final = github.statuses_for(&slow_sha).pop().expect("a status");
-    eprintln!(
-        "deploy e2e: the stopped job ended {}: {:?}",
-        slow_final.state, slow_final.description
-    );
-    assert_ne!(slow_final.state, "pending", "left pending:\n{}", logs());
-    assert!(
-        matches!(
-            last_state(&github, &slow_sha).as_deref(),
-            Some("error" | "failure")
-        ),
-        "{slow_final:?}"
-    );
+    stand_ins.assert_drained(&slow_sha, &logs());
     assert_eq!(
         job_containers(),
         "",

@@ -10,6 +10,7 @@ mod config_template;
 mod crash;
 mod deploy;
 mod deploy_e2e;
+mod deploy_systemd;
 mod doctor;
 mod e2e;
 mod executor;
