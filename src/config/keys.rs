@@ -192,6 +192,8 @@ pub const KEYS: &[Key] = &[
     Key::new("LOGS_REPO", Logs, Optional, "set it to the git URL the logs are pushed to, or leave it empty to keep logs local"),
     Key::new("LOGS_BRANCH", Logs, DefaultTo("gh-pages"), "set it to a branch name, e.g. gh-pages"),
     Key::new("LOGS_URL", Logs, Optional, "set it to the public base URL of the pushed pages, e.g. https://OWNER.github.io/REPO"),
+    Key::new("EMBER_LOGS_REPO", Logs, DefaultTo(EMBER_LOGS_REPO), "set it to the git URL of the Ember-CSI team's logs repository, or to \"\" to keep logs local"),
+    Key::new("EMBER_LOGS_URL", Logs, DefaultTo(EMBER_LOGS_URL), "set it to the public base URL of EMBER_LOGS_REPO's branches"),
     Key::new("LOG_RETENTION_DAYS", Logs, DefaultTo("30"), "set it to how many days logs are kept, 1 or more"),
 ];
 
@@ -210,6 +212,12 @@ fn find(name: &str, scope: Scope) -> Option<&'static Key> {
     KEYS.iter()
         .find(|key| key.name == name && key.scope == scope)
 }
+
+/// Where the old CI pushed every job's logs (one branch per backend, one
+/// folder `<sha>-<start epoch>` per job) and where they were read: used
+/// with GH_TOKEN set and no LOGS_* key, as a carried-over config expects.
+pub const EMBER_LOGS_REPO: &str = "https://github.com/embercsi/3rd-party-ci-logs.git";
+pub const EMBER_LOGS_URL: &str = "https://ci-logs.ember-csi.io";
 
 /// The default of `SANDBOX_BASE_IMAGE`: fully qualified, so it resolves the
 /// same on every host whatever its registries.conf.

@@ -313,7 +313,7 @@ impl Reader {
             .map(|v| v.split_whitespace().map(Secret::new).collect())
             .unwrap_or_default();
         let admin_token = self.value("WEB_ADMIN_TOKEN").map(Secret::new);
-        let logs = self.read_logs(secrets);
+        let logs = self.read_logs(secrets, !token.is_empty());
         let obsolete_keys = self
             .names_in_order
             .iter()
@@ -641,7 +641,15 @@ impl Reader {
         users
     }
 
-    fn read_logs(&mut self, secrets: Vec<Secret>) -> LogsConfig {
+    /// Where logs go: LOGS_REPO when set; with GH_TOKEN and no LOGS_* key
+    /// assigned at all, the old CI's place (EMBER_LOGS_REPO, one branch per
+    /// backend, EMBER_LOGS_URL); otherwise the state dir only.
+    fn read_logs(&mut self, secrets: Vec<Secret>, has_token: bool) -> LogsConfig {
+        // Assigned, even empty (`LOGS_REPO=""` keeps logs local).
+        let explicit: Vec<&str> = ["LOGS_REPO", "LOGS_BRANCH", "LOGS_URL"]
+            .into_iter()
+            .filter(|name| self.values.contains_key(*name))
+            .collect();
         let repo = self.parsed("LOGS_REPO", |v| {
             values::check_git_location(v).map(|()| v.to_string())
         });
@@ -649,13 +657,46 @@ impl Reader {
             values::check_branch_name(v).map(|()| v.to_string())
         });
         let url = self.parsed("LOGS_URL", values::parse_http_url);
+        let ember_repo_off = self
+            .values
+            .get("EMBER_LOGS_REPO")
+            .is_some_and(String::is_empty);
+        let ember_repo = self.parsed_or_default("EMBER_LOGS_REPO", |v| {
+            values::check_git_location(v).map(|()| v.to_string())
+        });
+        let ember_url = self.parsed_or_default("EMBER_LOGS_URL", values::parse_http_url);
         let retention_days = self.parsed_or_default("LOG_RETENTION_DAYS", |v| {
             values::parse_number(v, 1, MAX_LOG_RETENTION_DAYS)
         });
+        let local = |reason: String| (None, None, false, reason);
+        let (repo, url, branch_per_backend, reason) = if let Some(repo) = repo {
+            (Some(repo), url, false, "LOGS_REPO is set".to_string())
+        } else if !explicit.is_empty() {
+            if explicit != ["LOGS_REPO"] {
+                self.warnings.push(format!(
+                    "{} set without LOGS_REPO: logs stay on this host",
+                    explicit.join(", ")
+                ));
+            }
+            local(format!("{} set, LOGS_REPO empty", explicit.join(", ")))
+        } else if !has_token {
+            local("no GH_TOKEN to push with".to_string())
+        } else if ember_repo_off {
+            local("EMBER_LOGS_REPO is empty".to_string())
+        } else {
+            (
+                Some(ember_repo),
+                Some(ember_url),
+                true,
+                "the old CI's place: GH_TOKEN is set and no LOGS_* key".to_string(),
+            )
+        };
         LogsConfig {
             repo,
             branch,
             url,
+            branch_per_backend,
+            reason,
             retention_days,
             secrets,
         }

@@ -241,15 +241,20 @@ fn csi_sanity(config: &Config) -> String {
 
 fn logs(config: &Config) -> String {
     let logs = &config.logs;
+    let branch = if logs.branch_per_backend {
+        "one branch per backend".to_string()
+    } else {
+        format!("branch {}", logs.branch)
+    };
     let place = match (&logs.repo, &logs.url) {
         (None, _) => "kept locally, not pushed".to_string(),
-        (Some(repo), None) => format!("pushed to {} branch {}", repo, logs.branch),
-        (Some(repo), Some(url)) => format!(
-            "pushed to {} branch {}, published at {url}",
-            repo, logs.branch
-        ),
+        (Some(repo), None) => format!("pushed to {repo} {branch}"),
+        (Some(repo), Some(url)) => format!("pushed to {repo} {branch}, published at {url}"),
     };
-    format!("{place}; kept {} days", logs.retention_days)
+    format!(
+        "{place} ({}); kept {} days",
+        logs.reason, logs.retention_days
+    )
 }
 
 fn list_or_none(items: &[String]) -> String {

@@ -95,11 +95,17 @@ pub struct RelayConfig {
 /// Where job logs go and what they must not show (the logs section).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogsConfig {
-    /// LOGS_REPO: git URL the HTML logs are pushed to; None keeps them local.
+    /// The git URL the HTML logs are pushed to (LOGS_REPO, or with GH_TOKEN
+    /// and no LOGS_* key EMBER_LOGS_REPO); None keeps them local.
     pub repo: Option<String>,
+    /// LOGS_BRANCH; unused with `branch_per_backend`.
     pub branch: String,
-    /// LOGS_URL: public base URL of the pushed pages.
+    /// Public base URL of the pushed pages (LOGS_URL, or EMBER_LOGS_URL).
     pub url: Option<String>,
+    /// The old CI's layout: one branch per backend, named after it.
+    pub branch_per_backend: bool,
+    /// Why the logs go where they go, for check-config and doctor.
+    pub reason: String,
     pub retention_days: u32,
     /// SECRETS: extra values to mask in logs.
     pub secrets: Vec<Secret>,

@@ -167,7 +167,7 @@ async fn documented_podman_run_passes_129_fails_130_and_stops_mid_job_cleanly() 
     let dir = tempfile::tempdir().expect("temp dir");
     let repos = dir.path().join("repos");
     let repo = DemoRepo::create(&repos);
-    let clone_url = format!("git://{}/ember-csi.git", git_server::serve(&repos));
+    let clone_url = format!("git://{}/ember-csi.git", git_server::serve(&repos, false));
     let github = FakeGitHub::start_with(TEST_TOKEN, "embercsi/ember-csi").await;
     let web_port = free_port();
     let config = vendor_config(dir.path(), &github, &clone_url, web_port);

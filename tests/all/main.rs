@@ -15,6 +15,7 @@ mod e2e;
 mod executor;
 mod github;
 mod job_soak;
+mod logs_place;
 mod logs_publish;
 mod relay;
 mod run_command;
