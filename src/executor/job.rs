@@ -194,7 +194,7 @@ impl<'a> JobRun<'a> {
         self.finish(body)?;
 
         self.begin(Step::StartPlugin);
-        let body = self.start_plugin().await;
+        let body = self.start_plugin(backend).await;
         self.finish(body)?;
 
         self.begin(Step::WaitPlugin);
@@ -524,7 +524,7 @@ impl<'a> JobRun<'a> {
         Ok(Some(0))
     }
 
-    async fn start_plugin(&mut self) -> StepBody {
+    async fn start_plugin(&mut self, backend: &BackendConfig) -> StepBody {
         let podman = &self.executor.podman;
         let probe = sandbox_argv::existing_paths(&sandbox_argv::PLUGIN_HOST_MOUNTS);
         let (code, listing) = podman
@@ -551,6 +551,7 @@ impl<'a> JobRun<'a> {
             system_files: self.system_files.as_deref(),
             host_mounts: &host_mounts,
             job_id: &self.job.id,
+            settings: &backend.plugin,
         };
         let command = sandbox_argv::start_plugin(&launch);
         // Set first: a failed `podman run` may still have created the

@@ -418,7 +418,11 @@ pub fn sandbox_image_ref(config: &ExecutorConfig) -> String {
 }
 
 fn recipe_of(config: &ExecutorConfig) -> SandboxImageRecipe {
-    SandboxImageRecipe::new(&config.sandbox_base_image, config.csi_sanity.as_ref())
+    SandboxImageRecipe::new(
+        &config.sandbox_base_image,
+        config.csi_sanity.as_ref(),
+        &config.csi_sanity_extra,
+    )
 }
 
 fn absolute(path: &Path) -> Result<PathBuf, ExecutorError> {

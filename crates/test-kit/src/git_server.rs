@@ -15,8 +15,9 @@ use std::sync::OnceLock;
 
 use crate::executor_env::{repo_root, run_ok};
 
-/// The tag the stand-in is served under, as csi-test's `v5.3.1`.
-pub const STANDIN_VERSION: &str = "v0.0.1-standin";
+/// The tag the stand-in is served under, as csi-test's `v5.3.1` (read as
+/// that release: a Ginkgo v2 csi-sanity that writes JUnit reports).
+pub const STANDIN_VERSION: &str = "v5.3.1-standin";
 
 /// The status description of a job the stand-in passed: its JUnit report
 /// holds one spec.
