@@ -185,6 +185,8 @@ pub const KEYS: &[Key] = &[
     Key::new("PLUGIN_START_TIMEOUT", Executor, DefaultTo("300"), DURATION_FIX),
     Key::new("SHUTDOWN_GRACE", Service, DefaultTo("600"), DURATION_FIX),
     Key::new("PODMAN_SOCKET", Executor, Optional, "set it to the absolute path of a Podman API socket, or leave it empty"),
+    Key::new("PODMAN_HOSTS", Executor, Optional, "list NAME=ssh://user@host[:port]/run/podman/podman.sock[,identity=FILE][,slots=N] or NAME=CONNECTION[,slots=N], separated by spaces"),
+    Key::new("DRIVER_HOST", Backends, DefaultTo("local"), "list host names from PODMAN_HOSTS (or local), preferred first, separated by spaces").per_backend(),
     Key::new("SANDBOX_IMAGE", Executor, Optional, "set it to an image reference, or leave it empty to build the sandbox image"),
     Key::new("SANDBOX_BASE_IMAGE", Executor, DefaultTo(DEFAULT_SANDBOX_BASE_IMAGE), "set it to a fully qualified Debian image, e.g. docker.io/library/debian:bookworm"),
     Key::new("SANDBOX_SKIP_CSI_SANITY", Executor, DefaultTo("0"), "use 0 or 1"),

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::errors::{shell_error, ConfigError, ConfigErrors};
+use super::hosts::{self, HostName, PodmanHost};
 use super::keys::{
     self, backend_key, key, unused_key_warnings, Scope, Secrecy, CONFIG_FILE_NAME, KEYS,
     MAX_DRIVERS, MAX_IMAGE_STORE_GB, MAX_LOG_RETENTION_DAYS, MAX_WORKERS, OBSOLETE_KEYS,
@@ -276,8 +277,9 @@ impl Reader {
             values::check_git_location(v).map(|()| v.to_string())
         });
         let relay = self.read_relay();
+        let hosts = self.read_hosts();
         let pin = self.read_csi_sanity_pin();
-        let mut backends = self.read_backends(&pin);
+        let mut backends = self.read_backends(&pin, &hosts);
         let num_workers =
             self.parsed_or_default("NUM_WORKERS", |v| values::parse_number(v, 1, MAX_WORKERS));
         let web_addr = self.parsed_or_default("WEB_ADDR", |v| {
@@ -353,6 +355,7 @@ impl Reader {
                 job_timeout,
                 plugin_start_timeout,
                 podman_socket,
+                hosts,
                 sandbox_image,
                 sandbox_base_image,
                 csi_sanity,
@@ -483,7 +486,35 @@ impl Reader {
         }
     }
 
-    fn read_backends(&mut self, pin: &CsiSanityPin) -> Vec<BackendConfig> {
+    /// PODMAN_HOSTS; identity files must be in the config dir.
+    fn read_hosts(&mut self) -> Vec<PodmanHost> {
+        let Some(text) = self.value("PODMAN_HOSTS") else {
+            return Vec::new();
+        };
+        let parsed = hosts::parse_podman_hosts(&text, |name| match self.resolve_file(name) {
+            ConfigDirFile::Found(path) => Ok(path),
+            ConfigDirFile::Missing(path) => {
+                Err(format!("identity {} does not exist", path.display()))
+            }
+            ConfigDirFile::NotAFile(path) => {
+                Err(format!("identity {} is not a file", path.display()))
+            }
+            ConfigDirFile::Outside(path) => Err(format!(
+                "identity {} is outside the config dir",
+                path.display()
+            )),
+        });
+        match parsed {
+            Ok(hosts) => hosts,
+            Err(problem) => {
+                let fix = self.fix("PODMAN_HOSTS");
+                self.error("PODMAN_HOSTS", problem, fix);
+                Vec::new()
+            }
+        }
+    }
+
+    fn read_backends(&mut self, pin: &CsiSanityPin, hosts: &[PodmanHost]) -> Vec<BackendConfig> {
         let num_drivers =
             self.parsed_or_default("NUM_DRIVERS", |v| values::parse_number(v, 1, MAX_DRIVERS));
         let default_sanity = self.value("SANITY_COMMAND");
@@ -495,12 +526,17 @@ impl Reader {
             if let Some(name) = &name {
                 names.push(name.clone());
             }
+            let host_key = backend_key("DRIVER_HOST").name_for_backend(n);
+            let backend_hosts = self
+                .parsed(&host_key, |v| hosts::parse_driver_hosts(v, hosts))
+                .unwrap_or_else(|| vec![HostName::local()]);
             let defaults = BackendDefaults {
                 sanity_command: default_sanity.as_deref(),
                 sanity_timeout: default_timeout,
                 pin,
             };
-            if let Some(backend) = self.read_backend(n, name, &defaults) {
+            if let Some(mut backend) = self.read_backend(n, name, &defaults) {
+                backend.hosts = backend_hosts;
                 backends.push(backend);
             }
         }
@@ -585,6 +621,7 @@ impl Reader {
             extra_containerfile,
             plugin,
             csi_sanity,
+            hosts: vec![HostName::local()],
         })
     }
 

@@ -80,6 +80,19 @@ pub fn summary(config: &Config) -> String {
         ),
     );
     out.field("podman", &podman(config));
+    for host in &config.executor.hosts {
+        let target = match &host.target {
+            crate::config::HostTarget::Ssh { target, identity } => match identity {
+                Some(file) => format!("{target} (identity {})", file.display()),
+                None => target.to_string(),
+            },
+            crate::config::HostTarget::Connection(name) => format!("podman connection {name}"),
+        };
+        out.field(
+            &format!("host {}", host.name),
+            &format!("{target}, {} slot(s)", host.slots),
+        );
+    }
     out.field("sandbox image", &sandbox_image(config));
     out.field("csi-sanity", &csi_sanity(config));
     out.field(
@@ -195,6 +208,10 @@ fn backend_section(out: &mut Summary, backend: &BackendConfig) {
     ];
     for (label, value) in fields {
         out.labelled("      ", BACKEND_LABEL_WIDTH, label, &value);
+    }
+    if backend.hosts.iter().any(|host| !host.is_local()) {
+        let hosts: Vec<&str> = backend.hosts.iter().map(|h| h.as_str()).collect();
+        out.labelled("      ", BACKEND_LABEL_WIDTH, "hosts", &hosts.join(", "));
     }
 }
 

@@ -87,6 +87,9 @@ pub struct BackendConfig {
     /// backend; None when the sandbox has none of ours (SANDBOX_IMAGE,
     /// SANDBOX_SKIP_CSI_SANITY).
     pub csi_sanity: Option<CsiSanityBuild>,
+    /// DRIVER_HOST_n: the hosts that may run this backend, preferred first
+    /// (never empty; `local` by default).
+    pub hosts: Vec<super::HostName>,
 }
 
 /// The plugin's settings, with the old worker's env-file as defaults.
@@ -190,6 +193,8 @@ pub struct ExecutorConfig {
     pub plugin_start_timeout: Duration,
     /// PODMAN_SOCKET: a Podman API socket; None starts `podman system service`.
     pub podman_socket: Option<PathBuf>,
+    /// PODMAN_HOSTS: other hosts' Podman, reached over ssh.
+    pub hosts: Vec<super::PodmanHost>,
     /// SANDBOX_IMAGE: use this image instead of building containers/sandbox.
     pub sandbox_image: Option<String>,
     /// SANDBOX_BASE_IMAGE: what the sandbox image is built FROM.

@@ -14,6 +14,7 @@ mod doctor;
 mod e2e;
 mod executor;
 mod github;
+mod hosts;
 mod job_soak;
 mod logs_place;
 mod logs_publish;
