@@ -21,7 +21,9 @@ use ember_ci_test_kit::ci_env::{
     delivery_for, project_dir, send, DemoRepo, TEST_SECRET, TEST_TOKEN,
 };
 use ember_ci_test_kit::fake_github::{FakeGitHub, RecordedStatus};
-use ember_ci_test_kit::git_server::{self, STANDIN_PASSED, STANDIN_VERSION};
+use ember_ci_test_kit::git_server::{
+    self, LogsRepo, LOGS_PUBLIC_URL, STANDIN_PASSED, STANDIN_VERSION,
+};
 
 use crate::deploy::{build_image, container_logs, podman, run, stdout, wait_healthy, IMAGE};
 
@@ -95,6 +97,8 @@ pub(crate) struct StandIns {
     pub dir: tempfile::TempDir,
     pub repo: DemoRepo,
     pub github: FakeGitHub,
+    /// The Ember-CSI team's logs repository (EMBER_LOGS_REPO).
+    pub logs: LogsRepo,
     pub config: PathBuf,
     pub web_port: u16,
     pub ui_port: u16,
@@ -105,14 +109,21 @@ impl StandIns {
         let dir = tempfile::tempdir().expect("temp dir");
         let repos = dir.path().join("repos");
         let repo = DemoRepo::create(&repos);
-        let clone_url = format!("git://{}/ember-csi.git", git_server::serve(&repos));
+        let clone_url = format!("git://{}/ember-csi.git", git_server::serve(&repos, false));
         let github = FakeGitHub::start_with(TEST_TOKEN, "embercsi/ember-csi").await;
+        let logs = LogsRepo::create();
         let (web_port, ui_port) = (free_port(), free_port());
-        let config = vendor_config(dir.path(), &github, &clone_url, web_port, ui_port);
+        let stand_ins = format!(
+            "GH_API_URL=\"{}\"\nGH_CLONE_URL=\"{clone_url}\"\n{}",
+            github.url(),
+            logs.config_keys()
+        );
+        let config = vendor_config(dir.path(), &stand_ins, web_port, ui_port);
         Self {
             dir,
             repo,
             github,
+            logs,
             config,
             web_port,
             ui_port,
@@ -181,6 +192,25 @@ impl StandIns {
         sha
     }
 
+    /// Each final status links to its job's folder, pushed to the logs
+    /// repository's backend branch (the old CI's place, the default).
+    pub fn assert_logs_published(&self, statuses: &[&RecordedStatus]) {
+        let folders = self.logs.folders("demo");
+        for status in statuses {
+            let link = status.target_url.as_deref().unwrap_or_default();
+            let folder = link
+                .strip_prefix(&format!("{LOGS_PUBLIC_URL}/demo/"))
+                .and_then(|rest| rest.strip_suffix("/index.html"))
+                .unwrap_or_else(|| {
+                    panic!("Details link {link:?} is not under {LOGS_PUBLIC_URL}/demo/")
+                });
+            assert!(
+                folders.iter().any(|f| f == folder),
+                "{folder} not pushed: {folders:?}"
+            );
+        }
+    }
+
     /// A job stopped by a drain ended with a final status, not pending.
     pub fn assert_drained(&self, sha: &str, logs: &str) {
         let status = self.last_status(sha);
@@ -196,14 +226,8 @@ impl StandIns {
 }
 
 /// What a vendor sets (token, secret, backend, ports, a short grace), then
-/// where the stand-ins are.
-fn vendor_config(
-    dir: &Path,
-    github: &FakeGitHub,
-    clone_url: &str,
-    web_port: u16,
-    ui_port: u16,
-) -> PathBuf {
+/// where the stand-ins are (`stand_ins`, and csi-test's).
+fn vendor_config(dir: &Path, stand_ins: &str, web_port: u16, ui_port: u16) -> PathBuf {
     let standin = git_server::csi_sanity_standin();
     let config = dir.join("config");
     std::fs::create_dir_all(&config).expect("config dir");
@@ -214,10 +238,9 @@ fn vendor_config(
              DRIVER_NAME_1=\"demo\"\n\
              DRIVER_CONFIG_1='{{\"name\": \"demo\", \"driver\": \"DemoDriver\", \"password\": \"demo-array-password\"}}'\n\
              WEB_PORT={web_port}\nWEB_UI_PORT={ui_port}\nSHUTDOWN_GRACE=5\n\
-             # The local stand-ins of GitHub, its git server and csi-test's.\n\
-             GH_API_URL=\"{}\"\nGH_CLONE_URL=\"{clone_url}\"\n\
+             # The local stand-ins of GitHub, its git server, the logs repository and csi-test's.\n\
+             {stand_ins}\
              CSI_SANITY_REPO=\"{}\"\nCSI_SANITY_VERSION=\"{STANDIN_VERSION}\"\nCSI_SANITY_COMMIT=\"{}\"\n",
-            github.url(),
             standin.repo,
             standin.commit,
         ),
@@ -297,6 +320,7 @@ async fn documented_podman_run_passes_129_fails_130_and_stops_mid_job_cleanly() 
         "{broken_final:?}\n{}",
         logs()
     );
+    stand_ins.assert_logs_published(&[&ok_final, &broken_final]);
 
     // Stopped mid-job: SIGTERM gives the job SHUTDOWN_GRACE (5 s), then it
     // is cancelled with a final status.

@@ -224,6 +224,7 @@ async fn quadlet_unit_under_systemd_starts_drains_and_auto_updates() {
         "{broken_final:?}\n{}",
         unit_log()
     );
+    stand_ins.assert_logs_published(&[&ok_final, &broken_final]);
 
     // systemctl stop drains a running job.
     let slow_sha = stand_ins.start_slow_job("Slow build, stopped").await;
