@@ -16,10 +16,11 @@ use std::time::{Duration, Instant};
 
 use super::hygiene::{self, HostState, HygieneReport};
 use super::sandbox_argv::{self, InnerCommand, JobNames, PluginLaunch, PluginProbe};
+use super::sandbox_host;
 use super::{
     CancelSignal, Executor, ExecutorError, Job, StepObserver, StepResult, INSTANCE_LABEL, JOB_LABEL,
 };
-use crate::config::{find_backend, BackendConfig, DriverConfig, Script};
+use crate::config::{find_backend, BackendConfig, DriverConfig, HostDaemon, Script};
 use crate::model::{Blame, JobOutcome, Step};
 
 /// POST_RUN and cleanup run after the job's own deadline, so they have
@@ -176,7 +177,7 @@ impl<'a> JobRun<'a> {
         self.finish(body)?;
 
         self.begin(Step::Sandbox);
-        let body = self.start_sandbox().await;
+        let body = self.start_sandbox(backend).await;
         self.finish(body)?;
 
         if let Some(script) = &backend.pre_run {
@@ -339,7 +340,7 @@ impl<'a> JobRun<'a> {
         Ok(None)
     }
 
-    async fn start_sandbox(&mut self) -> StepBody {
+    async fn start_sandbox(&mut self, backend: &BackendConfig) -> StepBody {
         let observer = self.observer;
         let image = self
             .executor
@@ -369,6 +370,29 @@ impl<'a> JobRun<'a> {
         if std::path::Path::new(HOST_KERNEL_MODULES).is_dir() {
             binds.push(bind(HOST_KERNEL_MODULES.into(), HOST_KERNEL_MODULES, true));
         }
+        let (initiator_file, initiator) =
+            sandbox_host::slot_initiator(&self.executor.state_dir, self.job.slot)
+                .await
+                .map_err(|e| {
+                    StepStop::error(format!(
+                        "cannot keep the slot's iSCSI initiator name in {}: {e}",
+                        sandbox_host::initiator_file(&self.executor.state_dir, self.job.slot)
+                            .display()
+                    ))
+                })?;
+        binds.push(bind(
+            initiator_file,
+            sandbox_host::SANDBOX_INITIATOR_FILE,
+            true,
+        ));
+        self.say(
+            Step::Sandbox,
+            &format!(
+                "iSCSI initiator of worker slot {}: {initiator}\n",
+                self.job.slot
+            ),
+        );
+        self.observer.fact("iscsi initiator", &initiator);
         let spec = super::podman::SandboxSpec {
             name: self.names.sandbox_container.clone(),
             image: image.clone(),
@@ -399,12 +423,45 @@ impl<'a> JobRun<'a> {
             .exec_logged(Step::Sandbox, &sandbox_argv::reset_slot_store())
             .await?
         {
-            0 => Ok(None),
-            code => Err(StepStop::error(format!(
-                "cannot clear the slot's image store of old containers (exit {code})"
-            ))
-            .exit(code)),
+            0 => {}
+            code => {
+                return Err(StepStop::error(format!(
+                    "cannot clear the slot's image store of old containers (exit {code})"
+                ))
+                .exit(code))
+            }
         }
+        self.start_daemons(&backend.plugin.daemons).await?;
+        Ok(None)
+    }
+
+    /// SANDBOX_DAEMONS_n, as the old VM ran them. One that cannot run (the
+    /// host kernel lacks its driver) is named in the log and the versions
+    /// block; the job goes on, as it did on a VM whose daemon failed.
+    async fn start_daemons(&mut self, daemons: &[HostDaemon]) -> Result<(), StepStop> {
+        if daemons.is_empty() {
+            self.say(Step::Sandbox, "no daemons (SANDBOX_DAEMONS_n is none)\n");
+            return Ok(());
+        }
+        let command = sandbox_host::start_daemons(daemons);
+        let (code, output) = self
+            .executor
+            .podman
+            .exec_captured(&self.names.sandbox_container, &command)
+            .await?;
+        if code != 0 {
+            return Err(StepStop::error(format!(
+                "cannot start the sandbox's daemons (exit {code}): {}",
+                output.trim()
+            ))
+            .exit(code));
+        }
+        for state in sandbox_host::parse_daemon_report(daemons, &output) {
+            let text = state.describe();
+            self.say(Step::Sandbox, &format!("{}: {text}\n", state.daemon.name()));
+            self.observer.fact(state.daemon.name(), &text);
+        }
+        Ok(())
     }
 
     async fn pre_run(&mut self, script: &Script) -> StepBody {

@@ -15,6 +15,7 @@ mod executor;
 mod github;
 mod job_soak;
 mod logs_publish;
+mod plugin_host;
 mod relay;
 mod run_command;
 mod sandbox;
