@@ -14,8 +14,9 @@ use crate::config::HostDaemon;
 
 /// Where iscsid and os-brick read the initiator name, in the sandbox.
 pub const SANDBOX_INITIATOR_FILE: &str = "/etc/iscsi/initiatorname.iscsi";
-/// How long a daemon must stay up to count as running.
-const DAEMON_SETTLE_SECS: u32 = 2;
+/// How long a daemon must stay up to count as running, in 0.2 s polls
+/// (2 s); the wait ends early once every daemon has died.
+const DAEMON_SETTLE_POLLS: u32 = 10;
 
 /// The slot's initiator file on the host: `<CI_DIR>/iscsi/slot-<n>.initiatorname`.
 pub fn initiator_file(state_dir: &Path, slot: usize) -> PathBuf {
@@ -72,10 +73,16 @@ for d in "$@"; do
     multipathd) modprobe -q dm_multipath 2>/dev/null; setsid -f multipathd -d -s >"$log" 2>&1 </dev/null ;;
   esac
 done
-sleep {DAEMON_SETTLE_SECS}
+# The sandbox's init does not reap: a dead daemon lingers as a zombie.
+running() {{ ps -o stat= -C "$1" 2>/dev/null | grep -q '^[^Z]'; }}
+for _ in $(seq {DAEMON_SETTLE_POLLS}); do
+  sleep 0.2
+  alive=0
+  for d in "$@"; do if running "$d"; then alive=1; fi; done
+  [ "$alive" = 1 ] || break
+done
 for d in "$@"; do
-  # The sandbox's init does not reap: a dead daemon lingers as a zombie.
-  if ps -o stat= -C "$d" 2>/dev/null | grep -q '^[^Z]'; then
+  if running "$d"; then
     echo "$d: running"
   else
     log=/run/ember-ci/$d.log
