@@ -185,6 +185,8 @@ pub const KEYS: &[Key] = &[
     Key::new("PLUGIN_START_TIMEOUT", Executor, DefaultTo("300"), DURATION_FIX),
     Key::new("SHUTDOWN_GRACE", Service, DefaultTo("600"), DURATION_FIX),
     Key::new("PODMAN_SOCKET", Executor, Optional, "set it to the absolute path of a Podman API socket, or leave it empty"),
+    Key::new("PODMAN_HOSTS", Executor, Optional, "list NAME=ssh://user@host[:port]/run/podman/podman.sock[,identity=FILE][,slots=N] or NAME=CONNECTION[,slots=N], separated by spaces"),
+    Key::new("DRIVER_HOST", Backends, DefaultTo("local"), "list host names from PODMAN_HOSTS (or local), preferred first, separated by spaces").per_backend(),
     Key::new("SANDBOX_IMAGE", Executor, Optional, "set it to an image reference, or leave it empty to build the sandbox image"),
     Key::new("SANDBOX_BASE_IMAGE", Executor, DefaultTo(DEFAULT_SANDBOX_BASE_IMAGE), "set it to a fully qualified Debian image, e.g. docker.io/library/debian:bookworm"),
     Key::new("SANDBOX_SKIP_CSI_SANITY", Executor, DefaultTo("0"), "use 0 or 1"),
@@ -200,6 +202,8 @@ pub const KEYS: &[Key] = &[
     Key::new("LOGS_REPO", Logs, Optional, "set it to the git URL the logs are pushed to, or leave it empty to keep logs local"),
     Key::new("LOGS_BRANCH", Logs, DefaultTo("gh-pages"), "set it to a branch name, e.g. gh-pages"),
     Key::new("LOGS_URL", Logs, Optional, "set it to the public base URL of the pushed pages, e.g. https://OWNER.github.io/REPO"),
+    Key::new("EMBER_LOGS_REPO", Logs, DefaultTo(EMBER_LOGS_REPO), "set it to the git URL of the Ember-CSI team's logs repository, or to \"\" to keep logs local"),
+    Key::new("EMBER_LOGS_URL", Logs, DefaultTo(EMBER_LOGS_URL), "set it to the public base URL of EMBER_LOGS_REPO's branches"),
     Key::new("LOG_RETENTION_DAYS", Logs, DefaultTo("30"), "set it to how many days logs are kept, 1 or more"),
 ];
 
@@ -218,6 +222,12 @@ fn find(name: &str, scope: Scope) -> Option<&'static Key> {
     KEYS.iter()
         .find(|key| key.name == name && key.scope == scope)
 }
+
+/// Where the old CI pushed every job's logs (one branch per backend, one
+/// folder `<sha>-<start epoch>` per job) and where they were read: used
+/// with GH_TOKEN set and no LOGS_* key, as a carried-over config expects.
+pub const EMBER_LOGS_REPO: &str = "https://github.com/embercsi/3rd-party-ci-logs.git";
+pub const EMBER_LOGS_URL: &str = "https://ci-logs.ember-csi.io";
 
 /// The default of `SANDBOX_BASE_IMAGE`: fully qualified, so it resolves the
 /// same on every host whatever its registries.conf.

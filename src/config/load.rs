@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::errors::{shell_error, ConfigError, ConfigErrors};
+use super::hosts::{self, HostName, PodmanHost};
 use super::keys::{
     self, backend_key, key, unused_key_warnings, Scope, Secrecy, CONFIG_FILE_NAME, KEYS,
     MAX_DRIVERS, MAX_IMAGE_STORE_GB, MAX_LOG_RETENTION_DAYS, MAX_WORKERS, OBSOLETE_KEYS,
@@ -276,8 +277,9 @@ impl Reader {
             values::check_git_location(v).map(|()| v.to_string())
         });
         let relay = self.read_relay();
+        let hosts = self.read_hosts();
         let pin = self.read_csi_sanity_pin();
-        let mut backends = self.read_backends(&pin);
+        let mut backends = self.read_backends(&pin, &hosts);
         let num_workers =
             self.parsed_or_default("NUM_WORKERS", |v| values::parse_number(v, 1, MAX_WORKERS));
         let web_addr = self.parsed_or_default("WEB_ADDR", |v| {
@@ -317,7 +319,7 @@ impl Reader {
             .map(|v| v.split_whitespace().map(Secret::new).collect())
             .unwrap_or_default();
         let admin_token = self.value("WEB_ADMIN_TOKEN").map(Secret::new);
-        let logs = self.read_logs(secrets);
+        let logs = self.read_logs(secrets, !token.is_empty());
         let obsolete_keys = self
             .names_in_order
             .iter()
@@ -353,6 +355,7 @@ impl Reader {
                 job_timeout,
                 plugin_start_timeout,
                 podman_socket,
+                hosts,
                 sandbox_image,
                 sandbox_base_image,
                 csi_sanity,
@@ -483,7 +486,35 @@ impl Reader {
         }
     }
 
-    fn read_backends(&mut self, pin: &CsiSanityPin) -> Vec<BackendConfig> {
+    /// PODMAN_HOSTS; identity files must be in the config dir.
+    fn read_hosts(&mut self) -> Vec<PodmanHost> {
+        let Some(text) = self.value("PODMAN_HOSTS") else {
+            return Vec::new();
+        };
+        let parsed = hosts::parse_podman_hosts(&text, |name| match self.resolve_file(name) {
+            ConfigDirFile::Found(path) => Ok(path),
+            ConfigDirFile::Missing(path) => {
+                Err(format!("identity {} does not exist", path.display()))
+            }
+            ConfigDirFile::NotAFile(path) => {
+                Err(format!("identity {} is not a file", path.display()))
+            }
+            ConfigDirFile::Outside(path) => Err(format!(
+                "identity {} is outside the config dir",
+                path.display()
+            )),
+        });
+        match parsed {
+            Ok(hosts) => hosts,
+            Err(problem) => {
+                let fix = self.fix("PODMAN_HOSTS");
+                self.error("PODMAN_HOSTS", problem, fix);
+                Vec::new()
+            }
+        }
+    }
+
+    fn read_backends(&mut self, pin: &CsiSanityPin, hosts: &[PodmanHost]) -> Vec<BackendConfig> {
         let num_drivers =
             self.parsed_or_default("NUM_DRIVERS", |v| values::parse_number(v, 1, MAX_DRIVERS));
         let default_sanity = self.value("SANITY_COMMAND");
@@ -495,12 +526,17 @@ impl Reader {
             if let Some(name) = &name {
                 names.push(name.clone());
             }
+            let host_key = backend_key("DRIVER_HOST").name_for_backend(n);
+            let backend_hosts = self
+                .parsed(&host_key, |v| hosts::parse_driver_hosts(v, hosts))
+                .unwrap_or_else(|| vec![HostName::local()]);
             let defaults = BackendDefaults {
                 sanity_command: default_sanity.as_deref(),
                 sanity_timeout: default_timeout,
                 pin,
             };
-            if let Some(backend) = self.read_backend(n, name, &defaults) {
+            if let Some(mut backend) = self.read_backend(n, name, &defaults) {
+                backend.hosts = backend_hosts;
                 backends.push(backend);
             }
         }
@@ -585,6 +621,7 @@ impl Reader {
             extra_containerfile,
             plugin,
             csi_sanity,
+            hosts: vec![HostName::local()],
         })
     }
 
@@ -806,7 +843,15 @@ impl Reader {
         users
     }
 
-    fn read_logs(&mut self, secrets: Vec<Secret>) -> LogsConfig {
+    /// Where logs go: LOGS_REPO when set; with GH_TOKEN and no LOGS_* key
+    /// assigned at all, the old CI's place (EMBER_LOGS_REPO, one branch per
+    /// backend, EMBER_LOGS_URL); otherwise the state dir only.
+    fn read_logs(&mut self, secrets: Vec<Secret>, has_token: bool) -> LogsConfig {
+        // Assigned, even empty (`LOGS_REPO=""` keeps logs local).
+        let explicit: Vec<&str> = ["LOGS_REPO", "LOGS_BRANCH", "LOGS_URL"]
+            .into_iter()
+            .filter(|name| self.values.contains_key(*name))
+            .collect();
         let repo = self.parsed("LOGS_REPO", |v| {
             values::check_git_location(v).map(|()| v.to_string())
         });
@@ -814,13 +859,46 @@ impl Reader {
             values::check_branch_name(v).map(|()| v.to_string())
         });
         let url = self.parsed("LOGS_URL", values::parse_http_url);
+        let ember_repo_off = self
+            .values
+            .get("EMBER_LOGS_REPO")
+            .is_some_and(String::is_empty);
+        let ember_repo = self.parsed_or_default("EMBER_LOGS_REPO", |v| {
+            values::check_git_location(v).map(|()| v.to_string())
+        });
+        let ember_url = self.parsed_or_default("EMBER_LOGS_URL", values::parse_http_url);
         let retention_days = self.parsed_or_default("LOG_RETENTION_DAYS", |v| {
             values::parse_number(v, 1, MAX_LOG_RETENTION_DAYS)
         });
+        let local = |reason: String| (None, None, false, reason);
+        let (repo, url, branch_per_backend, reason) = if let Some(repo) = repo {
+            (Some(repo), url, false, "LOGS_REPO is set".to_string())
+        } else if !explicit.is_empty() {
+            if explicit != ["LOGS_REPO"] {
+                self.warnings.push(format!(
+                    "{} set without LOGS_REPO: logs stay on this host",
+                    explicit.join(", ")
+                ));
+            }
+            local(format!("{} set, LOGS_REPO empty", explicit.join(", ")))
+        } else if !has_token {
+            local("no GH_TOKEN to push with".to_string())
+        } else if ember_repo_off {
+            local("EMBER_LOGS_REPO is empty".to_string())
+        } else {
+            (
+                Some(ember_repo),
+                Some(ember_url),
+                true,
+                "the old CI's place: GH_TOKEN is set and no LOGS_* key".to_string(),
+            )
+        };
         LogsConfig {
             repo,
             branch,
             url,
+            branch_per_backend,
+            reason,
             retention_days,
             secrets,
         }

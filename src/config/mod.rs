@@ -17,6 +17,7 @@
 
 mod credentials;
 mod errors;
+mod hosts;
 mod keys;
 mod load;
 mod plugin;
@@ -30,6 +31,7 @@ mod tests;
 
 pub use credentials::{credential_values, is_credential_key, mask_driver_config_json, MASK};
 pub use errors::{ConfigError, ConfigErrors};
+pub use hosts::{HostName, HostTarget, PodmanHost, SshTarget, LOCAL_HOST};
 pub use keys::{
     Key, Need, Scope, Secrecy, Section, CONFIG_FILE_NAME, CSI_SANITY_COMMIT, CSI_SANITY_REPO,
     CSI_SANITY_VERSION, DEFAULT_SANDBOX_BASE_IMAGE, DEFAULT_SANITY_COMMAND, KEYS, OBSOLETE_KEYS,

@@ -80,6 +80,19 @@ pub fn summary(config: &Config) -> String {
         ),
     );
     out.field("podman", &podman(config));
+    for host in &config.executor.hosts {
+        let target = match &host.target {
+            crate::config::HostTarget::Ssh { target, identity } => match identity {
+                Some(file) => format!("{target} (identity {})", file.display()),
+                None => target.to_string(),
+            },
+            crate::config::HostTarget::Connection(name) => format!("podman connection {name}"),
+        };
+        out.field(
+            &format!("host {}", host.name),
+            &format!("{target}, {} slot(s)", host.slots),
+        );
+    }
     out.field("sandbox image", &sandbox_image(config));
     out.field("csi-sanity", &csi_sanity(config));
     out.field(
@@ -196,6 +209,10 @@ fn backend_section(out: &mut Summary, backend: &BackendConfig) {
     for (label, value) in fields {
         out.labelled("      ", BACKEND_LABEL_WIDTH, label, &value);
     }
+    if backend.hosts.iter().any(|host| !host.is_local()) {
+        let hosts: Vec<&str> = backend.hosts.iter().map(|h| h.as_str()).collect();
+        out.labelled("      ", BACKEND_LABEL_WIDTH, "hosts", &hosts.join(", "));
+    }
 }
 
 fn script(script: Option<&Script>) -> String {
@@ -272,15 +289,20 @@ fn csi_sanity(config: &Config) -> String {
 
 fn logs(config: &Config) -> String {
     let logs = &config.logs;
+    let branch = if logs.branch_per_backend {
+        "one branch per backend".to_string()
+    } else {
+        format!("branch {}", logs.branch)
+    };
     let place = match (&logs.repo, &logs.url) {
         (None, _) => "kept locally, not pushed".to_string(),
-        (Some(repo), None) => format!("pushed to {} branch {}", repo, logs.branch),
-        (Some(repo), Some(url)) => format!(
-            "pushed to {} branch {}, published at {url}",
-            repo, logs.branch
-        ),
+        (Some(repo), None) => format!("pushed to {repo} {branch}"),
+        (Some(repo), Some(url)) => format!("pushed to {repo} {branch}, published at {url}"),
     };
-    format!("{place}; kept {} days", logs.retention_days)
+    format!(
+        "{place} ({}); kept {} days",
+        logs.reason, logs.retention_days
+    )
 }
 
 fn list_or_none(items: &[String]) -> String {

@@ -87,6 +87,9 @@ pub struct BackendConfig {
     /// backend; None when the sandbox has none of ours (SANDBOX_IMAGE,
     /// SANDBOX_SKIP_CSI_SANITY).
     pub csi_sanity: Option<CsiSanityBuild>,
+    /// DRIVER_HOST_n: the hosts that may run this backend, preferred first
+    /// (never empty; `local` by default).
+    pub hosts: Vec<super::HostName>,
 }
 
 /// The plugin's settings, with the old worker's env-file as defaults.
@@ -138,11 +141,17 @@ pub struct RelayConfig {
 /// Where job logs go and what they must not show (the logs section).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogsConfig {
-    /// LOGS_REPO: git URL the HTML logs are pushed to; None keeps them local.
+    /// The git URL the HTML logs are pushed to (LOGS_REPO, or with GH_TOKEN
+    /// and no LOGS_* key EMBER_LOGS_REPO); None keeps them local.
     pub repo: Option<String>,
+    /// LOGS_BRANCH; unused with `branch_per_backend`.
     pub branch: String,
-    /// LOGS_URL: public base URL of the pushed pages.
+    /// Public base URL of the pushed pages (LOGS_URL, or EMBER_LOGS_URL).
     pub url: Option<String>,
+    /// The old CI's layout: one branch per backend, named after it.
+    pub branch_per_backend: bool,
+    /// Why the logs go where they go, for check-config and doctor.
+    pub reason: String,
     pub retention_days: u32,
     /// SECRETS: extra values to mask in logs.
     pub secrets: Vec<Secret>,
@@ -184,6 +193,8 @@ pub struct ExecutorConfig {
     pub plugin_start_timeout: Duration,
     /// PODMAN_SOCKET: a Podman API socket; None starts `podman system service`.
     pub podman_socket: Option<PathBuf>,
+    /// PODMAN_HOSTS: other hosts' Podman, reached over ssh.
+    pub hosts: Vec<super::PodmanHost>,
     /// SANDBOX_IMAGE: use this image instead of building containers/sandbox.
     pub sandbox_image: Option<String>,
     /// SANDBOX_BASE_IMAGE: what the sandbox image is built FROM.

@@ -120,6 +120,7 @@ mod tests {
                 extra_containerfile: None,
                 plugin: Default::default(),
                 csi_sanity: None,
+                hosts: vec![crate::config::HostName::local()],
             })
             .collect()
     }

@@ -342,6 +342,7 @@ impl JobRun<'_> {
         tokio::fs::create_dir_all(&host_dir)
             .await
             .map_err(|e| StepStop::error(format!("cannot create {}: {e}", host_dir.display())))?;
+        self.push_empty_dir(ARTIFACTS_SUBDIR).await?;
         let mut env = self.job_env();
         env.extend(csi_sanity_env(backend));
         let command = timed_command(
@@ -361,7 +362,7 @@ impl JobRun<'_> {
                 }
             };
             let exec =
-                self.executor
+                self.host
                     .podman
                     .exec(&self.names.sandbox_container, &command, &mut keep_tail);
             tokio::pin!(exec);
@@ -377,6 +378,15 @@ impl JobRun<'_> {
         let finished = Instant::now();
         let timed_out = (code == EXIT_TIMED_OUT || code == 128 + 9)
             && started.elapsed() >= backend.sanity_timeout;
+        if let Err(stop) = self.pull_job_files(&[ARTIFACTS_SUBDIR]).await {
+            self.say(
+                Step::Sanity,
+                &format!(
+                    "ember-ci: cannot copy the artifacts back: {}\n",
+                    stop.reason
+                ),
+            );
+        }
         self.keep_artifacts(&host_dir).await;
         let noted = tokio::fs::read_to_string(self.work_dir.join(CSI_SANITY_RAN_FILE))
             .await
@@ -452,7 +462,7 @@ impl JobRun<'_> {
         }
         let probe = sandbox_argv::probe_plugin(&self.names.plugin_container);
         let (_, output) = self
-            .executor
+            .host
             .podman
             .exec_captured(&self.names.sandbox_container, &probe)
             .await?;
@@ -471,7 +481,7 @@ impl JobRun<'_> {
             workdir: None,
         };
         let (_, log) = self
-            .executor
+            .host
             .podman
             .exec_captured(&self.names.sandbox_container, &tail)
             .await?;

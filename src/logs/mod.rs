@@ -11,8 +11,9 @@
 //! - `publish`: [`Publisher`], one commit per job, retried pushes.
 //! - `retention`: LOG_RETENTION_DAYS and history squashing.
 //!
-//! Without LOGS_REPO, logs stay in the state dir and the local web UI
-//! serves them.
+//! Without a logs repository, logs stay in the state dir and the local web
+//! UI serves them; a status then carries no Details link (a reviewer could
+//! not open the loopback UI) and its description says the logs are local.
 
 mod branch;
 mod capture;
@@ -35,7 +36,9 @@ pub use capture::{format_utc, utc_now, JobLog, CONTEXT_FILE, MAX_STEP_LOG_BYTES}
 pub use gate::GateError;
 pub use git::GitError;
 pub use mask::{Masker, MASK};
-pub use publish::{BranchStepError, PublishError, PublishTarget, Publisher, PushRetry};
+pub use publish::{
+    BranchLayout, BranchStepError, JobPlace, PublishError, PublishTarget, Publisher, PushRetry,
+};
 pub use record::{JobRecord, StepRecord, JOB_SUMMARY_FILE};
 pub use render::{render_job, RenderError, INDEX_FILE};
 pub use retention::{
@@ -48,6 +51,10 @@ use crate::model::{
 };
 
 const WITHHELD_NOTE: &str = "; logs withheld (secret found)";
+/// Appended when the logs are on the CI host only: no logs repository.
+const LOCAL_NOTE: &str = "; logs kept on the CI host (not published)";
+/// Appended when every push failed: the logs are on the CI host only.
+const PUSH_FAILED_NOTE: &str = "; logs not published (push failed)";
 
 /// Written into a job's folder when the publish gate withheld it: the web
 /// UI then serves none of its files (they hold a secret, by definition).
@@ -74,9 +81,9 @@ pub struct LogStore {
 /// How a finished job's logs ended up, for its final status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Publication {
-    /// No LOGS_REPO: logs stay in the state dir.
+    /// No logs repository: logs stay in the state dir.
     Local,
-    /// Pushed; the URL when LOGS_URL is set.
+    /// Pushed; the URL when a public base is known.
     Published(Option<String>),
     /// The gate found a secret; nothing left the host.
     Withheld(String),
@@ -124,7 +131,8 @@ impl LogStore {
         self.publisher.as_deref()
     }
 
-    /// The job's page in the local web UI.
+    /// The job's page in the local web UI: for the UI itself, never a
+    /// status (reviewers cannot open it).
     pub fn job_url(&self, id: &JobId) -> Option<String> {
         self.base_url
             .as_ref()
@@ -182,29 +190,25 @@ impl LogStore {
             Err(err) => warn!(job = %log.id(), error = %err, "rendering the job's pages panicked"),
         }
         let publication = self.publish(log).await;
-        let local_url = self.job_url(log.id());
         let description = log.status_description(outcome);
-        match publication {
-            Publication::Published(Some(ref url)) => FinishedLogs {
-                target_url: Some(url.clone()),
-                description,
-                publication,
-            },
+        let (target_url, note) = match &publication {
+            Publication::Published(url) => (url.clone(), None),
+            Publication::Local => (None, Some(LOCAL_NOTE)),
+            Publication::Failed(_) => (None, Some(PUSH_FAILED_NOTE)),
             Publication::Withheld(_) => {
                 if let Err(err) = std::fs::write(log.dir().join(WITHHELD_MARKER), b"") {
                     warn!(job = %log.id(), error = %err, "cannot mark the job's logs withheld");
                 }
-                FinishedLogs {
-                    target_url: local_url,
-                    description: with_withheld_note(&description),
-                    publication,
-                }
+                (None, Some(WITHHELD_NOTE))
             }
-            _ => FinishedLogs {
-                target_url: local_url,
-                description,
-                publication,
+        };
+        FinishedLogs {
+            target_url,
+            description: match note {
+                Some(note) => with_note(&description, note),
+                None => description,
             },
+            publication,
         }
     }
 
@@ -213,14 +217,14 @@ impl LogStore {
             return Publication::Local;
         };
         let request = log.request();
-        let folder = Publisher::job_folder(request, log.id());
+        let place = publisher.job_place(request, log.id());
         let message = format!("logs: {request} (job {})", log.id());
         match publisher
-            .publish(log.dir(), &folder, &log.masker(), &message)
+            .publish(log.dir(), &place, &log.masker(), &message)
             .await
         {
             Ok(url) => {
-                info!(job = %log.id(), %folder, "logs published");
+                info!(job = %log.id(), branch = %place.branch, folder = %place.folder, "logs published");
                 Publication::Published(url)
             }
             Err(PublishError::Withheld(reason)) => {
@@ -228,7 +232,7 @@ impl LogStore {
                 Publication::Withheld(reason.to_string())
             }
             Err(err) => {
-                warn!(job = %log.id(), error = %err, "logs not published; the status links the local web UI");
+                warn!(job = %log.id(), error = %err, "logs not published; they stay on this host, the status says so");
                 Publication::Failed(err.to_string())
             }
         }
@@ -262,10 +266,10 @@ impl LogStore {
     }
 }
 
-/// The status description with the withheld note, cut so the note fits.
-fn with_withheld_note(description: &str) -> String {
-    let room = MAX_DESCRIPTION_CHARS - WITHHELD_NOTE.chars().count();
-    format!("{}{WITHHELD_NOTE}", truncate_chars(description, room))
+/// The status description with `note`, cut so the note fits.
+fn with_note(description: &str, note: &str) -> String {
+    let room = MAX_DESCRIPTION_CHARS - note.chars().count();
+    format!("{}{note}", truncate_chars(description, room))
 }
 
 #[cfg(test)]

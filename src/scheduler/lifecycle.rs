@@ -13,7 +13,8 @@ use async_trait::async_trait;
 use futures_util::FutureExt;
 use tracing::{error, info};
 
-use crate::executor::{CancelSignal, Executor, Job, Observers, StepObserver};
+use crate::config::HostName;
+use crate::executor::{CancelSignal, Executor, HostStatus, Job, Observers, StepObserver};
 use crate::journal::JobChange;
 use crate::logs::{FinishedLogs, LogStore};
 use crate::model::{CommitStatus, JobId, JobOutcome, JobRequest, StatusState, Step};
@@ -33,6 +34,21 @@ pub trait JobRunner: Send + Sync + 'static {
     fn host_problems(&self) -> Vec<String> {
         Vec::new()
     }
+
+    /// Whether `host` answers; the scheduler places no job on a host that
+    /// does not.
+    fn is_host_reachable(&self, host: &HostName) -> bool {
+        host.is_local()
+    }
+
+    /// Every host with whether it answers (web UI, health).
+    fn host_statuses(&self) -> Vec<HostStatus> {
+        vec![HostStatus {
+            name: HostName::local(),
+            is_reachable: true,
+            problem: None,
+        }]
+    }
 }
 
 #[async_trait]
@@ -48,6 +64,14 @@ impl JobRunner for Executor {
 
     fn host_problems(&self) -> Vec<String> {
         Executor::host_problems(self)
+    }
+
+    fn is_host_reachable(&self, host: &HostName) -> bool {
+        Executor::is_host_reachable(self, host)
+    }
+
+    fn host_statuses(&self) -> Vec<HostStatus> {
+        Executor::host_statuses(self)
     }
 }
 
@@ -97,11 +121,7 @@ pub async fn run_to_final_status(
         id,
         request,
         JobChange::Started,
-        status(
-            StatusState::Pending,
-            RUNNING_DESCRIPTION.into(),
-            parts.logs.job_url(id),
-        ),
+        status(StatusState::Pending, RUNNING_DESCRIPTION.into(), None),
     );
     let log = parts.logs.open_job(id, request);
     let outcome = match &log {
@@ -134,7 +154,7 @@ pub async fn run_to_final_status(
     };
     let (target_url, description) = match &logs {
         Some(logs) => (logs.target_url.clone(), logs.description.clone()),
-        None => (parts.logs.job_url(id), outcome.description()),
+        None => (None, outcome.description()),
     };
     info!(job = %id, result = %outcome.status_state(), %description, "job finished");
     parts.announcer.announce(

@@ -211,7 +211,11 @@ pub async fn start(
         runner.clone(),
         outbox.clone(),
         logs.clone(),
-        config.service.num_workers,
+        crate::scheduler::Placement::new(
+            config.service.num_workers,
+            &config.executor.hosts,
+            &config.backends,
+        ),
         journal.clone(),
     )
     .context("resuming jobs from the journal")?;
@@ -377,7 +381,7 @@ async fn await_task(name: &str, task: JoinHandle<()>) {
 /// The log store for a config: logs under `<CI_DIR>/logs` (the executor
 /// owns `<CI_DIR>/jobs`, its work dirs, and removes them), masking every
 /// value the config hides, linked through the local web UI at
-/// `web_base_url`, published when LOGS_REPO is set. GH_TOKEN reaches the
+/// `web_base_url`, published when the config names a logs repository. GH_TOKEN reaches the
 /// publisher from here, for its pushes.
 pub fn log_store(config: &Config, web_base_url: Option<String>) -> LogStore {
     let base_url = web_base_url.map(|base| format!("{}/jobs", base.trim_end_matches('/')));
@@ -389,8 +393,10 @@ pub fn log_store(config: &Config, web_base_url: Option<String>) -> LogStore {
     )
     .with_repo(config.github.repo.clone())
     .with_context(&job_context(config));
+    let backends = config.backends.iter().map(|b| b.name.clone()).collect();
     let publisher = Publisher::for_config(
         &config.logs,
+        backends,
         &config.service.state_dir,
         &config.github.user,
         &config.github.token,

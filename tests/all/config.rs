@@ -1022,3 +1022,45 @@ fn the_old_worker_flags_are_translated_in_sanity_args_and_refused_in_a_command()
     let errors = minimal_with("SANITY_ARGS_1='--test.parallel 2'").errors();
     assert_eq!(keys(&errors), ["SANITY_ARGS_1"]);
 }
+
+#[test]
+fn podman_hosts_load_with_identity_in_the_config_dir_and_pin_backends() {
+    let dir = minimal_with(
+        "PODMAN_HOSTS=\"lab=ssh://root@10.0.0.2/run/podman/podman.sock,identity=keys/lab,slots=2\"\n\
+         DRIVER_HOST_1=\"lab local\"",
+    )
+    .with_file("keys/lab", "key");
+    let config = dir.config();
+    let host = &config.executor.hosts[0];
+    assert_eq!((host.name.as_str(), host.slots), ("lab", 2));
+    assert_eq!(
+        host.target,
+        ember_ci::config::HostTarget::Ssh {
+            target: ember_ci::config::SshTarget::parse(
+                "ssh://root@10.0.0.2/run/podman/podman.sock"
+            )
+            .expect("valid"),
+            identity: Some(dir.path().join("keys/lab")),
+        }
+    );
+    let hosts: Vec<&str> = config.backends[0]
+        .hosts
+        .iter()
+        .map(|h| h.as_str())
+        .collect();
+    assert_eq!(hosts, ["lab", "local"]);
+    assert!(ember_ci::config::summary(&config).contains("host lab"));
+}
+
+#[test]
+fn unknown_driver_hosts_and_missing_identities_are_config_errors() {
+    let errors = minimal_with(
+        "PODMAN_HOSTS=\"lab=ssh://root@10.0.0.2/run/podman/podman.sock,identity=nokey\"\n\
+         DRIVER_HOST_1=\"elsewhere\"",
+    )
+    .errors();
+    assert_eq!(keys(&errors), ["PODMAN_HOSTS", "DRIVER_HOST_1"]);
+    let text = errors.to_string();
+    assert!(text.contains("nokey does not exist"), "{text}");
+    assert!(text.contains("elsewhere is not in PODMAN_HOSTS"), "{text}");
+}

@@ -145,7 +145,7 @@ async fn start_ui(admin_token: Option<&str>) -> Ui {
          DRIVER_NAME_1=alpha\nDRIVER_CONFIG_1='{{\"name\":\"alpha\",\"driver\":\"LVMVolume\",\"password\":\"{ALPHA_PASSWORD}\"}}'\n\
          PRE_RUN_1='echo preparing with {ALPHA_PASSWORD}'\n\
          DRIVER_NAME_2=beta\nDRIVER_CONFIG_2='{{\"name\":\"beta\",\"driver\":\"LVMVolume\",\"san_password\":\"{BETA_PASSWORD}\"}}'\n\
-         SECRETS=\"{EXTRA_SECRET}\"\n{admin}",
+         SECRETS=\"{EXTRA_SECRET}\"\n{admin}LOGS_REPO=\"\"\n",
         token = github.token(),
         api = github.url(),
         state = dir.path().join("state").display(),
@@ -428,6 +428,11 @@ async fn health_and_metrics_count_jobs_queue_and_deliveries() {
     assert_eq!(health["deliveries"]["rejected"], 1);
     assert_eq!(health["deliveries"]["accepted"], 0);
     assert_eq!(health["host_is_clean"], true);
+    assert_eq!(
+        health["hosts"],
+        serde_json::json!([{"name": "local", "slots": 1, "running_jobs": [passing.to_string()],
+                            "is_reachable": true, "problem": null}])
+    );
 
     ui.finish_running_job();
     ui.wait_until_at_sanity(&failing).await;
