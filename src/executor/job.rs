@@ -352,7 +352,14 @@ impl<'a> JobRun<'a> {
         Ok(None)
     }
 
+    /// The sandbox, then the host the plugin expects in it.
     async fn start_sandbox(&mut self, backend: &BackendConfig) -> StepBody {
+        self.launch_sandbox().await?;
+        self.prepare_plugin_host(&backend.plugin.daemons).await?;
+        Ok(None)
+    }
+
+    async fn launch_sandbox(&mut self) -> StepBody {
         let observer = self.observer;
         let image = self
             .executor
@@ -385,29 +392,6 @@ impl<'a> JobRun<'a> {
         if std::path::Path::new(HOST_KERNEL_MODULES).is_dir() {
             binds.push(bind(HOST_KERNEL_MODULES.into(), HOST_KERNEL_MODULES, true));
         }
-        let (initiator_file, initiator) =
-            sandbox_host::slot_initiator(&self.executor.state_dir, self.job.slot)
-                .await
-                .map_err(|e| {
-                    StepStop::error(format!(
-                        "cannot keep the slot's iSCSI initiator name in {}: {e}",
-                        sandbox_host::initiator_file(&self.executor.state_dir, self.job.slot)
-                            .display()
-                    ))
-                })?;
-        binds.push(bind(
-            initiator_file,
-            sandbox_host::SANDBOX_INITIATOR_FILE,
-            true,
-        ));
-        self.say(
-            Step::Sandbox,
-            &format!(
-                "iSCSI initiator of worker slot {}: {initiator}\n",
-                self.job.slot
-            ),
-        );
-        self.observer.fact("iscsi initiator", &initiator);
         let spec = super::podman::SandboxSpec {
             name: self.names.sandbox_container.clone(),
             image: image.clone(),
@@ -451,21 +435,45 @@ impl<'a> JobRun<'a> {
                 .exit(code))
             }
         }
-        self.start_daemons(&backend.plugin.daemons).await?;
         Ok(None)
     }
 
-    /// SANDBOX_DAEMONS_n, as the old VM ran them. One that cannot run (the
-    /// host kernel lacks its driver) is named in the log and the versions
-    /// block; the job goes on, as it did on a VM whose daemon failed.
-    async fn start_daemons(&mut self, daemons: &[HostDaemon]) -> Result<(), StepStop> {
+    /// The worker slot's initiator name (kept in the state dir, written into
+    /// the sandbox, on this host or another), then SANDBOX_DAEMONS_n as the
+    /// old VM ran them. A daemon that cannot run (the host kernel lacks its
+    /// driver) is named in the log and the versions block; the job goes on,
+    /// as it did on a VM whose daemon failed.
+    async fn prepare_plugin_host(&mut self, daemons: &[HostDaemon]) -> Result<(), StepStop> {
+        let state_dir = &self.executor.state_dir;
+        let (slot, host) = (self.job.slot, &self.host.name);
+        let initiator = sandbox_host::slot_initiator(state_dir, host, slot)
+            .await
+            .map_err(|e| {
+                StepStop::error(format!(
+                    "cannot keep the slot's iSCSI initiator name in {}: {e}",
+                    sandbox_host::initiator_file(state_dir, host, slot).display()
+                ))
+            })?;
+        match self
+            .exec_logged(Step::Sandbox, &sandbox_host::install_initiator(&initiator))
+            .await?
+        {
+            0 => {}
+            code => {
+                return Err(StepStop::error(format!(
+                    "cannot write the iSCSI initiator name into the sandbox (exit {code})"
+                ))
+                .exit(code))
+            }
+        }
+        self.observer.fact("iscsi initiator", &initiator);
         if daemons.is_empty() {
             self.say(Step::Sandbox, "no daemons (SANDBOX_DAEMONS_n is none)\n");
             return Ok(());
         }
         let command = sandbox_host::start_daemons(daemons);
         let (code, output) = self
-            .executor
+            .host
             .podman
             .exec_captured(&self.names.sandbox_container, &command)
             .await?;

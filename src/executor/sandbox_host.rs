@@ -4,13 +4,15 @@
 //! map hosts by initiator, so it must not change between jobs, and two
 //! slots must not share one). The plugin reaches both through
 //! `nsenter -t 1` into the sandbox's init (it shares the sandbox's PID
-//! namespace). A privileged sandbox shares the host's kernel: a daemon the
+//! namespace). The name is written into the sandbox through the API, so
+//! a sandbox on another host (DRIVER_HOST_n) gets its own slot's name the
+//! same way. A privileged sandbox shares the host's kernel: a daemon the
 //! kernel cannot serve is reported, with what it said, not hidden.
 
 use std::path::{Path, PathBuf};
 
 use super::sandbox_argv::InnerCommand;
-use crate::config::HostDaemon;
+use crate::config::{HostDaemon, HostName};
 
 /// Where iscsid and os-brick read the initiator name, in the sandbox.
 pub const SANDBOX_INITIATOR_FILE: &str = "/etc/iscsi/initiatorname.iscsi";
@@ -18,20 +20,29 @@ pub const SANDBOX_INITIATOR_FILE: &str = "/etc/iscsi/initiatorname.iscsi";
 /// (2 s); the wait ends early once every daemon has died.
 const DAEMON_SETTLE_POLLS: u32 = 10;
 
-/// The slot's initiator file on the host: `<CI_DIR>/iscsi/slot-<n>.initiatorname`.
-pub fn initiator_file(state_dir: &Path, slot: usize) -> PathBuf {
-    state_dir
-        .join("iscsi")
-        .join(format!("slot-{slot}.initiatorname"))
+/// Where a slot's initiator name is kept, in this host's state dir:
+/// `<CI_DIR>/iscsi/slot-<n>.initiatorname`, `<host>-slot-<n>...` for a
+/// slot on another host (a host of its own to the arrays).
+pub fn initiator_file(state_dir: &Path, host: &HostName, slot: usize) -> PathBuf {
+    let name = if host.is_local() {
+        format!("slot-{slot}.initiatorname")
+    } else {
+        format!("{host}-slot-{slot}.initiatorname")
+    };
+    state_dir.join("iscsi").join(name)
 }
 
 /// The slot's initiator name, made on first use: Debian's `iscsi-iname`
 /// form (`iqn.1993-08.org.debian:01:<hex>`) with the slot in it.
-pub async fn slot_initiator(state_dir: &Path, slot: usize) -> std::io::Result<(PathBuf, String)> {
-    let path = initiator_file(state_dir, slot);
+pub async fn slot_initiator(
+    state_dir: &Path,
+    host: &HostName,
+    slot: usize,
+) -> std::io::Result<String> {
+    let path = initiator_file(state_dir, host, slot);
     if let Ok(text) = tokio::fs::read_to_string(&path).await {
         if let Some(name) = parse_initiator(&text) {
-            return Ok((path, name));
+            return Ok(name);
         }
     }
     let hex = uuid::Uuid::new_v4().simple().to_string();
@@ -47,7 +58,25 @@ pub async fn slot_initiator(state_dir: &Path, slot: usize) -> std::io::Result<(P
     );
     tokio::fs::write(&partial, text).await?;
     tokio::fs::rename(&partial, &path).await?;
-    Ok((path, name))
+    Ok(name)
+}
+
+/// Writes `name` as the sandbox's initiator name (through the API, so a
+/// sandbox on another host gets it too), before iscsid reads it.
+pub fn install_initiator(name: &str) -> InnerCommand {
+    InnerCommand {
+        argv: vec![
+            "bash".into(),
+            "-c".into(),
+            format!(
+                r#"printf 'InitiatorName=%s\n' "$1" > {SANDBOX_INITIATOR_FILE} && echo "iSCSI initiator of this worker slot: $1""#
+            ),
+            "install-initiator".into(),
+            name.to_string(),
+        ],
+        env: Vec::new(),
+        workdir: None,
+    }
 }
 
 /// The `InitiatorName=` of an initiatorname.iscsi file.
@@ -165,13 +194,20 @@ mod tests {
     #[tokio::test]
     async fn a_slot_keeps_its_initiator_name_and_slots_differ() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (path, first) = slot_initiator(dir.path(), 0).await.expect("made");
+        let local = HostName::local();
+        let first = slot_initiator(dir.path(), &local, 0).await.expect("made");
+        let path = initiator_file(dir.path(), &local, 0);
         assert!(path.ends_with("iscsi/slot-0.initiatorname"));
         assert!(first.starts_with("iqn.1993-08.org.debian:01:ember-ci-s0-"));
-        let (_, again) = slot_initiator(dir.path(), 0).await.expect("read");
+        let again = slot_initiator(dir.path(), &local, 0).await.expect("read");
         assert_eq!(first, again);
-        let (_, other) = slot_initiator(dir.path(), 1).await.expect("made");
+        let other = slot_initiator(dir.path(), &local, 1).await.expect("made");
         assert_ne!(first, other);
+        let remote = HostName::new("array-lab").expect("host name");
+        let elsewhere = slot_initiator(dir.path(), &remote, 0).await.expect("made");
+        assert_ne!(first, elsewhere);
+        assert!(initiator_file(dir.path(), &remote, 0)
+            .ends_with("iscsi/array-lab-slot-0.initiatorname"));
         let text = std::fs::read_to_string(&path).expect("file");
         assert_eq!(parse_initiator(&text), Some(first));
     }
