@@ -19,6 +19,7 @@ mod hosts;
 mod job_soak;
 mod logs_place;
 mod logs_publish;
+mod plugin_host;
 mod relay;
 mod run_command;
 mod sandbox;
