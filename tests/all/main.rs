@@ -13,6 +13,7 @@ mod doctor;
 mod e2e;
 mod executor;
 mod github;
+mod history;
 mod job_soak;
 mod logs_place;
 mod logs_publish;
