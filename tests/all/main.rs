@@ -15,6 +15,7 @@ mod doctor;
 mod e2e;
 mod executor;
 mod github;
+mod history;
 mod hosts;
 mod job_soak;
 mod logs_place;
