@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use super::plugin;
 use super::values;
 
 /// The file inside the config dir that holds the assignments.
@@ -166,6 +167,11 @@ pub const KEYS: &[Key] = &[
     Key::new("SANITY_COMMAND", Backends, Optional, "set it to the command that runs this backend's test suite").per_backend(),
     Key::new("SANITY_TIMEOUT", Backends, DefaultTo("1800"), DURATION_FIX),
     Key::new("SANITY_TIMEOUT", Backends, Optional, DURATION_FIX).per_backend(),
+    Key::new("SANITY_ARGS", Backends, Optional, "list csi-sanity flags separated by spaces, e.g. --ginkgo.v --ginkgo.skip=Snapshot").per_backend(),
+    Key::new("CSI_SPEC_VERSION", Backends, DefaultTo(plugin::DEFAULT_CSI_SPEC_VERSION), "use v0.2, v0.3, v1.0, v1.1, ...").per_backend(),
+    Key::new("X_CSI_EMBER_CONFIG", Backends, DefaultTo(plugin::DEFAULT_EMBER_CONFIG), "write Ember-CSI's settings as a JSON object in single quotes").per_backend(),
+    Key::new("X_CSI_PERSISTENCE_CONFIG", Backends, DefaultTo(plugin::DEFAULT_PERSISTENCE_CONFIG), "write Ember-CSI's persistence settings as a JSON object in single quotes").per_backend(),
+    Key::new("SANDBOX_DAEMONS", Backends, DefaultTo(plugin::DEFAULT_SANDBOX_DAEMONS), "list iscsid and/or multipathd, or none").per_backend(),
     Key::new("BUILD_FILE", Executor, DefaultTo("Dockerfile"), "set it to the Containerfile's path relative to the repository root, e.g. Dockerfile"),
     Key::new("EXTRA_PACKAGES", Backends, Optional, "list package names separated by spaces").per_backend(),
     Key::new("EXTRA_PIP", Backends, Optional, "list package names separated by spaces").per_backend(),
@@ -187,6 +193,8 @@ pub const KEYS: &[Key] = &[
     Key::new("CSI_SANITY_REPO", Executor, DefaultTo(CSI_SANITY_REPO), "set it to the git URL of kubernetes-csi/csi-test or a mirror of it"),
     Key::new("CSI_SANITY_VERSION", Executor, DefaultTo(CSI_SANITY_VERSION), "set it to a csi-test tag, e.g. v5.3.1, together with its CSI_SANITY_COMMIT"),
     Key::new("CSI_SANITY_COMMIT", Executor, DefaultTo(CSI_SANITY_COMMIT), "set it to the 40-hex-digit commit id CSI_SANITY_VERSION names"),
+    Key::new("CSI_SANITY_VERSION", Backends, Optional, "set it to a csi-test tag, e.g. v2.2.0, together with its CSI_SANITY_COMMIT_n").per_backend(),
+    Key::new("CSI_SANITY_COMMIT", Backends, Optional, "set it to the 40-hex-digit commit id CSI_SANITY_VERSION_n names").per_backend(),
     Key::new("IMAGE_STORE_MAX_GB", Executor, DefaultTo("40"), "set it to a size in GB, 1 or more"),
     Key::new("TRUSTED_USERS", GitHub, Optional, "list GitHub logins or numeric user ids separated by spaces or commas"),
     Key::new("SECRETS", Logs, Optional, "list the values to mask, separated by spaces").secret_list(),
@@ -194,6 +202,8 @@ pub const KEYS: &[Key] = &[
     Key::new("LOGS_REPO", Logs, Optional, "set it to the git URL the logs are pushed to, or leave it empty to keep logs local"),
     Key::new("LOGS_BRANCH", Logs, DefaultTo("gh-pages"), "set it to a branch name, e.g. gh-pages"),
     Key::new("LOGS_URL", Logs, Optional, "set it to the public base URL of the pushed pages, e.g. https://OWNER.github.io/REPO"),
+    Key::new("EMBER_LOGS_REPO", Logs, DefaultTo(EMBER_LOGS_REPO), "set it to the git URL of the Ember-CSI team's logs repository, or to \"\" to keep logs local"),
+    Key::new("EMBER_LOGS_URL", Logs, DefaultTo(EMBER_LOGS_URL), "set it to the public base URL of EMBER_LOGS_REPO's branches"),
     Key::new("LOG_RETENTION_DAYS", Logs, DefaultTo("30"), "set it to how many days logs are kept, 1 or more"),
 ];
 
@@ -212,6 +222,12 @@ fn find(name: &str, scope: Scope) -> Option<&'static Key> {
     KEYS.iter()
         .find(|key| key.name == name && key.scope == scope)
 }
+
+/// Where the old CI pushed every job's logs (one branch per backend, one
+/// folder `<sha>-<start epoch>` per job) and where they were read: used
+/// with GH_TOKEN set and no LOGS_* key, as a carried-over config expects.
+pub const EMBER_LOGS_REPO: &str = "https://github.com/embercsi/3rd-party-ci-logs.git";
+pub const EMBER_LOGS_URL: &str = "https://ci-logs.ember-csi.io";
 
 /// The default of `SANDBOX_BASE_IMAGE`: fully qualified, so it resolves the
 /// same on every host whatever its registries.conf.

@@ -183,6 +183,28 @@ fn backend_section(out: &mut Summary, backend: &BackendConfig) {
         ("extra packages", list_or_none(&backend.extra_packages)),
         ("extra pip", list_or_none(&backend.extra_pip)),
         ("extra containerfile", containerfile),
+        ("CSI spec version", backend.plugin.spec_version.clone()),
+        (
+            "csi-sanity",
+            backend.csi_sanity.as_ref().map_or_else(
+                || "the sandbox's own".to_string(),
+                |build| format!("{} (commit {})", build.version, build.commit),
+            ),
+        ),
+        ("ember config", backend.plugin.ember_config.clone()),
+        (
+            "persistence config",
+            backend.plugin.persistence_config.clone(),
+        ),
+        (
+            "sandbox daemons",
+            if backend.plugin.daemons.is_empty() {
+                "none".to_string()
+            } else {
+                let names: Vec<&str> = backend.plugin.daemons.iter().map(|d| d.name()).collect();
+                names.join(" ")
+            },
+        ),
     ];
     for (label, value) in fields {
         out.labelled("      ", BACKEND_LABEL_WIDTH, label, &value);
@@ -249,24 +271,38 @@ fn csi_sanity(config: &Config) -> String {
     match (&config.executor.sandbox_image, &config.executor.csi_sanity) {
         (Some(_), _) => "whatever SANDBOX_IMAGE holds (not built, not verified)".to_string(),
         (None, None) => "not installed (SANDBOX_SKIP_CSI_SANITY=1)".to_string(),
-        (None, Some(source)) => format!(
-            "built from source: {} tag {}, verified to be commit {} before building",
-            source.repo, source.version, source.commit
-        ),
+        (None, Some(source)) => {
+            let mut text = format!(
+                "built from source: {} tag {}, verified to be commit {} before building",
+                source.repo, source.version, source.commit
+            );
+            for build in &config.executor.csi_sanity_extra {
+                text.push_str(&format!(
+                    "\nand tag {}, verified to be commit {}",
+                    build.version, build.commit
+                ));
+            }
+            text
+        }
     }
 }
 
 fn logs(config: &Config) -> String {
     let logs = &config.logs;
+    let branch = if logs.branch_per_backend {
+        "one branch per backend".to_string()
+    } else {
+        format!("branch {}", logs.branch)
+    };
     let place = match (&logs.repo, &logs.url) {
         (None, _) => "kept locally, not pushed".to_string(),
-        (Some(repo), None) => format!("pushed to {} branch {}", repo, logs.branch),
-        (Some(repo), Some(url)) => format!(
-            "pushed to {} branch {}, published at {url}",
-            repo, logs.branch
-        ),
+        (Some(repo), None) => format!("pushed to {repo} {branch}"),
+        (Some(repo), Some(url)) => format!("pushed to {repo} {branch}, published at {url}"),
     };
-    format!("{place}; kept {} days", logs.retention_days)
+    format!(
+        "{place} ({}); kept {} days",
+        logs.reason, logs.retention_days
+    )
 }
 
 fn list_or_none(items: &[String]) -> String {

@@ -81,9 +81,52 @@ pub struct BackendConfig {
     pub extra_pip: Vec<String>,
     /// EXTRA_CONTAINERFILE_n: a file of extra Containerfile instructions.
     pub extra_containerfile: Option<PathBuf>,
+    /// What the plugin container gets besides the backend JSON.
+    pub plugin: PluginSettings,
+    /// The csi-sanity build in the sandbox that `csi-sanity` runs for this
+    /// backend; None when the sandbox has none of ours (SANDBOX_IMAGE,
+    /// SANDBOX_SKIP_CSI_SANITY).
+    pub csi_sanity: Option<CsiSanityBuild>,
     /// DRIVER_HOST_n: the hosts that may run this backend, preferred first
     /// (never empty; `local` by default).
     pub hosts: Vec<super::HostName>,
+}
+
+/// The plugin's settings, with the old worker's env-file as defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginSettings {
+    /// CSI_SPEC_VERSION_n, passed as X_CSI_SPEC_VERSION.
+    pub spec_version: String,
+    /// X_CSI_EMBER_CONFIG_n (JSON object text).
+    pub ember_config: String,
+    /// X_CSI_PERSISTENCE_CONFIG_n (JSON object text).
+    pub persistence_config: String,
+    /// SANDBOX_DAEMONS_n: what runs in the sandbox before the plugin.
+    pub daemons: Vec<HostDaemon>,
+}
+
+/// A daemon of the old worker VM the plugin's host tools talk to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostDaemon {
+    Iscsid,
+    Multipathd,
+}
+
+impl HostDaemon {
+    pub fn name(self) -> &'static str {
+        match self {
+            HostDaemon::Iscsid => "iscsid",
+            HostDaemon::Multipathd => "multipathd",
+        }
+    }
+}
+
+/// One csi-sanity built into the sandbox: csi-test tag `version`, which
+/// must be commit `commit`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CsiSanityBuild {
+    pub version: String,
+    pub commit: String,
 }
 
 /// How deliveries reach us besides the HTTP endpoint (the relay section).
@@ -98,11 +141,17 @@ pub struct RelayConfig {
 /// Where job logs go and what they must not show (the logs section).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogsConfig {
-    /// LOGS_REPO: git URL the HTML logs are pushed to; None keeps them local.
+    /// The git URL the HTML logs are pushed to (LOGS_REPO, or with GH_TOKEN
+    /// and no LOGS_* key EMBER_LOGS_REPO); None keeps them local.
     pub repo: Option<String>,
+    /// LOGS_BRANCH; unused with `branch_per_backend`.
     pub branch: String,
-    /// LOGS_URL: public base URL of the pushed pages.
+    /// Public base URL of the pushed pages (LOGS_URL, or EMBER_LOGS_URL).
     pub url: Option<String>,
+    /// The old CI's layout: one branch per backend, named after it.
+    pub branch_per_backend: bool,
+    /// Why the logs go where they go, for check-config and doctor.
+    pub reason: String,
     pub retention_days: u32,
     /// SECRETS: extra values to mask in logs.
     pub secrets: Vec<Secret>,
@@ -153,6 +202,9 @@ pub struct ExecutorConfig {
     /// Where the sandbox's csi-sanity is built from; None when
     /// SANDBOX_SKIP_CSI_SANITY=1 (no sanity command may then need it).
     pub csi_sanity: Option<CsiSanitySource>,
+    /// The other csi-sanity builds backends need (CSI_SPEC_VERSION_n 0.x,
+    /// CSI_SANITY_VERSION_n), from the same repository; empty when skipped.
+    pub csi_sanity_extra: Vec<CsiSanityBuild>,
     pub image_store_max_gb: u64,
 }
 

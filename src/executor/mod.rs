@@ -26,6 +26,8 @@
 //!   then evict), apart from the step sequence.
 //! - `process`: host child processes with streamed output.
 //! - `sanity`: the sanity step's JUnit report and verdict (who is to blame).
+//! - `sandbox_host`: the old VM's host for the plugin: iscsid, multipathd,
+//!   the slot's own iSCSI initiator name.
 
 mod cancel;
 mod eviction;
@@ -40,6 +42,7 @@ mod podman_service;
 mod process;
 mod remote_job;
 mod sandbox_argv;
+mod sandbox_host;
 mod sandbox_image;
 mod sanity;
 mod ssh_link;
@@ -561,7 +564,11 @@ pub fn sandbox_image_ref(config: &ExecutorConfig) -> String {
 }
 
 fn recipe_of(config: &ExecutorConfig) -> SandboxImageRecipe {
-    SandboxImageRecipe::new(&config.sandbox_base_image, config.csi_sanity.as_ref())
+    SandboxImageRecipe::new(
+        &config.sandbox_base_image,
+        config.csi_sanity.as_ref(),
+        &config.csi_sanity_extra,
+    )
 }
 
 fn absolute(path: &Path) -> Result<PathBuf, ExecutorError> {

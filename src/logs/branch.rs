@@ -11,6 +11,7 @@ use std::path::Path;
 use super::git::{GitError, GitRunner};
 use crate::config::Secret;
 
+#[derive(Clone)]
 pub struct LogsBranch {
     git: GitRunner,
     remote_url: String,
@@ -31,6 +32,19 @@ impl LogsBranch {
             remote_url: remote_url.to_string(),
             branch: branch.to_string(),
         }
+    }
+
+    /// The same clone, working on another branch of the same remote (one
+    /// branch per backend): [`LogsBranch::sync`] switches the clone over.
+    pub fn on_branch(&self, branch: &str) -> Self {
+        Self {
+            branch: branch.to_string(),
+            ..self.clone()
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.branch
     }
 
     /// The clone's working tree: the branch's files.

@@ -10,14 +10,18 @@
 //! - `git`, `branch`: the persistent clone of the logs branch.
 //! - `publish`: [`Publisher`], one commit per job, retried pushes.
 //! - `retention`: LOG_RETENTION_DAYS and history squashing.
+//! - `history`: a backend's history (failing and flaky specs, pass rate)
+//!   as HTML, for the web UI and the branch's `history.html`.
 //!
-//! Without LOGS_REPO, logs stay in the state dir and the local web UI
-//! serves them.
+//! Without a logs repository, logs stay in the state dir and the local web
+//! UI serves them; a status then carries no Details link (a reviewer could
+//! not open the loopback UI) and its description says the logs are local.
 
 mod branch;
 mod capture;
 mod gate;
 mod git;
+mod history;
 mod mask;
 mod publish;
 mod record;
@@ -34,8 +38,11 @@ use tracing::{info, warn};
 pub use capture::{format_utc, utc_now, JobLog, CONTEXT_FILE, MAX_STEP_LOG_BYTES};
 pub use gate::GateError;
 pub use git::GitError;
+pub use history::{history_body, history_page, HISTORY_FILE};
 pub use mask::{Masker, MASK};
-pub use publish::{BranchStepError, PublishError, PublishTarget, Publisher, PushRetry};
+pub use publish::{
+    BranchLayout, BranchStepError, JobPlace, PublishError, PublishTarget, Publisher, PushRetry,
+};
 pub use record::{JobRecord, StepRecord, JOB_SUMMARY_FILE};
 pub use render::{render_job, RenderError, INDEX_FILE};
 pub use retention::{
@@ -44,14 +51,25 @@ pub use retention::{
 };
 
 use crate::model::{
-    truncate_chars, JobId, JobOutcome, JobRequest, RepoName, MAX_DESCRIPTION_CHARS,
+    truncate_chars, BackendName, JobId, JobOutcome, JobRequest, RepoName, MAX_DESCRIPTION_CHARS,
 };
 
 const WITHHELD_NOTE: &str = "; logs withheld (secret found)";
+/// Appended when the logs are on the CI host only: no logs repository.
+const LOCAL_NOTE: &str = "; logs kept on the CI host (not published)";
+/// Appended when every push failed: the logs are on the CI host only.
+const PUSH_FAILED_NOTE: &str = "; logs not published (push failed)";
 
 /// Written into a job's folder when the publish gate withheld it: the web
 /// UI then serves none of its files (they hold a secret, by definition).
 pub const WITHHELD_MARKER: &str = "WITHHELD";
+
+/// Keeps each finished job's result and answers a backend's history: the
+/// journal, in the service. Through this trait the logs never depend on it.
+pub trait ResultLog: Send + Sync {
+    fn record(&self, log: &JobLog, outcome: &JobOutcome, description: &str);
+    fn history(&self, backend: &BackendName) -> Option<crate::history::BackendHistory>;
+}
 
 /// Where jobs' logs are written, published and linked from.
 #[derive(Clone)]
@@ -69,14 +87,16 @@ pub struct LogStore {
     /// Written into every job folder as [`CONTEXT_FILE`].
     context: Option<Arc<str>>,
     publisher: Option<Arc<Publisher>>,
+    /// Where results go for the history (and the branch's history page).
+    results: Option<Arc<dyn ResultLog>>,
 }
 
 /// How a finished job's logs ended up, for its final status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Publication {
-    /// No LOGS_REPO: logs stay in the state dir.
+    /// No logs repository: logs stay in the state dir.
     Local,
-    /// Pushed; the URL when LOGS_URL is set.
+    /// Pushed; the URL when a public base is known.
     Published(Option<String>),
     /// The gate found a secret; nothing left the host.
     Withheld(String),
@@ -102,7 +122,13 @@ impl LogStore {
             repo: None,
             context: None,
             publisher: None,
+            results: None,
         }
+    }
+
+    pub fn with_results(mut self, results: Arc<dyn ResultLog>) -> Self {
+        self.results = Some(results);
+        self
     }
 
     pub fn with_repo(mut self, repo: RepoName) -> Self {
@@ -124,7 +150,8 @@ impl LogStore {
         self.publisher.as_deref()
     }
 
-    /// The job's page in the local web UI.
+    /// The job's page in the local web UI: for the UI itself, never a
+    /// status (reviewers cannot open it).
     pub fn job_url(&self, id: &JobId) -> Option<String> {
         self.base_url
             .as_ref()
@@ -181,46 +208,54 @@ impl LogStore {
             Ok(Err(err)) => warn!(job = %log.id(), error = %err, "cannot render the job's pages"),
             Err(err) => warn!(job = %log.id(), error = %err, "rendering the job's pages panicked"),
         }
-        let publication = self.publish(log).await;
-        let local_url = self.job_url(log.id());
         let description = log.status_description(outcome);
-        match publication {
-            Publication::Published(Some(ref url)) => FinishedLogs {
-                target_url: Some(url.clone()),
-                description,
-                publication,
-            },
+        // Cancelled jobs say nothing about the backend.
+        let history = match &self.results {
+            Some(results) if !matches!(outcome, JobOutcome::Cancelled { .. }) => {
+                results.record(log, outcome, &description);
+                results.history(&log.request().backend)
+            }
+            _ => None,
+        };
+        let publication = self.publish(log, history.as_ref()).await;
+        let (target_url, note) = match &publication {
+            Publication::Published(url) => (url.clone(), None),
+            Publication::Local => (None, Some(LOCAL_NOTE)),
+            Publication::Failed(_) => (None, Some(PUSH_FAILED_NOTE)),
             Publication::Withheld(_) => {
                 if let Err(err) = std::fs::write(log.dir().join(WITHHELD_MARKER), b"") {
                     warn!(job = %log.id(), error = %err, "cannot mark the job's logs withheld");
                 }
-                FinishedLogs {
-                    target_url: local_url,
-                    description: with_withheld_note(&description),
-                    publication,
-                }
+                (None, Some(WITHHELD_NOTE))
             }
-            _ => FinishedLogs {
-                target_url: local_url,
-                description,
-                publication,
+        };
+        FinishedLogs {
+            target_url,
+            description: match note {
+                Some(note) => with_note(&description, note),
+                None => description,
             },
+            publication,
         }
     }
 
-    async fn publish(&self, log: &JobLog) -> Publication {
+    async fn publish(
+        &self,
+        log: &JobLog,
+        history: Option<&crate::history::BackendHistory>,
+    ) -> Publication {
         let Some(publisher) = &self.publisher else {
             return Publication::Local;
         };
         let request = log.request();
-        let folder = Publisher::job_folder(request, log.id());
+        let place = publisher.job_place(request, log.id());
         let message = format!("logs: {request} (job {})", log.id());
         match publisher
-            .publish(log.dir(), &folder, &log.masker(), &message)
+            .publish(log.dir(), &place, &log.masker(), &message, history)
             .await
         {
             Ok(url) => {
-                info!(job = %log.id(), %folder, "logs published");
+                info!(job = %log.id(), branch = %place.branch, folder = %place.folder, "logs published");
                 Publication::Published(url)
             }
             Err(PublishError::Withheld(reason)) => {
@@ -228,7 +263,7 @@ impl LogStore {
                 Publication::Withheld(reason.to_string())
             }
             Err(err) => {
-                warn!(job = %log.id(), error = %err, "logs not published; the status links the local web UI");
+                warn!(job = %log.id(), error = %err, "logs not published; they stay on this host, the status says so");
                 Publication::Failed(err.to_string())
             }
         }
@@ -262,10 +297,10 @@ impl LogStore {
     }
 }
 
-/// The status description with the withheld note, cut so the note fits.
-fn with_withheld_note(description: &str) -> String {
-    let room = MAX_DESCRIPTION_CHARS - WITHHELD_NOTE.chars().count();
-    format!("{}{WITHHELD_NOTE}", truncate_chars(description, room))
+/// The status description with `note`, cut so the note fits.
+fn with_note(description: &str, note: &str) -> String {
+    let room = MAX_DESCRIPTION_CHARS - note.chars().count();
+    format!("{}{note}", truncate_chars(description, room))
 }
 
 #[cfg(test)]

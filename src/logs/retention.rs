@@ -13,7 +13,8 @@ use std::time::{Duration, SystemTime};
 use thiserror::Error;
 use tracing::{info, warn};
 
-use super::publish::{BranchStepError, PublishError, Publisher};
+use super::branch::LogsBranch;
+use super::publish::{BranchLayout, BranchStepError, PublishError, Publisher};
 
 /// Squash the branch once it has more commits than this (one per job).
 pub const MAX_BRANCH_COMMITS: usize = 100;
@@ -74,11 +75,15 @@ pub struct PruneReport {
     pub squashed: bool,
 }
 
-/// Whether the job folder `name` (a job id, or `<PR>-<sha>-<job id>`)
-/// started before `cutoff`. Names without an id are never old.
+/// Whether the job folder `name` (a job id, `<PR>-<sha>-<job id>`, or the
+/// old CI's `<sha>-<start epoch>`) started before `cutoff`. Names without
+/// a start are never old.
 fn is_older_than(name: &str, cutoff: &str) -> bool {
     let id = match name.splitn(3, '-').collect::<Vec<_>>().as_slice() {
         [stamp, _] if stamp.len() == STAMP_DIGITS => name,
+        [sha, epoch] if sha.len() == 40 => {
+            return epoch_stamp(epoch).is_some_and(|s| s.as_str() < cutoff)
+        }
         [_, _, id] => id,
         _ => return false,
     };
@@ -87,6 +92,16 @@ fn is_older_than(name: &str, cutoff: &str) -> bool {
         && stamp.bytes().all(|b| b.is_ascii_digit())
         && id.as_bytes().get(STAMP_DIGITS) == Some(&b'-')
         && stamp < cutoff
+}
+
+/// The UTC stamp of a folder's `<start epoch>`.
+fn epoch_stamp(epoch: &str) -> Option<String> {
+    if epoch.is_empty() || !epoch.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let start = time::OffsetDateTime::from_unix_timestamp(epoch.parse().ok()?).ok()?;
+    let format = time::macros::format_description!("[year][month][day][hour][minute][second]");
+    start.format(&format).ok()
 }
 
 /// Removes old job folders from `logs_dir` (one folder per job id).
@@ -114,22 +129,47 @@ pub fn prune_local(
     Ok(removed)
 }
 
-/// Removes old job folders from the logs branch in one commit, then
-/// squashes the history when it has grown past the policy's bound.
+/// Removes old job folders from each logs branch in one commit, then
+/// squashes a branch's history when it has grown past the policy's bound.
+/// Returns the folders removed (`backend/folder`) and whether any branch
+/// was squashed.
 pub async fn prune_branch(
     publisher: &Publisher,
     policy: RetentionPolicy,
     now: SystemTime,
 ) -> Result<(Vec<String>, bool), PublishError> {
+    let mut removed = Vec::new();
+    let mut squashed = false;
+    for branch in publisher.branches() {
+        let (folders, squash) = prune_one_branch(publisher, &branch, policy, now).await?;
+        removed.extend(folders);
+        squashed |= squash;
+    }
+    Ok((removed, squashed))
+}
+
+async fn prune_one_branch(
+    publisher: &Publisher,
+    branch: &LogsBranch,
+    policy: RetentionPolicy,
+    now: SystemTime,
+) -> Result<(Vec<String>, bool), PublishError> {
     let cutoff = policy.cutoff_stamp(now);
     let days = policy.max_age.as_secs() / SECS_PER_DAY;
-    let branch = publisher.branch();
+    // A branch per backend holds job folders at its root.
+    let backend_of_root = match publisher.layout() {
+        BranchLayout::Shared(_) => None,
+        BranchLayout::PerBackend(_) => Some(branch.name()),
+    };
     publisher
         .change_branch("pruning the logs branch", || async {
             let Some(tip) = branch.sync().await? else {
                 return Ok((Vec::new(), false));
             };
-            let removed = remove_old_folders(branch.worktree(), &cutoff).await?;
+            let removed = match backend_of_root {
+                None => remove_old_folders(branch.worktree(), &cutoff).await?,
+                Some(backend) => remove_old_jobs(branch.worktree(), backend, &cutoff).await?,
+            };
             let mut changed = false;
             if !removed.is_empty() {
                 let message = format!(
@@ -172,21 +212,35 @@ async fn remove_old_folders(worktree: &Path, cutoff: &str) -> Result<Vec<String>
         if backend_name.starts_with('.') || !backend.path().is_dir() {
             continue;
         }
-        let mut jobs = tokio::fs::read_dir(backend.path())
-            .await
-            .map_err(io(format!("reading {}", backend.path().display())))?;
-        while let Some(job) = jobs
-            .next_entry()
-            .await
-            .map_err(io(format!("reading {}", backend.path().display())))?
-        {
-            let name = job.file_name().to_string_lossy().into_owned();
-            if job.path().is_dir() && is_older_than(&name, cutoff) {
-                tokio::fs::remove_dir_all(job.path())
-                    .await
-                    .map_err(io(format!("removing {}", job.path().display())))?;
-                removed.push(format!("{backend_name}/{name}"));
-            }
+        removed.extend(remove_old_jobs(&backend.path(), &backend_name, cutoff).await?);
+    }
+    removed.sort();
+    Ok(removed)
+}
+
+/// Deletes the job folders in `dir` (`backend`'s) older than `cutoff`;
+/// returns them as `backend/folder`.
+async fn remove_old_jobs(
+    dir: &Path,
+    backend: &str,
+    cutoff: &str,
+) -> Result<Vec<String>, BranchStepError> {
+    let io = |context: String| move |source| BranchStepError::Io { context, source };
+    let mut removed = Vec::new();
+    let mut jobs = tokio::fs::read_dir(dir)
+        .await
+        .map_err(io(format!("reading {}", dir.display())))?;
+    while let Some(job) = jobs
+        .next_entry()
+        .await
+        .map_err(io(format!("reading {}", dir.display())))?
+    {
+        let name = job.file_name().to_string_lossy().into_owned();
+        if job.path().is_dir() && is_older_than(&name, cutoff) {
+            tokio::fs::remove_dir_all(job.path())
+                .await
+                .map_err(io(format!("removing {}", job.path().display())))?;
+            removed.push(format!("{backend}/{name}"));
         }
     }
     removed.sort();
@@ -230,6 +284,11 @@ mod tests {
         assert!(!is_older_than("129-0123456-20300102000000-abcdef", cutoff));
         assert!(!is_older_than("index.html", cutoff));
         assert!(!is_older_than("notes-2020", cutoff));
+        let sha = "0123456789abcdef0123456789abcdef01234567";
+        // 2029-12-31T23:59:59Z and 2030-01-01T00:00:00Z
+        assert!(is_older_than(&format!("{sha}-1893455999"), cutoff));
+        assert!(!is_older_than(&format!("{sha}-1893456000"), cutoff));
+        assert!(!is_older_than(&format!("{sha}-soon"), cutoff));
     }
 
     #[test]

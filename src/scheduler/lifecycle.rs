@@ -121,11 +121,7 @@ pub async fn run_to_final_status(
         id,
         request,
         JobChange::Started,
-        status(
-            StatusState::Pending,
-            RUNNING_DESCRIPTION.into(),
-            parts.logs.job_url(id),
-        ),
+        status(StatusState::Pending, RUNNING_DESCRIPTION.into(), None),
     );
     let log = parts.logs.open_job(id, request);
     let outcome = match &log {
@@ -158,7 +154,7 @@ pub async fn run_to_final_status(
     };
     let (target_url, description) = match &logs {
         Some(logs) => (logs.target_url.clone(), logs.description.clone()),
-        None => (parts.logs.job_url(id), outcome.description()),
+        None => (None, outcome.description()),
     };
     info!(job = %id, result = %outcome.status_state(), %description, "job finished");
     parts.announcer.announce(

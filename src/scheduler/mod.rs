@@ -386,7 +386,9 @@ impl Scheduler {
             context: request.backend.status_context(),
             state,
             description,
-            target_url: self.shared.logs.job_url(id),
+            // Logs are linked once published; the local UI is no link for
+            // a reviewer.
+            target_url: None,
         };
         self.shared.announce(id, request, change, status);
     }

@@ -199,7 +199,8 @@ pub async fn start(
         .context("reading the web UI's bound address")?;
     // Local Details links point at the loopback UI: nothing about the host
     // (its name, the webhook's port) reaches a public status.
-    let logs = log_store(&config, Some(format!("http://{ui_address}")));
+    let logs = log_store(&config, Some(format!("http://{ui_address}")))
+        .with_results(Arc::new(journal.clone()));
     // Prunes at start, then daily; stops with the service.
     let retention = tokio::spawn(crate::logs::run_retention(
         logs.clone(),
@@ -381,7 +382,7 @@ async fn await_task(name: &str, task: JoinHandle<()>) {
 /// The log store for a config: logs under `<CI_DIR>/logs` (the executor
 /// owns `<CI_DIR>/jobs`, its work dirs, and removes them), masking every
 /// value the config hides, linked through the local web UI at
-/// `web_base_url`, published when LOGS_REPO is set. GH_TOKEN reaches the
+/// `web_base_url`, published when the config names a logs repository. GH_TOKEN reaches the
 /// publisher from here, for its pushes.
 pub fn log_store(config: &Config, web_base_url: Option<String>) -> LogStore {
     let base_url = web_base_url.map(|base| format!("{}/jobs", base.trim_end_matches('/')));
@@ -393,8 +394,10 @@ pub fn log_store(config: &Config, web_base_url: Option<String>) -> LogStore {
     )
     .with_repo(config.github.repo.clone())
     .with_context(&job_context(config));
+    let backends = config.backends.iter().map(|b| b.name.clone()).collect();
     let publisher = Publisher::for_config(
         &config.logs,
+        backends,
         &config.service.state_dir,
         &config.github.user,
         &config.github.token,

@@ -9,6 +9,7 @@
 
 use ember_ci_test_kit::ci_env;
 use ember_ci_test_kit::fake_github;
+use ember_ci_test_kit::git_server::LOGS_PUBLIC_URL;
 use ember_ci_test_kit::wait::poll_until_blocking;
 
 /// How often the test looks again.
@@ -183,10 +184,10 @@ fn dashboard_follows_a_real_job_from_running_to_done_without_reload() {
     let statuses = github.statuses_for(&repo.ok_sha);
     let last = statuses.last().expect("statuses were posted");
     assert_eq!(last.state, "success", "{statuses:?}");
+    // Linked where the old CI put logs: the backend's branch.
     assert!(
-        last.target_url
-            .as_deref()
-            .is_some_and(|url| url.ends_with(&format!("/jobs/{job_id}/"))),
+        last.target_url.as_deref().is_some_and(|url| url
+            .starts_with(&format!("{LOGS_PUBLIC_URL}/demo/{}-", repo.ok_sha))),
         "{statuses:?}"
     );
     assert_eq!(

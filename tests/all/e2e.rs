@@ -6,7 +6,7 @@
 use ember_ci_test_kit::ci_env;
 use ember_ci_test_kit::demo_setup;
 use ember_ci_test_kit::fake_github;
-use ember_ci_test_kit::git_server::STANDIN_PASSED;
+use ember_ci_test_kit::git_server::{LOGS_PUBLIC_URL, STANDIN_PASSED};
 
 use std::time::Duration;
 
@@ -39,6 +39,8 @@ async fn fixture_deliveries_end_in_success_and_failure_with_log_links() {
         repo,
         github,
         config,
+        state,
+        logs,
         ..
     } = DemoSetup::new("").await;
     let mut service = Service::start(&config, dir.path());
@@ -112,28 +114,34 @@ async fn fixture_deliveries_end_in_success_and_failure_with_log_links() {
         "{broken_description}"
     );
 
-    // The Details links open the jobs' logs.
-    for (status, expected) in [
-        (&ok_final, STANDIN_PASSED),
-        (&broken_final, "plugin exited"),
+    // The Details links name the jobs' logs where the old CI put them: the
+    // backend's branch of the logs repository, `<sha>-<start epoch>/`.
+    for (status, sha, expected) in [
+        (&ok_final, &repo.ok_sha, STANDIN_PASSED),
+        (&broken_final, &repo.broken_sha, "plugin exited"),
     ] {
         let url = status
             .target_url
             .clone()
             .expect("final status has a Details link");
-        let page = reqwest::get(&url).await.unwrap();
-        assert!(page.status().is_success(), "{url}: {}", page.status());
-        let text = page.text().await.unwrap();
+        let folder = logs
+            .folders("demo")
+            .into_iter()
+            .find(|folder| folder.starts_with(&format!("{sha}-")))
+            .unwrap_or_else(|| panic!("no folder for {sha} on branch demo"));
+        assert_eq!(url, format!("{LOGS_PUBLIC_URL}/demo/{folder}/index.html"));
+        let page = logs.file("demo", &format!("{folder}/index.html"));
         assert!(
-            text.contains(expected),
-            "{url} does not say {expected:?}:\n{text}"
+            page.contains(expected),
+            "{url} does not say {expected:?}:\n{page}"
         );
     }
 
     // Nothing the jobs created is left.
-    for status in [&ok_final, &broken_final] {
-        let url = status.target_url.as_deref().unwrap();
-        let job_id = url.trim_end_matches('/').rsplit('/').next().unwrap();
+    for sha in [&repo.ok_sha, &repo.broken_sha] {
+        let [job_id] = ci_env::job_ids_for(&state, sha)
+            .try_into()
+            .expect("one job per head");
         assert_eq!(
             containers_with_label(&format!("ember-ci.job={job_id}")),
             Vec::<String>::new()

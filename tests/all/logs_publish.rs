@@ -425,7 +425,7 @@ impl Branch {
         Publisher::new(
             PublishTarget {
                 repo_url: self.bare.display().to_string(),
-                branch: BRANCH.into(),
+                layout: ember_ci::logs::BranchLayout::Shared(BRANCH.into()),
                 public_url: Some(LOGS_URL.into()),
             },
             &self.dir.path().join("clone"),
@@ -496,7 +496,10 @@ async fn publish_gate_withholds_a_job_whose_secret_the_masker_was_not_told() {
         &[&format!("plugin says {}", STANDARD.encode(late))],
     )
     .await;
-    for finished in [&plain, &encoded] {
+    for (finished, id) in [
+        (&plain, "20300101000000-aaaaa1"),
+        (&encoded, "20300101000001-aaaaa2"),
+    ] {
         assert!(
             matches!(&finished.publication, Publication::Withheld(reason) if reason.ends_with("in 01-sanity.html")),
             "{finished:?}"
@@ -506,24 +509,16 @@ async fn publish_gate_withholds_a_job_whose_secret_the_masker_was_not_told() {
             "CSI sanity passed; logs withheld (secret found)"
         );
         // Marked, so the web UI does not serve them either.
-        let url = finished.target_url.as_deref().unwrap_or_default();
-        let id = url
-            .trim_end_matches('/')
-            .rsplit('/')
-            .next()
-            .unwrap_or_default();
         assert!(
             store
                 .jobs_dir
                 .join(id)
                 .join(ember_ci::logs::WITHHELD_MARKER)
                 .exists(),
-            "{url}"
+            "{id}"
         );
-        assert!(finished
-            .target_url
-            .as_deref()
-            .is_some_and(|url| url.starts_with(LOCAL_URL)));
+        // No link a reviewer could not open (the loopback UI).
+        assert_eq!(finished.target_url, None);
     }
     assert_eq!(
         git(&branch.bare, &["for-each-ref"]).trim(),
@@ -540,7 +535,7 @@ async fn publish_gate_withholds_a_job_whose_secret_the_masker_was_not_told() {
 }
 
 #[tokio::test]
-async fn a_failed_push_is_retried_and_a_lasting_failure_still_yields_a_status_link() {
+async fn a_failed_push_is_retried_and_a_lasting_failure_says_logs_are_local() {
     let branch = Branch::new();
     let store = branch.store(&[], branch.publisher(&[]));
     branch.reject_pushes(true);
@@ -594,11 +589,11 @@ async fn a_failed_push_is_retried_and_a_lasting_failure_still_yields_a_status_li
         matches!(failed.publication, Publication::Failed(_)),
         "{failed:?}"
     );
-    assert_eq!(failed.description, "CSI sanity passed");
     assert_eq!(
-        failed.target_url.as_deref(),
-        Some(format!("{LOCAL_URL}/jobs/20300101000002-bbbbb3/").as_str())
+        failed.description,
+        "CSI sanity passed; logs not published (push failed)"
     );
+    assert_eq!(failed.target_url, None);
     assert!(store
         .jobs_dir
         .join("20300101000002-bbbbb3/index.html")

@@ -145,7 +145,7 @@ async fn start_ui(admin_token: Option<&str>) -> Ui {
          DRIVER_NAME_1=alpha\nDRIVER_CONFIG_1='{{\"name\":\"alpha\",\"driver\":\"LVMVolume\",\"password\":\"{ALPHA_PASSWORD}\"}}'\n\
          PRE_RUN_1='echo preparing with {ALPHA_PASSWORD}'\n\
          DRIVER_NAME_2=beta\nDRIVER_CONFIG_2='{{\"name\":\"beta\",\"driver\":\"LVMVolume\",\"san_password\":\"{BETA_PASSWORD}\"}}'\n\
-         SECRETS=\"{EXTRA_SECRET}\"\n{admin}",
+         SECRETS=\"{EXTRA_SECRET}\"\n{admin}LOGS_REPO=\"\"\n",
         token = github.token(),
         api = github.url(),
         state = dir.path().join("state").display(),

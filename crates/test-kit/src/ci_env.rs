@@ -117,8 +117,9 @@ impl DemoRepo {
 }
 
 /// Writes a config dir based on examples/demo, pointed at the local repo,
-/// the local GitHub API and a private state dir. `extra` lines are appended
-/// (later assignments win, as in bash).
+/// the local GitHub API, a private state dir and a fresh stand-in of the
+/// Ember-CSI team's logs repository (GH_TOKEN is set, so logs go there by
+/// default). `extra` lines are appended (later assignments win, as in bash).
 pub fn write_config(
     dir: &Path,
     repo: &DemoRepo,
@@ -133,10 +134,11 @@ pub fn write_config(
     let base = std::fs::read_to_string(demo.join("config")).expect("reading the demo config");
     let config = format!(
         "{base}\n# test overrides\nGH_TOKEN=\"{TEST_TOKEN}\"\nGH_API_URL=\"{github_url}\"\nGH_EMBER_SECRET=\"{TEST_SECRET}\"\n\
-         GH_CLONE_URL=\"{}\"\nCI_DIR=\"{}\"\nWEB_ADDR=127.0.0.1\nWEB_PORT=0\nWEB_UI_PORT=0\nPLUGIN_START_TIMEOUT=120\nSHUTDOWN_GRACE=60\n{}{extra}\n",
+         GH_CLONE_URL=\"{}\"\nCI_DIR=\"{}\"\nWEB_ADDR=127.0.0.1\nWEB_PORT=0\nWEB_UI_PORT=0\nPLUGIN_START_TIMEOUT=120\nSHUTDOWN_GRACE=60\n{}{}{extra}\n",
         repo.path.display(),
         state_dir.display(),
         crate::git_server::csi_sanity_standin().config_keys(),
+        crate::git_server::LogsRepo::create().config_keys(),
     );
     crate::executor_env::ensure_local_registry();
     std::fs::write(config_dir.join("config"), config).expect("writing config");
@@ -329,4 +331,21 @@ fn podman_lines(args: &[&str]) -> Vec<String> {
         .map(str::to_string)
         .filter(|l| !l.is_empty())
         .collect()
+}
+
+/// The ids of the jobs the service ran for `sha`, oldest first: the job
+/// folders under `<state_dir>/logs` (statuses carry no local link).
+pub fn job_ids_for(state_dir: &Path, sha: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(state_dir.join("logs")) else {
+        return Vec::new();
+    };
+    let mut ids: Vec<String> = entries
+        .flatten()
+        .filter_map(|entry| {
+            let record = ember_ci::logs::JobRecord::read(&entry.path()).ok()?;
+            (record.request.sha.as_str() == sha).then(|| record.id.to_string())
+        })
+        .collect();
+    ids.sort();
+    ids
 }

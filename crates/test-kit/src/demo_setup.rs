@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use crate::ci_env::{self, DemoRepo};
 use crate::fake_github::FakeGitHub;
+use crate::git_server::LogsRepo;
 
 pub struct DemoSetup {
     pub dir: tempfile::TempDir,
@@ -14,6 +15,8 @@ pub struct DemoSetup {
     pub state: PathBuf,
     /// The config dir (examples/demo plus the test's overrides and `extra`).
     pub config: PathBuf,
+    /// Where the jobs' logs are pushed (EMBER_LOGS_REPO, the default place).
+    pub logs: LogsRepo,
 }
 
 impl DemoSetup {
@@ -23,8 +26,11 @@ impl DemoSetup {
         let repo = DemoRepo::create(dir.path());
         let github = FakeGitHub::start_with(ci_env::TEST_TOKEN, "embercsi/ember-csi").await;
         let state = dir.path().join("state");
-        let config = ci_env::write_config(dir.path(), &repo, &github.url(), &state, extra);
+        let logs = LogsRepo::create();
+        let extra = format!("{}{extra}", logs.config_keys());
+        let config = ci_env::write_config(dir.path(), &repo, &github.url(), &state, &extra);
         Self {
+            logs,
             dir,
             repo,
             github,

@@ -91,8 +91,20 @@ pub(super) async fn checks(config: &Config) -> Vec<Finding> {
         ),
         Err(err) => Finding::block("GH_REPO", err.to_string(), "check the network"),
     });
+    // The key that named the repository, so the fix points at it.
+    let key = if config.logs.branch_per_backend {
+        "EMBER_LOGS_REPO"
+    } else {
+        "LOGS_REPO"
+    };
     findings.push(match config.logs.repo.as_deref() {
-        None => Finding::ok("LOGS_REPO", "not set: logs stay in CI_DIR/logs"),
+        None => Finding::ok(
+            "LOGS_REPO",
+            format!(
+                "logs stay in CI_DIR/logs ({}); statuses say so, with no Details link",
+                config.logs.reason
+            ),
+        ),
         Some(url) => match github_repo_of(url) {
             Some(logs_repo) => match get(format!("/repos/{logs_repo}")).await {
                 Ok(response) if response.status().is_success() => {
@@ -103,23 +115,30 @@ pub(super) async fn checks(config: &Config) -> Vec<Finding> {
                         .and_then(|repo| repo.permissions)
                         .is_some_and(|p| p.push);
                     if push {
-                        Finding::ok("LOGS_REPO", format!("{logs_repo} writable"))
+                        Finding::ok(key, format!("{logs_repo} writable ({})", config.logs.reason))
                     } else {
                         Finding::block(
-                            "LOGS_REPO",
+                            key,
                             format!("the token cannot push to {logs_repo}"),
                             "give the bot account write access to the logs repository",
                         )
                     }
                 }
                 Ok(response) => Finding::block(
-                    "LOGS_REPO",
+                    key,
                     format!("{logs_repo}: GitHub answers {}", response.status()),
-                    "create the logs repository, or fix LOGS_REPO, and give the bot write access",
+                    if key == "LOGS_REPO" {
+                        "create the logs repository, or fix LOGS_REPO, and give the bot write access"
+                    } else {
+                        "ask the Ember-CSI team for write access, or set LOGS_REPO (\"\" keeps logs local)"
+                    },
                 ),
-                Err(err) => Finding::block("LOGS_REPO", err.to_string(), "check the network"),
+                Err(err) => Finding::block(key, err.to_string(), "check the network"),
             },
-            None => Finding::ok("LOGS_REPO", format!("{url} (not on GitHub: not checked)")),
+            None => Finding::ok(
+                key,
+                format!("{url} (not on GitHub: not checked; {})", config.logs.reason),
+            ),
         },
     });
     findings
