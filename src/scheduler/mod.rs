@@ -500,13 +500,19 @@ async fn dispatch_loop(shared: Arc<Shared>) {
                 scheduler.finish_with(&job.id, &job.request, &outcome);
             }
             Next::Idle | Next::Stop => {
-                // Jobs waiting only for a lost host are looked at again.
+                // While a host is lost, waiting jobs are looked at again
+                // (it may answer, or the job may have to end).
                 let waiting = !shared
                     .queue
                     .lock()
                     .expect("scheduler queue lock poisoned")
                     .waiting
-                    .is_empty();
+                    .is_empty()
+                    && shared
+                        .placement
+                        .hosts()
+                        .iter()
+                        .any(|(host, _)| !shared.runner.is_host_reachable(host));
                 tokio::select! {
                     _ = notified => {}
                     () = tokio::time::sleep(HOST_RECHECK_TICK), if waiting => {}
