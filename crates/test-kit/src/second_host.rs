@@ -24,6 +24,9 @@ const RUN_DIR: &str = "/run/ember-ci-second-host";
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct SecondHost {
+    /// Held while this host lives: the store and run dirs are one per
+    /// machine, and test processes of other checkouts may want them too.
+    _machine_lock: std::fs::File,
     pub name: String,
     netns: String,
     /// The outer end of the veth pair.
@@ -40,6 +43,7 @@ impl SecondHost {
     /// puts the Debian image into its store when missing. `config_dir`
     /// receives the client key as `<name>_key`.
     pub fn start(name: &str, config_dir: &Path) -> Self {
+        let machine_lock = lock_machine();
         static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let nth = STARTED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let tag = format!("{}x{nth}", std::process::id() % 100_000);
@@ -144,6 +148,7 @@ impl SecondHost {
         )
         .expect("sshd_config");
         let mut host = Self {
+            _machine_lock: machine_lock,
             name: name.to_string(),
             netns,
             veth,
@@ -277,6 +282,24 @@ impl SecondHost {
         let _ = sshd.kill();
         let _ = sshd.wait();
     }
+}
+
+/// An exclusive lock on this machine's second-host dirs (released when the
+/// file is closed, also when the process dies).
+fn lock_machine() -> std::fs::File {
+    use std::os::fd::AsRawFd;
+    std::fs::create_dir_all(STORE_DIR).expect("second host's store dir");
+    let file = std::fs::File::create(Path::new(STORE_DIR).with_extension("lock"))
+        .expect("second host's lock file");
+    // SAFETY: flock on a descriptor this function owns.
+    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+    assert_eq!(
+        locked,
+        0,
+        "cannot lock {STORE_DIR}: {}",
+        std::io::Error::last_os_error()
+    );
+    file
 }
 
 /// Every process below `pid` (children first found, then theirs).
