@@ -30,7 +30,7 @@ use crate::deploy::{build_image, container_logs, podman, run, stdout, wait_healt
 const NAME: &str = "ember-ci-deploy-e2e";
 const STATE_VOLUME: &str = "ember-ci-deploy-e2e-state";
 /// Kept between runs: images only.
-const STORAGE_VOLUME: &str = "ember-ci-deploy-e2e-storage";
+pub(crate) const STORAGE_VOLUME: &str = "ember-ci-deploy-e2e-storage";
 /// The first job on an empty inner store builds the sandbox image too.
 const FIRST_JOBS_DEADLINE: Duration = Duration::from_secs(900);
 /// The README's words for a host whose registries are set by a drop-in.
