@@ -51,4 +51,4 @@ pub mod service;
 pub mod web;
 pub mod webhook;
 
-pub use ember_ci_core::{commands, model, policy, sanity};
+pub use ember_ci_core::{commands, history, model, policy, sanity};

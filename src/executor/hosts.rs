@@ -28,6 +28,8 @@ pub struct JobHost {
     /// The local end of a remote host's forward.
     forwarded_socket: Option<PathBuf>,
     is_reachable: AtomicBool,
+    /// Lost with jobs on it: their containers there wait for a sweep.
+    needs_sweep: AtomicBool,
     /// Why it is unreachable (ssh's own words), or empty.
     problem: std::sync::Mutex<String>,
     /// The host's root image store, bind-mounted read-only in sandboxes.
@@ -47,6 +49,7 @@ impl JobHost {
             link: None,
             forwarded_socket: None,
             is_reachable: AtomicBool::new(true),
+            needs_sweep: AtomicBool::new(false),
             problem: std::sync::Mutex::default(),
             graph_root: std::sync::Mutex::new(super::job::HOST_IMAGE_STORE.to_string()),
         }
@@ -76,6 +79,8 @@ impl JobHost {
             link: Some(tokio::sync::Mutex::new(RemoteLink { spec, link: None })),
             forwarded_socket: Some(local_socket),
             is_reachable: AtomicBool::new(false),
+            // An earlier run may have lost it with jobs on it.
+            needs_sweep: AtomicBool::new(true),
             problem: std::sync::Mutex::new("not connected yet".into()),
             graph_root: std::sync::Mutex::new(super::job::HOST_IMAGE_STORE.to_string()),
         }
@@ -120,6 +125,12 @@ impl JobHost {
     /// Marks the host lost (a job saw it fail and a ping confirmed it).
     pub fn mark_unreachable(&self) {
         self.is_reachable.store(false, Ordering::SeqCst);
+        self.needs_sweep.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the host was lost with jobs on it since the last call.
+    pub fn take_sweep(&self) -> bool {
+        self.needs_sweep.swap(false, Ordering::SeqCst)
     }
 
     /// (Re)opens the ssh forward and reads the host's facts.
@@ -247,4 +258,31 @@ pub async fn connect_all(hosts: &Arc<Vec<JobHost>>) {
         .filter(|h| h.is_remote())
         .map(|host| host.check());
     futures_util::future::join_all(checks).await;
+}
+
+/// Opens each PODMAN_HOSTS entry once and reads its facts (for `doctor`);
+/// the forwards close again when this returns.
+pub async fn probe(
+    hosts: &[PodmanHost],
+    state_dir: &Path,
+) -> Vec<(HostName, Result<HostFacts, String>)> {
+    let built = match remote_hosts(hosts, state_dir) {
+        Ok(built) => built,
+        Err(error) => {
+            return hosts
+                .iter()
+                .map(|h| (h.name.clone(), Err(error.to_string())))
+                .collect()
+        }
+    };
+    let mut results = Vec::new();
+    for host in &built {
+        let facts = if host.check().await {
+            host.facts().await.map_err(|e| e.to_string())
+        } else {
+            Err(host.problem())
+        };
+        results.push((host.name.clone(), facts));
+    }
+    results
 }

@@ -17,10 +17,11 @@ use std::time::{Duration, Instant};
 use super::hosts::JobHost;
 use super::hygiene::{self, HostState, HygieneReport};
 use super::sandbox_argv::{self, InnerCommand, JobNames, PluginLaunch, PluginProbe};
+use super::sandbox_host;
 use super::{
     CancelSignal, Executor, ExecutorError, Job, StepObserver, StepResult, INSTANCE_LABEL, JOB_LABEL,
 };
-use crate::config::{find_backend, BackendConfig, DriverConfig, Script};
+use crate::config::{find_backend, BackendConfig, DriverConfig, HostDaemon, Script};
 use crate::model::{Blame, JobOutcome, Step};
 
 /// POST_RUN and cleanup run after the job's own deadline, so they have
@@ -188,7 +189,7 @@ impl<'a> JobRun<'a> {
         self.finish(body)?;
 
         self.begin(Step::Sandbox);
-        let body = self.start_sandbox().await;
+        let body = self.start_sandbox(backend).await;
         self.finish(body)?;
 
         if let Some(script) = &backend.pre_run {
@@ -351,7 +352,14 @@ impl<'a> JobRun<'a> {
         Ok(None)
     }
 
-    async fn start_sandbox(&mut self) -> StepBody {
+    /// The sandbox, then the host the plugin expects in it.
+    async fn start_sandbox(&mut self, backend: &BackendConfig) -> StepBody {
+        self.launch_sandbox().await?;
+        self.prepare_plugin_host(&backend.plugin.daemons).await?;
+        Ok(None)
+    }
+
+    async fn launch_sandbox(&mut self) -> StepBody {
         let observer = self.observer;
         let image = self
             .executor
@@ -419,12 +427,69 @@ impl<'a> JobRun<'a> {
             .exec_logged(Step::Sandbox, &sandbox_argv::reset_slot_store())
             .await?
         {
-            0 => Ok(None),
-            code => Err(StepStop::error(format!(
-                "cannot clear the slot's image store of old containers (exit {code})"
-            ))
-            .exit(code)),
+            0 => {}
+            code => {
+                return Err(StepStop::error(format!(
+                    "cannot clear the slot's image store of old containers (exit {code})"
+                ))
+                .exit(code))
+            }
         }
+        Ok(None)
+    }
+
+    /// The worker slot's initiator name (kept in the state dir, written into
+    /// the sandbox, on this host or another), then SANDBOX_DAEMONS_n as the
+    /// old VM ran them. A daemon that cannot run (the host kernel lacks its
+    /// driver) is named in the log and the versions block; the job goes on,
+    /// as it did on a VM whose daemon failed.
+    async fn prepare_plugin_host(&mut self, daemons: &[HostDaemon]) -> Result<(), StepStop> {
+        let state_dir = &self.executor.state_dir;
+        let (slot, host) = (self.job.slot, &self.host.name);
+        let initiator = sandbox_host::slot_initiator(state_dir, host, slot)
+            .await
+            .map_err(|e| {
+                StepStop::error(format!(
+                    "cannot keep the slot's iSCSI initiator name in {}: {e}",
+                    sandbox_host::initiator_file(state_dir, host, slot).display()
+                ))
+            })?;
+        match self
+            .exec_logged(Step::Sandbox, &sandbox_host::install_initiator(&initiator))
+            .await?
+        {
+            0 => {}
+            code => {
+                return Err(StepStop::error(format!(
+                    "cannot write the iSCSI initiator name into the sandbox (exit {code})"
+                ))
+                .exit(code))
+            }
+        }
+        self.observer.fact("iscsi initiator", &initiator);
+        if daemons.is_empty() {
+            self.say(Step::Sandbox, "no daemons (SANDBOX_DAEMONS_n is none)\n");
+            return Ok(());
+        }
+        let command = sandbox_host::start_daemons(daemons);
+        let (code, output) = self
+            .host
+            .podman
+            .exec_captured(&self.names.sandbox_container, &command)
+            .await?;
+        if code != 0 {
+            return Err(StepStop::error(format!(
+                "cannot start the sandbox's daemons (exit {code}): {}",
+                output.trim()
+            ))
+            .exit(code));
+        }
+        for state in sandbox_host::parse_daemon_report(daemons, &output) {
+            let text = state.describe();
+            self.say(Step::Sandbox, &format!("{}: {text}\n", state.daemon.name()));
+            self.observer.fact(state.daemon.name(), &text);
+        }
+        Ok(())
     }
 
     async fn pre_run(&mut self, script: &Script) -> StepBody {

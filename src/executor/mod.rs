@@ -26,6 +26,8 @@
 //!   then evict), apart from the step sequence.
 //! - `process`: host child processes with streamed output.
 //! - `sanity`: the sanity step's JUnit report and verdict (who is to blame).
+//! - `sandbox_host`: the old VM's host for the plugin: iscsid, multipathd,
+//!   the slot's own iSCSI initiator name.
 
 mod cancel;
 mod eviction;
@@ -40,6 +42,7 @@ mod podman_service;
 mod process;
 mod remote_job;
 mod sandbox_argv;
+mod sandbox_host;
 mod sandbox_image;
 mod sanity;
 mod ssh_link;
@@ -64,9 +67,14 @@ pub use sandbox_image::SandboxImageError;
 
 use crate::config::{BackendConfig, ExecutorConfig, HostName};
 use crate::model::{JobId, JobOutcome, JobRequest, Step};
+pub use hosts::probe as probe_hosts;
 use hosts::JobHost;
 pub use podman::HostFacts;
 use podman::PodmanClient;
+/// The containers.conf (and its variable) a Podman API service should run
+/// with: this host's settings, exec sessions' conmons bounded. Another
+/// host's service needs the same `[engine] exit_command_delay`.
+pub use podman_conf::{write as write_service_conf, CONTAINERS_CONF};
 use podman_service::PodmanService;
 use sandbox_image::SandboxImageRecipe;
 
@@ -277,6 +285,12 @@ impl Executor {
                 reason: format!("host {} is not configured", job.host),
             };
         };
+        if host.take_sweep() {
+            // What jobs lost with the host left there, before a new one runs.
+            if let Err(error) = self.sweep_host(host).await {
+                tracing::warn!(host = %host.name, %error, "cannot sweep a host that answers again");
+            }
+        }
         let outcome = job::JobRun::new(self, host, job, observer)
             .run(cancel)
             .await;
@@ -302,28 +316,32 @@ impl Executor {
     /// how many things it removed.
     pub async fn sweep_leftovers(&self) -> Result<usize, ExecutorError> {
         let running = self.running.lock().expect("running-jobs lock").clone();
-        let is_leftover = |item: &podman::Labelled| {
-            item.labels
-                .get(JOB_LABEL)
-                .is_some_and(|job| !running.contains(job))
-        };
         let mut removed = 0;
         for host in self.hosts.iter().filter(|h| h.is_reachable()) {
-            removed += self
-                .remove_labelled(
-                    &host.podman,
-                    (INSTANCE_LABEL, &self.instance_id),
-                    &is_leftover,
-                    |kind, name| {
-                        tracing::info!(%kind, name, host = %host.name, "removed a leftover job {kind}")
-                    },
-                )
-                .await?;
+            removed += self.sweep_host(host).await?;
         }
         removed += remove_entries(&self.jobs_dir(), |name| !running.contains(name)).await?;
         let _no_sandbox_build = self.sandbox_image_lock.lock().await;
         removed += remove_entries(&self.scratch_dir(), |_| true).await?;
         Ok(removed)
+    }
+
+    /// This instance's containers, pods and volumes on `host` of jobs not
+    /// running now.
+    async fn sweep_host(&self, host: &JobHost) -> Result<usize, PodmanError> {
+        let running = self.running.lock().expect("running-jobs lock").clone();
+        let is_leftover = |item: &podman::Labelled| {
+            item.labels
+                .get(JOB_LABEL)
+                .is_some_and(|job| !running.contains(job))
+        };
+        self.remove_labelled(
+            &host.podman,
+            (INSTANCE_LABEL, &self.instance_id),
+            is_leftover,
+            |kind, name| tracing::info!(%kind, name, host = %host.name, "removed a leftover job {kind}"),
+        )
+        .await
     }
 
     /// Force-removes the containers, pods and volumes carrying `label`

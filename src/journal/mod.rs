@@ -11,6 +11,9 @@
 //!   was interrupted.
 //! - [`statuses`](Journal::queue_status): the commit statuses not yet accepted
 //!   by GitHub, in the order they were queued.
+//! - [`job results`](Journal::record_result): each finished job's result
+//!   and failing specs for [`HISTORY_DAYS`](crate::history::HISTORY_DAYS),
+//!   the backend history's source.
 //! - the trust gate's memory ([`consume_comment`](Journal::consume_comment),
 //!   [`record_head_push`](Journal::record_head_push), held and approved
 //!   heads): a comment acts at most once, ever, and an ok is judged against
@@ -26,6 +29,7 @@
 //! fsync per commit), made from the request or job task that needs it.
 
 mod deliveries;
+mod history;
 mod jobs;
 pub mod permissions;
 mod schema;
@@ -165,7 +169,8 @@ impl Journal {
     pub fn prune(&self) -> Result<usize, JournalError> {
         Ok(
             self.prune_deliveries(deliveries::DISPATCHED_DELIVERIES_KEPT)?
-                + self.prune_jobs(jobs::FINISHED_JOBS_KEPT)?,
+                + self.prune_jobs(jobs::FINISHED_JOBS_KEPT)?
+                + self.prune_results(SystemTime::now())?,
         )
     }
 

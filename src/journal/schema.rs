@@ -80,6 +80,29 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (pr, sha)
     );
     "#,
+    // 3: each finished job's result and failing specs, for the history
+    // (web UI, API, metrics, the logs branch's summary).
+    r#"
+    CREATE TABLE job_results (
+        id           TEXT PRIMARY KEY,
+        pr           INTEGER NOT NULL,
+        sha          TEXT NOT NULL,
+        backend      TEXT NOT NULL,
+        result       TEXT NOT NULL,
+        description  TEXT NOT NULL,
+        finished_at  INTEGER NOT NULL,
+        -- NULL when the suite wrote no report.
+        passed       INTEGER,
+        failed       INTEGER,
+        skipped      INTEGER
+    );
+    CREATE INDEX job_results_backend ON job_results (backend, finished_at);
+    CREATE TABLE spec_failures (
+        job_id  TEXT NOT NULL,
+        spec    TEXT NOT NULL
+    );
+    CREATE INDEX spec_failures_job ON spec_failures (job_id);
+    "#,
 ];
 
 pub(super) const LATEST_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -10,6 +10,8 @@
 //! - `git`, `branch`: the persistent clone of the logs branch.
 //! - `publish`: [`Publisher`], one commit per job, retried pushes.
 //! - `retention`: LOG_RETENTION_DAYS and history squashing.
+//! - `history`: a backend's history (failing and flaky specs, pass rate)
+//!   as HTML, for the web UI and the branch's `history.html`.
 //!
 //! Without a logs repository, logs stay in the state dir and the local web
 //! UI serves them; a status then carries no Details link (a reviewer could
@@ -19,6 +21,7 @@ mod branch;
 mod capture;
 mod gate;
 mod git;
+mod history;
 mod mask;
 mod publish;
 mod record;
@@ -35,6 +38,7 @@ use tracing::{info, warn};
 pub use capture::{format_utc, utc_now, JobLog, CONTEXT_FILE, MAX_STEP_LOG_BYTES};
 pub use gate::GateError;
 pub use git::GitError;
+pub use history::{history_body, history_page, HISTORY_FILE};
 pub use mask::{Masker, MASK};
 pub use publish::{
     BranchLayout, BranchStepError, JobPlace, PublishError, PublishTarget, Publisher, PushRetry,
@@ -47,7 +51,7 @@ pub use retention::{
 };
 
 use crate::model::{
-    truncate_chars, JobId, JobOutcome, JobRequest, RepoName, MAX_DESCRIPTION_CHARS,
+    truncate_chars, BackendName, JobId, JobOutcome, JobRequest, RepoName, MAX_DESCRIPTION_CHARS,
 };
 
 const WITHHELD_NOTE: &str = "; logs withheld (secret found)";
@@ -59,6 +63,13 @@ const PUSH_FAILED_NOTE: &str = "; logs not published (push failed)";
 /// Written into a job's folder when the publish gate withheld it: the web
 /// UI then serves none of its files (they hold a secret, by definition).
 pub const WITHHELD_MARKER: &str = "WITHHELD";
+
+/// Keeps each finished job's result and answers a backend's history: the
+/// journal, in the service. Through this trait the logs never depend on it.
+pub trait ResultLog: Send + Sync {
+    fn record(&self, log: &JobLog, outcome: &JobOutcome, description: &str);
+    fn history(&self, backend: &BackendName) -> Option<crate::history::BackendHistory>;
+}
 
 /// Where jobs' logs are written, published and linked from.
 #[derive(Clone)]
@@ -76,6 +87,8 @@ pub struct LogStore {
     /// Written into every job folder as [`CONTEXT_FILE`].
     context: Option<Arc<str>>,
     publisher: Option<Arc<Publisher>>,
+    /// Where results go for the history (and the branch's history page).
+    results: Option<Arc<dyn ResultLog>>,
 }
 
 /// How a finished job's logs ended up, for its final status.
@@ -109,7 +122,13 @@ impl LogStore {
             repo: None,
             context: None,
             publisher: None,
+            results: None,
         }
+    }
+
+    pub fn with_results(mut self, results: Arc<dyn ResultLog>) -> Self {
+        self.results = Some(results);
+        self
     }
 
     pub fn with_repo(mut self, repo: RepoName) -> Self {
@@ -189,8 +208,16 @@ impl LogStore {
             Ok(Err(err)) => warn!(job = %log.id(), error = %err, "cannot render the job's pages"),
             Err(err) => warn!(job = %log.id(), error = %err, "rendering the job's pages panicked"),
         }
-        let publication = self.publish(log).await;
         let description = log.status_description(outcome);
+        // Cancelled jobs say nothing about the backend.
+        let history = match &self.results {
+            Some(results) if !matches!(outcome, JobOutcome::Cancelled { .. }) => {
+                results.record(log, outcome, &description);
+                results.history(&log.request().backend)
+            }
+            _ => None,
+        };
+        let publication = self.publish(log, history.as_ref()).await;
         let (target_url, note) = match &publication {
             Publication::Published(url) => (url.clone(), None),
             Publication::Local => (None, Some(LOCAL_NOTE)),
@@ -212,7 +239,11 @@ impl LogStore {
         }
     }
 
-    async fn publish(&self, log: &JobLog) -> Publication {
+    async fn publish(
+        &self,
+        log: &JobLog,
+        history: Option<&crate::history::BackendHistory>,
+    ) -> Publication {
         let Some(publisher) = &self.publisher else {
             return Publication::Local;
         };
@@ -220,7 +251,7 @@ impl LogStore {
         let place = publisher.job_place(request, log.id());
         let message = format!("logs: {request} (job {})", log.id());
         match publisher
-            .publish(log.dir(), &place, &log.masker(), &message)
+            .publish(log.dir(), &place, &log.masker(), &message, history)
             .await
         {
             Ok(url) => {

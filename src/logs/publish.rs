@@ -22,7 +22,8 @@ use super::gate::{check_folder, GateError};
 use super::git::GitError;
 use super::mask::Masker;
 use crate::config::{LogsConfig, Secret};
-use crate::model::{BackendName, JobId, JobRequest};
+use crate::history::{BackendHistory, JobResult};
+use crate::model::{BackendName, CommitSha, JobId, JobRequest, PrNumber};
 
 /// How failed pushes are retried: each attempt syncs to the remote tip
 /// again, so a branch that moved meanwhile is handled like a rebase.
@@ -217,6 +218,30 @@ impl Publisher {
         })
     }
 
+    /// The backend's `history.html` beside its job folders (its path on
+    /// the job's branch), linking each job's folder relatively.
+    fn history_page(&self, history: &BackendHistory) -> (String, String) {
+        let backend_dir = match &self.layout {
+            BranchLayout::Shared(_) => format!("{}/", history.backend),
+            BranchLayout::PerBackend(_) => String::new(),
+        };
+        let link = |job: &JobResult| -> Option<String> {
+            let request = JobRequest {
+                pr: PrNumber::new(job.pr).ok()?,
+                sha: CommitSha::new(&job.sha).ok()?,
+                backend: BackendName::new(&history.backend).ok()?,
+            };
+            let id = JobId::parse(&job.id).ok()?;
+            let folder = self.job_place(&request, &id).folder;
+            let relative = folder.strip_prefix(&backend_dir).unwrap_or(&folder);
+            Some(format!("{relative}/{}", super::render::INDEX_FILE))
+        };
+        (
+            format!("{backend_dir}{}", super::history::HISTORY_FILE),
+            super::history::history_page(history, &link),
+        )
+    }
+
     /// The branches retention prunes.
     pub(super) fn branches(&self) -> Vec<LogsBranch> {
         match &self.layout {
@@ -237,12 +262,14 @@ impl Publisher {
         place: &JobPlace,
         job_masker: &Masker,
         message: &str,
+        history: Option<&BackendHistory>,
     ) -> Result<Option<String>, PublishError> {
         let mut gate = job_masker.clone();
         gate.extend_from(&self.gate_secrets);
         let dir = job_dir.to_path_buf();
+        let scan = gate.clone();
         // A gate that could not finish is a gate that did not pass.
-        tokio::task::spawn_blocking(move || check_folder(&dir, &gate))
+        tokio::task::spawn_blocking(move || check_folder(&dir, &scan))
             .await
             .unwrap_or_else(|join| {
                 Err(GateError::Io {
@@ -253,10 +280,23 @@ impl Publisher {
             .map_err(PublishError::Withheld)?;
 
         let branch = self.branch.on_branch(&place.branch);
+        let history_page = history.map(|history| {
+            let (path, page) = self.history_page(history);
+            (path, gate.mask(&page))
+        });
         let _one_change_at_a_time = self.lock.lock().await;
         self.retrying("publishing logs", || async {
             branch.sync().await?;
             replace_folder(job_dir, &branch.worktree().join(&place.folder)).await?;
+            if let Some((path, page)) = &history_page {
+                let file = branch.worktree().join(path);
+                tokio::fs::write(&file, page)
+                    .await
+                    .map_err(|source| BranchStepError::Io {
+                        context: format!("writing {}", file.display()),
+                        source,
+                    })?;
+            }
             mark_no_jekyll(branch.worktree()).await?;
             if branch.commit_all(message).await? {
                 branch.push(None).await?;
@@ -373,7 +413,6 @@ async fn mark_no_jekyll(worktree: &Path) -> Result<(), BranchStepError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{CommitSha, PrNumber};
 
     fn publisher(layout: BranchLayout) -> Publisher {
         let target = PublishTarget {

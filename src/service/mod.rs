@@ -199,7 +199,8 @@ pub async fn start(
         .context("reading the web UI's bound address")?;
     // Local Details links point at the loopback UI: nothing about the host
     // (its name, the webhook's port) reaches a public status.
-    let logs = log_store(&config, Some(format!("http://{ui_address}")));
+    let logs = log_store(&config, Some(format!("http://{ui_address}")))
+        .with_results(Arc::new(journal.clone()));
     // Prunes at start, then daily; stops with the service.
     let retention = tokio::spawn(crate::logs::run_retention(
         logs.clone(),

@@ -80,10 +80,22 @@ pub fn routes(web: Arc<Web>) -> impl Filter<Extract = (impl Reply,), Error = Rej
     let one = warp::path!("api" / "jobs" / String)
         .and(warp::get())
         .map(move |id: String| one_job(&one_web, &id));
+    let health_web = web.clone();
     let health = warp::path!("api" / "health")
         .and(warp::get())
-        .map(move || warp::reply::json(&health::health(&web)).into_response());
-    list.or(one).unify().or(health).unify()
+        .map(move || warp::reply::json(&health::health(&health_web)).into_response());
+    let specs = warp::path!("api" / "backends" / String / "specs")
+        .and(warp::get())
+        .map(move |name: String| backend_specs(&web, &name));
+    list.or(one).unify().or(health).unify().or(specs).unify()
+}
+
+fn backend_specs(web: &Web, name: &str) -> warp::reply::Response {
+    match web.history(name) {
+        Some(Ok(history)) => warp::reply::json(&history).into_response(),
+        Some(Err(err)) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &err.to_string()),
+        None => json_error(StatusCode::NOT_FOUND, "no such backend"),
+    }
 }
 
 fn list_jobs(web: &Web, query: &HashMap<String, String>) -> warp::reply::Response {

@@ -98,6 +98,7 @@ fn render(web: &Web) -> String {
             count as f64,
         );
     }
+    spec_families(web, &mut out);
     if let Some(smee) = &health.relay.smee {
         out.family(
             "ember_ci_smee_connected",
@@ -126,6 +127,72 @@ fn render(web: &Web) -> String {
         }
     }
     out.text
+}
+
+/// Per backend, from the journal's history: the last job's spec counts,
+/// the specs failing and flaky in the window, and its pass ratio.
+fn spec_families(web: &Web, out: &mut Exposition) {
+    let journal = web.context.scheduler.journal();
+    let now = std::time::SystemTime::now();
+    let mut histories = Vec::new();
+    for backend in web.context.backends.iter() {
+        let name = backend.name.as_str();
+        match journal.backend_history(name, now) {
+            Ok(history) => histories.push(history),
+            Err(err) => tracing::warn!(backend = name, error = %err, "cannot read the history"),
+        }
+    }
+    // Newest first: the first job with a report is the last one.
+    let last = histories.iter().filter_map(|h| {
+        let specs = h.recent.iter().find_map(|job| job.specs)?;
+        Some((h.backend.as_str(), specs))
+    });
+    out.family(
+        "ember_ci_last_job_specs",
+        "gauge",
+        "Specs of the backend's last job with a sanity report, by result.",
+    );
+    for (backend, specs) in last {
+        for (result, count) in [
+            ("passed", specs.passed),
+            ("failed", specs.failed),
+            ("skipped", specs.skipped),
+        ] {
+            out.sample(
+                "ember_ci_last_job_specs",
+                &[("backend", backend), ("result", result)],
+                count as f64,
+            );
+        }
+    }
+    let window = format!("{} days", crate::history::HISTORY_DAYS);
+    for (name, help, value) in [
+        (
+            "ember_ci_failing_specs",
+            "Distinct specs that failed in the history window.",
+            (|h: &crate::history::BackendHistory| h.failing.len() as f64)
+                as fn(&crate::history::BackendHistory) -> f64,
+        ),
+        (
+            "ember_ci_flaky_specs",
+            "Specs that failed and passed on one commit in the history window.",
+            |h| h.flaky.len() as f64,
+        ),
+        (
+            "ember_ci_pass_ratio",
+            "Jobs that passed over jobs with a result in the history window.",
+            |h| h.pass_rate.unwrap_or(0.0),
+        ),
+    ] {
+        out.family(name, "gauge", &format!("{help} ({window})"));
+        for history in &histories {
+            out.sample(
+                name,
+                &[("backend", history.backend.as_str())],
+                value(history),
+            );
+        }
+    }
 }
 
 #[derive(Default)]

@@ -10,8 +10,10 @@
 //!
 //! - `view`: the read model shared by pages and API (board + `job.json`).
 //! - `health`: relay, GitHub reporting and intake figures.
-//! - `pages` + `html`: the dashboard, job page and backends page.
-//! - `api`: `/api/jobs`, `/api/jobs/{id}`, `/api/health`.
+//! - `pages` + `html`: the dashboard, job page, backends page and each
+//!   backend's history page (`/backends/<name>/history`).
+//! - `api`: `/api/jobs`, `/api/jobs/{id}`, `/api/health`,
+//!   `/api/backends/<name>/specs` (the history as JSON).
 //! - `metrics`: Prometheus text at `/metrics`.
 //! - `actions`: re-run and cancel, with the admin-token and same-origin checks.
 //! - `live`: server-sent events tailing a job's step logs.
@@ -32,6 +34,7 @@ mod view;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use tokio_util::sync::CancellationToken;
 use warp::path::FullPath;
@@ -40,6 +43,8 @@ use warp::{Filter, Rejection, Reply};
 use crate::config::{find_backend, BackendConfig, RelayConfig, Secret, WebConfig};
 use crate::github::Reporter;
 use crate::github::StatusOutbox;
+use crate::history::BackendHistory;
+use crate::journal::JournalError;
 use crate::logs::LogStore;
 use crate::model::JobId;
 use crate::relay::RelayHealth;
@@ -100,6 +105,23 @@ impl Web {
 
     fn backend(&self, name: &str) -> Option<&BackendConfig> {
         find_backend(&self.context.backends, name)
+    }
+
+    /// A configured backend's history, its free text masked; None for a
+    /// name that is not a backend.
+    fn history(&self, name: &str) -> Option<Result<BackendHistory, JournalError>> {
+        let backend = self.backend(name)?;
+        let journal = self.context.scheduler.journal();
+        Some(
+            journal
+                .backend_history(backend.name.as_str(), SystemTime::now())
+                .map(|mut history| {
+                    for job in &mut history.recent {
+                        job.description = self.mask(&job.description);
+                    }
+                    history
+                }),
+        )
     }
 }
 

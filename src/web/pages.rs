@@ -34,6 +34,7 @@ pub fn routes(web: Arc<Web>) -> impl Filter<Extract = (impl Reply,), Error = Rej
     let backends = warp::path!("backends")
         .and(warp::get())
         .map(move || warp::reply::html(backends(&backends_web)).into_response());
+    let job_web = web.clone();
     let job = warp::path!("jobs" / String)
         .and(warp::get())
         .and(warp::path::full())
@@ -45,8 +46,34 @@ pub fn routes(web: Arc<Web>) -> impl Filter<Extract = (impl Reply,), Error = Rej
                 Ok(id)
             }
         })
-        .map(move |id: String| job(&web, &id));
-    dashboard.or(backends).unify().or(job).unify()
+        .map(move |id: String| job(&job_web, &id));
+    let history = warp::path!("backends" / String / "history")
+        .and(warp::get())
+        .map(move |name: String| history(&web, &name));
+    dashboard
+        .or(backends)
+        .unify()
+        .or(job)
+        .unify()
+        .or(history)
+        .unify()
+}
+
+/// One backend's history: pass rate, failing and flaky specs, recent jobs.
+fn history(web: &Web, name: &str) -> warp::reply::Response {
+    match web.history(name) {
+        Some(Ok(history)) => {
+            let body =
+                crate::logs::history_body(&history, &|job| Some(format!("/jobs/{}", job.id)));
+            warp::reply::html(page(&format!("History of {name}"), 0, &body)).into_response()
+        }
+        Some(Err(err)) => message_page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "History unavailable",
+            &err.to_string(),
+        ),
+        None => message_page(StatusCode::NOT_FOUND, "No such backend", name),
+    }
 }
 
 fn dashboard(web: &Web) -> String {
@@ -380,7 +407,7 @@ fn backends(web: &Web) -> String {
         };
         let _ = writeln!(
             body,
-            "<tr id=\"backend-{n}\"><td>{n}</td><td><code>{context}</code></td><td>{last}</td>\
+            "<tr id=\"backend-{n}\"><td><a href=\"/backends/{n}/history\">{n}</a></td><td><code>{context}</code></td><td>{last}</td>\
              <td>{pass_rate}</td><td>{total}</td><td>{running} / {queued}</td></tr>",
             n = esc(name.as_str()),
             context = esc(&name.status_context()),

@@ -59,6 +59,29 @@ fn local_containers_labelled(label: &str) -> Vec<String> {
         .collect()
 }
 
+/// The sandbox step's log of job `id`.
+fn sandbox_log(env: &DemoEnv, id: &ember_ci::model::JobId) -> String {
+    std::fs::read_dir(env.state_dir.join("logs").join(id.as_str()))
+        .expect("the job's logs")
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().ends_with("-sandbox.txt"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .expect("a sandbox step log")
+}
+
+/// Command lines of running processes that contain `text`.
+fn command_lines_with(text: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| std::fs::read(entry.path().join("cmdline")).ok())
+        .map(|bytes| String::from_utf8_lossy(&bytes).replace('\0', " "))
+        .filter(|line| line.contains(text))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pinned_backend_runs_on_its_host_while_a_local_one_runs_here() {
     let _podman = ember_ci_test_kit::podman_lock().await;
@@ -82,7 +105,11 @@ async fn a_pinned_backend_runs_on_its_host_while_a_local_one_runs_here() {
         tokio::task::spawn_blocking(move || {
             let mut misplaced = Vec::new();
             let mut both_at_once = false;
+            let mut password_in_argv = Vec::new();
             while !done.load(Ordering::SeqCst) {
+                // Both "hosts" are this machine: no process on either may
+                // carry the backend's password in its command line.
+                password_in_argv.extend(command_lines_with("demo-array-password"));
                 let here = local_containers_labelled(&local_label);
                 let there = lab.containers_labelled(&lab_label);
                 misplaced.extend(local_containers_labelled(&lab_label));
@@ -90,13 +117,14 @@ async fn a_pinned_backend_runs_on_its_host_while_a_local_one_runs_here() {
                 both_at_once |= !here.is_empty() && !there.is_empty();
                 std::thread::sleep(POLL);
             }
-            (both_at_once, misplaced)
+            (both_at_once, misplaced, password_in_argv)
         })
     };
     let (local_run, lab_run) =
         tokio::join!(run_job(&executor, local_job), run_job(&executor, lab_job));
     done.store(true, Ordering::SeqCst);
-    let (both_at_once, misplaced) = watcher.await.expect("watcher");
+    let (both_at_once, misplaced, password_in_argv) = watcher.await.expect("watcher");
+    assert!(password_in_argv.is_empty(), "{password_in_argv:?}");
 
     assert_eq!(local_run.outcome, JobOutcome::Success, "local job");
     assert_eq!(
@@ -168,9 +196,10 @@ async fn a_host_lost_mid_job_ends_it_error_and_the_job_runs_again_here() {
         panic!("not queued");
     };
     let label = format!("ember-ci.job={first}");
-    ember_ci_test_kit::wait::wait_until(
+    ember_ci_test_kit::wait::wait_until_every(
         "the job's sandbox on lab",
         Duration::from_secs(300),
+        POLL,
         || !lab.containers_labelled(&label).is_empty(),
     )
     .await;
@@ -193,13 +222,8 @@ async fn a_host_lost_mid_job_ends_it_error_and_the_job_runs_again_here() {
     );
     let jobs = service.scheduler().board().jobs();
     let rerun = jobs.iter().find(|j| j.id != first).expect("a second job");
-    let sandbox_log = std::fs::read_dir(env.state_dir.join("logs").join(rerun.id.as_str()))
-        .expect("the re-run's logs")
-        .flatten()
-        .find(|e| e.file_name().to_string_lossy().ends_with("-sandbox.txt"))
-        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
-        .expect("a sandbox step log");
-    assert!(!sandbox_log.contains("on host lab"), "{sandbox_log}");
+    let sandbox = sandbox_log(&env, &rerun.id);
+    assert!(!sandbox.contains("on host lab"), "{sandbox}");
     // The dashboard's JSON shows lab lost (its sshd is gone for good).
     let health: serde_json::Value =
         reqwest::get(format!("http://{}/api/health", service.ui_address()))
@@ -210,6 +234,43 @@ async fn a_host_lost_mid_job_ends_it_error_and_the_job_runs_again_here() {
             .expect("health JSON");
     assert_eq!(health["hosts"][1]["name"], "lab", "{health}");
     assert_eq!(health["hosts"][1]["is_reachable"], false, "{health}");
+
+    // The lost job's sandbox is still there; once lab answers again, the
+    // next job there sweeps it first.
+    assert!(!lab.containers_labelled(&label).is_empty());
+    lab.start_sshd();
+    let ui = service.ui_address();
+    ember_ci_test_kit::wait::poll_until(Duration::from_secs(30), POLL, || async {
+        let health: serde_json::Value = reqwest::get(format!("http://{ui}/api/health"))
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (health["hosts"][1]["is_reachable"] == true).then_some(())
+    })
+    .await
+    .expect("lab answers again");
+    let Enqueued::Queued(third) = service.scheduler().enqueue_rerun(JobRequest {
+        pr: PrNumber::new(129).unwrap(),
+        sha: sha.clone(),
+        backend: BackendName::new("demo").unwrap(),
+    }) else {
+        panic!("not queued");
+    };
+    ember_ci_test_kit::wait::wait_until("the job on lab again", Duration::from_secs(300), || {
+        service
+            .scheduler()
+            .board()
+            .job(&third)
+            .is_some_and(|j| j.outcome.is_some())
+    })
+    .await;
+    assert!(
+        lab.containers_labelled(&label).is_empty(),
+        "the lost job's sandbox stays on lab"
+    );
+    assert!(sandbox_log(&env, &third).contains("on host lab"));
     shutdown.cancel();
     service.stopped().await.expect("the service stops");
 }

@@ -15,6 +15,7 @@
 
 pub mod commands;
 pub mod event;
+pub mod history;
 pub mod model;
 pub mod policy;
 pub mod relayed;

@@ -26,6 +26,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct SecondHost {
     pub name: String,
     netns: String,
+    /// The outer end of the veth pair.
+    veth: String,
     /// The namespace's address on the veth pair.
     pub address: String,
     dir: tempfile::TempDir,
@@ -38,10 +40,12 @@ impl SecondHost {
     /// puts the Debian image into its store when missing. `config_dir`
     /// receives the client key as `<name>_key`.
     pub fn start(name: &str, config_dir: &Path) -> Self {
-        let tag = format!("{}{}", std::process::id() % 100_000, name.len());
+        static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let nth = STARTED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let tag = format!("{}x{nth}", std::process::id() % 100_000);
         let netns = format!("ember-ci-{name}-{tag}");
-        // A /30 per test process: 10.231.X.0, X from the pid.
-        let subnet = (std::process::id() % 250) + 1;
+        // A /30 per host: 10.231.X.0, X from the pid and the count.
+        let subnet = ((std::process::id() + nth * 37) % 250) + 1;
         let address = format!("10.231.{subnet}.2");
         let outer = format!("10.231.{subnet}.1");
         let veth = format!("ecv{tag}");
@@ -89,6 +93,9 @@ impl SecondHost {
         let service_log = std::fs::File::create(dir.path().join("podman.log")).expect("log");
         // nsenter enters the network namespace only: `ip netns exec` would
         // also remount /sys, hiding the cgroup mounts runc needs.
+        // Bounded exec-session conmons, as for ember-ci's own service.
+        let conf = dir.path().join("containers.conf");
+        ember_ci::executor::write_service_conf(&conf).expect("writing containers.conf");
         let service = Command::new("nsenter")
             .arg(format!("--net=/run/netns/{netns}"))
             .arg("podman")
@@ -100,6 +107,7 @@ impl SecondHost {
             .arg(Path::new(RUN_DIR).join("tmp"))
             .args(["system", "service", "--time=0"])
             .arg(format!("unix://{}", socket.display()))
+            .env(ember_ci::executor::CONTAINERS_CONF, &conf)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(service_log)
@@ -138,6 +146,7 @@ impl SecondHost {
         let mut host = Self {
             name: name.to_string(),
             netns,
+            veth,
             address,
             dir,
             sshd: None,
@@ -164,7 +173,8 @@ impl SecondHost {
         self.dir.path().join("podman.sock")
     }
 
-    fn start_sshd(&mut self) {
+    /// Starts sshd (again, after [`SecondHost::kill_sshd`]).
+    pub fn start_sshd(&mut self) {
         let log = std::fs::File::create(self.dir.path().join("sshd.log")).expect("sshd log");
         let sshd = Command::new("ip")
             .args([
@@ -303,6 +313,11 @@ impl Drop for SecondHost {
         self.kill_sshd();
         let _ = self.service.kill();
         let _ = self.service.wait();
+        // Deleting one end deletes the pair, even while processes keep
+        // the namespace alive a little longer.
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.veth])
+            .output();
         let _ = Command::new("ip")
             .args(["netns", "del", &self.netns])
             .output();
