@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use ember_ci_test_kit::ci_env::{ember_ci_bin, project_dir};
 use ember_ci_test_kit::wait::poll_until_blocking;
 
-use crate::deploy::{build_image, run, stdout, IMAGE};
+use crate::deploy::{lock_and_build_image, run, stdout, IMAGE};
 use crate::deploy_e2e::{self, StandIns, MIRROR_DROP_IN};
 
 const HOST: &str = "ember-ci-systemd-host";
@@ -130,7 +130,7 @@ impl Drop for Cleanup {
 #[tokio::test(flavor = "multi_thread")]
 async fn quadlet_unit_under_systemd_starts_drains_and_auto_updates() {
     let _podman = ember_ci_test_kit::podman_lock().await;
-    build_image();
+    let _host = lock_and_build_image();
     let host_image = stdout(&run(
         Command::new("bash").arg(project_dir().join("scripts/systemd-host.sh"))
     ))
