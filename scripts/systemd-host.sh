@@ -9,6 +9,11 @@ cd "$(dirname "$0")/.."
 cache=${SYSTEMD_HOST_CACHE:-/var/cache/ember-ci/systemd-host}
 packages=systemd,systemd-sysv,dbus,podman,crun,conmon,netavark,aardvark-dns,ca-certificates,curl,iproute2,procps
 tag=localhost/ember-ci-systemd-host:trixie-$(sha256sum "$0" | cut -c1-12)
+mkdir -p "$cache"
+# One build at a time: scripts/test.sh starts it in the background and the
+# test calls it again.
+exec 9>"$cache/lock"
+flock 9
 if podman image exists "$tag"; then
   echo "$tag"
   exit 0
@@ -18,7 +23,6 @@ rootfs=$cache/rootfs
 if [ ! -x "$rootfs/usr/bin/podman" ] || [ "$(cat "$cache/packages" 2>/dev/null)" != "$packages" ]; then
   log "debootstrap trixie with $packages (one time, about a minute)"
   rm -rf "$rootfs.tmp"
-  mkdir -p "$cache"
   debootstrap --variant=minbase --include="$packages" trixie "$rootfs.tmp" \
     http://deb.debian.org/debian >"$cache/debootstrap.log" 2>&1 \
     || { tail -n 20 "$cache/debootstrap.log" >&2; exit 1; }
@@ -44,5 +48,9 @@ RUN systemctl mask getty.target console-getty.service systemd-udevd.service \
 VOLUME /var/lib/containers
 EOF
 podman rmi "$tag.tmp" >/dev/null
+# Earlier versions of this image go (one still running stays).
+podman images --format '{{.Repository}}:{{.Tag}}' \
+  | grep '^localhost/ember-ci-systemd-host:' | grep -vx "$tag" \
+  | xargs -r podman rmi >/dev/null 2>&1 || true
 log "built $tag"
 echo "$tag"

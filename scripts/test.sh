@@ -15,8 +15,9 @@ bash scripts/ensure-rust.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 # Podman 5's quadlet generator for the unit test (cached under /var/cache).
 bash scripts/quadlet-generator.sh >/dev/null
-# The systemd host of the quadlet deploy test (Debian 13, cached image).
-bash scripts/systemd-host.sh >/dev/null
+# The systemd host of the quadlet deploy test (Debian 13, cached image),
+# made while the tests compile; the test waits for it (a lock).
+bash scripts/systemd-host.sh >/tmp/ember-ci-systemd-host.log 2>&1 &
 
 # The browser test's npm packages (playwright-core), reinstalled only when
 # the lock file changes.

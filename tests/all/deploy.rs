@@ -131,15 +131,45 @@ fn ensure_base_image() {
     ember_ci_test_kit::executor_env::ensure_local_registry();
 }
 
-/// Builds [`IMAGE`] from the Containerfile with this test build's binary
-/// injected (`--target with-host-binary`).
-pub(crate) fn build_image() {
+/// Held while a test builds and runs [`IMAGE`] under its fixed names:
+/// test runs of other worktrees on this host use the same names, volumes
+/// and tag (the Podman lock is per process).
+pub(crate) struct HostLock {
+    _file: std::fs::File,
+}
+
+fn host_lock() -> HostLock {
+    use std::os::fd::AsRawFd;
+    let path = "/run/ember-ci-deploy-tests.lock";
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .unwrap_or_else(|err| panic!("opening {path}: {err}"));
+    // SAFETY: flock on a descriptor this File owns; released when it closes.
+    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+    assert_eq!(
+        locked,
+        0,
+        "flock {path}: {}",
+        std::io::Error::last_os_error()
+    );
+    HostLock { _file: file }
+}
+
+/// Takes the [`HostLock`], then builds [`IMAGE`] from the Containerfile
+/// with this test build's binary injected (`--target with-host-binary`).
+#[must_use = "the lock must be held while the image and its names are used"]
+pub(crate) fn lock_and_build_image() -> HostLock {
+    let lock = host_lock();
     ensure_base_image();
     run(Command::new("bash")
         .arg(project_dir().join("scripts/build-image.sh"))
         .arg("--binary")
         .arg(ember_ci_bin())
         .args(["--tag", IMAGE]));
+    lock
 }
 
 /// A container's output (stdout and stderr).
@@ -172,7 +202,7 @@ pub(crate) fn podman(args: &[&str]) -> Output {
 #[test]
 fn image_serves_passes_its_health_check_and_drains_on_sigterm() {
     let _podman = podman_lock_blocking();
-    build_image();
+    let _host = lock_and_build_image();
     let health = stdout(&podman(&[
         "inspect",
         "--format",

@@ -25,12 +25,14 @@ use ember_ci_test_kit::git_server::{
     self, LogsRepo, LOGS_PUBLIC_URL, STANDIN_PASSED, STANDIN_VERSION,
 };
 
-use crate::deploy::{build_image, container_logs, podman, run, stdout, wait_healthy, IMAGE};
+use crate::deploy::{
+    container_logs, lock_and_build_image, podman, run, stdout, wait_healthy, IMAGE,
+};
 
 const NAME: &str = "ember-ci-deploy-e2e";
 const STATE_VOLUME: &str = "ember-ci-deploy-e2e-state";
 /// Kept between runs: images only.
-const STORAGE_VOLUME: &str = "ember-ci-deploy-e2e-storage";
+pub(crate) const STORAGE_VOLUME: &str = "ember-ci-deploy-e2e-storage";
 /// The first job on an empty inner store builds the sandbox image too.
 const FIRST_JOBS_DEADLINE: Duration = Duration::from_secs(900);
 /// The README's words for a host whose registries are set by a drop-in.
@@ -286,7 +288,7 @@ impl Drop for Cleanup {
 #[tokio::test(flavor = "multi_thread")]
 async fn documented_podman_run_passes_129_fails_130_and_stops_mid_job_cleanly() {
     let _podman = ember_ci_test_kit::podman_lock().await;
-    build_image();
+    let _host = lock_and_build_image();
     let stand_ins = StandIns::start().await;
     let repo = &stand_ins.repo;
 

@@ -8,8 +8,9 @@
 //! unit with the same drain.
 //!
 //! The host's image store is a named volume kept between runs (images
-//! only: the inner sandbox image); ember-ci's state volume inside, with
-//! every result, is removed at the start.
+//! only), and ember-ci's image store on it is the podman run test's (the
+//! sandbox image, built once); ember-ci's state volume, with every result,
+//! is removed at the start.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -18,10 +19,12 @@ use std::time::{Duration, Instant};
 use ember_ci_test_kit::ci_env::{ember_ci_bin, project_dir};
 use ember_ci_test_kit::wait::poll_until_blocking;
 
-use crate::deploy::{build_image, run, stdout, IMAGE};
-use crate::deploy_e2e::{StandIns, MIRROR_DROP_IN};
+use crate::deploy::{lock_and_build_image, run, stdout, IMAGE};
+use crate::deploy_e2e::{self, StandIns, MIRROR_DROP_IN};
 
 const HOST: &str = "ember-ci-systemd-host";
+/// Where the podman run test's image store is mounted on the systemd host.
+const SHARED_IMAGES: &str = "/srv/ember-ci-images";
 /// Kept between runs: images only.
 const HOST_STORAGE: &str = "ember-ci-systemd-host-storage";
 /// The public name the unit runs, pulled through the local registry mirror.
@@ -127,7 +130,7 @@ impl Drop for Cleanup {
 #[tokio::test(flavor = "multi_thread")]
 async fn quadlet_unit_under_systemd_starts_drains_and_auto_updates() {
     let _podman = ember_ci_test_kit::podman_lock().await;
-    build_image();
+    let _host = lock_and_build_image();
     let host_image = stdout(&run(
         Command::new("bash").arg(project_dir().join("scripts/systemd-host.sh"))
     ))
@@ -141,6 +144,7 @@ async fn quadlet_unit_under_systemd_starts_drains_and_auto_updates() {
     let _cleanup = Cleanup;
     let mirror = format!("{MIRROR_DROP_IN}:{MIRROR_DROP_IN}:ro");
     let storage = format!("{HOST_STORAGE}:/var/lib/containers");
+    let shared_images = format!("{}:{SHARED_IMAGES}", deploy_e2e::STORAGE_VOLUME);
     let binary = format!("{}:/usr/local/bin/ember-ci:ro", ember_ci_bin().display());
     let config = format!("{}:/etc/ember-ci:ro", stand_ins.config.display());
     run(Command::new("podman").args([
@@ -153,6 +157,8 @@ async fn quadlet_unit_under_systemd_starts_drains_and_auto_updates() {
         "host",
         "-v",
         &storage,
+        "-v",
+        &shared_images,
         "-v",
         &mirror,
         "-v",
@@ -168,8 +174,14 @@ async fn quadlet_unit_under_systemd_starts_drains_and_auto_updates() {
     });
     let failed = host(&["systemctl", "--failed", "--no-legend"]);
     assert_eq!(booted.as_deref(), Some("running"), "failed units: {failed}");
-    // Results of an earlier run go; images stay.
-    host_sh("podman rm -f ember-ci >/dev/null 2>&1; podman volume rm -f ember-ci-state >/dev/null 2>&1; podman image prune -a -f >/dev/null");
+    // Results of an earlier run go; images stay. ember-ci's image store is
+    // the podman run test's (the same image's Podman, never both at once:
+    // both hold the Podman lock), so the sandbox image is built once.
+    host_sh(&format!(
+        "podman rm -f ember-ci >/dev/null 2>&1; podman volume rm -f ember-ci-state ember-ci-storage >/dev/null 2>&1; \
+         podman image prune -a -f >/dev/null; \
+         podman volume create --opt type=none --opt o=bind --opt device={SHARED_IMAGES} ember-ci-storage >/dev/null"
+    ));
 
     // The vendor's steps, as in the README.
     let clock = Instant::now();
