@@ -16,7 +16,7 @@ log() { printf '[setup-host] %s\n' "$*"; }
 need_packages=()
 for tool in podman:podman runc:runc git:git debootstrap:debootstrap curl:curl \
             docker-registry:docker-registry \
-            pkg-config:pkg-config cc:gcc; do
+            pkg-config:pkg-config cc:gcc ssh:openssh-client /usr/sbin/sshd:openssh-server; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || need_packages+=("${tool#*:}")
 done
 dpkg -s libssl-dev >/dev/null 2>&1 || need_packages+=(libssl-dev)

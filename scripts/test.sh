@@ -15,6 +15,8 @@ bash scripts/ensure-rust.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 # Podman 5's quadlet generator for the unit test (cached under /var/cache).
 bash scripts/quadlet-generator.sh >/dev/null
+# The systemd host of the quadlet deploy test (Debian 13, cached image).
+bash scripts/systemd-host.sh >/dev/null
 
 # The browser test's npm packages (playwright-core), reinstalled only when
 # the lock file changes.

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 use crate::cli::progress::ProgressObserver;
-use crate::config::{BackendConfig, Config};
+use crate::config::{BackendConfig, Config, HostName};
 use crate::executor::{CancelSignal, Executor, Job, StepObserver, StepResult};
 use crate::github::{Reporter, StatusOutbox};
 use crate::journal::{JobChange, Journal};
@@ -136,6 +136,12 @@ async fn run_one(
             backend: backend.name.clone(),
         },
         slot: 0,
+        // The backend's preferred host (`ember-ci run` waits for no slot).
+        host: backend
+            .hosts
+            .first()
+            .cloned()
+            .unwrap_or_else(HostName::local),
     };
     println!("== job {} : {}", job.id, job.request);
     let job_dir = logs.jobs_dir.join(job.id.as_str());

@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use super::plugin;
 use super::values;
 
 /// The file inside the config dir that holds the assignments.
@@ -166,6 +167,11 @@ pub const KEYS: &[Key] = &[
     Key::new("SANITY_COMMAND", Backends, Optional, "set it to the command that runs this backend's test suite").per_backend(),
     Key::new("SANITY_TIMEOUT", Backends, DefaultTo("1800"), DURATION_FIX),
     Key::new("SANITY_TIMEOUT", Backends, Optional, DURATION_FIX).per_backend(),
+    Key::new("SANITY_ARGS", Backends, Optional, "list csi-sanity flags separated by spaces, e.g. --ginkgo.v --ginkgo.skip=Snapshot").per_backend(),
+    Key::new("CSI_SPEC_VERSION", Backends, DefaultTo(plugin::DEFAULT_CSI_SPEC_VERSION), "use v0.2, v0.3, v1.0, v1.1, ...").per_backend(),
+    Key::new("X_CSI_EMBER_CONFIG", Backends, DefaultTo(plugin::DEFAULT_EMBER_CONFIG), "write Ember-CSI's settings as a JSON object in single quotes").per_backend(),
+    Key::new("X_CSI_PERSISTENCE_CONFIG", Backends, DefaultTo(plugin::DEFAULT_PERSISTENCE_CONFIG), "write Ember-CSI's persistence settings as a JSON object in single quotes").per_backend(),
+    Key::new("SANDBOX_DAEMONS", Backends, DefaultTo(plugin::DEFAULT_SANDBOX_DAEMONS), "list iscsid and/or multipathd, or none").per_backend(),
     Key::new("BUILD_FILE", Executor, DefaultTo("Dockerfile"), "set it to the Containerfile's path relative to the repository root, e.g. Dockerfile"),
     Key::new("EXTRA_PACKAGES", Backends, Optional, "list package names separated by spaces").per_backend(),
     Key::new("EXTRA_PIP", Backends, Optional, "list package names separated by spaces").per_backend(),
@@ -179,12 +185,16 @@ pub const KEYS: &[Key] = &[
     Key::new("PLUGIN_START_TIMEOUT", Executor, DefaultTo("300"), DURATION_FIX),
     Key::new("SHUTDOWN_GRACE", Service, DefaultTo("600"), DURATION_FIX),
     Key::new("PODMAN_SOCKET", Executor, Optional, "set it to the absolute path of a Podman API socket, or leave it empty"),
+    Key::new("PODMAN_HOSTS", Executor, Optional, "list NAME=ssh://user@host[:port]/run/podman/podman.sock[,identity=FILE][,slots=N] or NAME=CONNECTION[,slots=N], separated by spaces"),
+    Key::new("DRIVER_HOST", Backends, DefaultTo("local"), "list host names from PODMAN_HOSTS (or local), preferred first, separated by spaces").per_backend(),
     Key::new("SANDBOX_IMAGE", Executor, Optional, "set it to an image reference, or leave it empty to build the sandbox image"),
     Key::new("SANDBOX_BASE_IMAGE", Executor, DefaultTo(DEFAULT_SANDBOX_BASE_IMAGE), "set it to a fully qualified Debian image, e.g. docker.io/library/debian:bookworm"),
     Key::new("SANDBOX_SKIP_CSI_SANITY", Executor, DefaultTo("0"), "use 0 or 1"),
     Key::new("CSI_SANITY_REPO", Executor, DefaultTo(CSI_SANITY_REPO), "set it to the git URL of kubernetes-csi/csi-test or a mirror of it"),
     Key::new("CSI_SANITY_VERSION", Executor, DefaultTo(CSI_SANITY_VERSION), "set it to a csi-test tag, e.g. v5.3.1, together with its CSI_SANITY_COMMIT"),
     Key::new("CSI_SANITY_COMMIT", Executor, DefaultTo(CSI_SANITY_COMMIT), "set it to the 40-hex-digit commit id CSI_SANITY_VERSION names"),
+    Key::new("CSI_SANITY_VERSION", Backends, Optional, "set it to a csi-test tag, e.g. v2.2.0, together with its CSI_SANITY_COMMIT_n").per_backend(),
+    Key::new("CSI_SANITY_COMMIT", Backends, Optional, "set it to the 40-hex-digit commit id CSI_SANITY_VERSION_n names").per_backend(),
     Key::new("IMAGE_STORE_MAX_GB", Executor, DefaultTo("40"), "set it to a size in GB, 1 or more"),
     Key::new("TRUSTED_USERS", GitHub, Optional, "list GitHub logins or numeric user ids separated by spaces or commas"),
     Key::new("SECRETS", Logs, Optional, "list the values to mask, separated by spaces").secret_list(),

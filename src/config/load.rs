@@ -13,14 +13,17 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::errors::{shell_error, ConfigError, ConfigErrors};
+use super::hosts::{self, HostName, PodmanHost};
 use super::keys::{
     self, backend_key, key, unused_key_warnings, Scope, Secrecy, CONFIG_FILE_NAME, KEYS,
     MAX_DRIVERS, MAX_IMAGE_STORE_GB, MAX_LOG_RETENTION_DAYS, MAX_WORKERS, OBSOLETE_KEYS,
 };
+use super::plugin;
 use super::shell;
 use super::types::{
-    BackendConfig, Config, CsiSanitySource, DriverConfig, ExecutorConfig, GitHubConfig, LogsConfig,
-    RelayConfig, Script, Secret, ServiceConfig, WebConfig,
+    BackendConfig, Config, CsiSanityBuild, CsiSanitySource, DriverConfig, ExecutorConfig,
+    GitHubConfig, LogsConfig, PluginSettings, RelayConfig, Script, Secret, ServiceConfig,
+    WebConfig,
 };
 use super::values::{self, quoted};
 use crate::model::{BackendName, RepoName};
@@ -274,7 +277,9 @@ impl Reader {
             values::check_git_location(v).map(|()| v.to_string())
         });
         let relay = self.read_relay();
-        let backends = self.read_backends();
+        let hosts = self.read_hosts();
+        let pin = self.read_csi_sanity_pin();
+        let mut backends = self.read_backends(&pin, &hosts);
         let num_workers =
             self.parsed_or_default("NUM_WORKERS", |v| values::parse_number(v, 1, MAX_WORKERS));
         let web_addr = self.parsed_or_default("WEB_ADDR", |v| {
@@ -303,7 +308,8 @@ impl Reader {
         let sandbox_base_image = self.parsed_or_default("SANDBOX_BASE_IMAGE", |v| {
             values::check_single_argument(v).map(|()| v.to_string())
         });
-        let csi_sanity = self.read_csi_sanity(&backends, sandbox_image.is_some());
+        let (csi_sanity, csi_sanity_extra) =
+            self.finish_csi_sanity(pin, &mut backends, sandbox_image.is_some());
         let image_store_max_gb = self.parsed_or_default("IMAGE_STORE_MAX_GB", |v| {
             values::parse_number(v, 1, MAX_IMAGE_STORE_GB)
         });
@@ -349,9 +355,11 @@ impl Reader {
                 job_timeout,
                 plugin_start_timeout,
                 podman_socket,
+                hosts,
                 sandbox_image,
                 sandbox_base_image,
                 csi_sanity,
+                csi_sanity_extra,
                 image_store_max_gb,
             },
             service: ServiceConfig {
@@ -373,30 +381,15 @@ impl Reader {
         })
     }
 
-    /// The csi-sanity source, or None when skipped. Skipping while a
-    /// backend's sanity command runs csi-sanity (in a sandbox we build) is
-    /// a config error: every job would end `failure` (exit 127), blaming
-    /// the PR.
-    fn read_csi_sanity(
-        &mut self,
-        backends: &[BackendConfig],
-        own_sandbox_image: bool,
-    ) -> Option<CsiSanitySource> {
+    /// CSI_SANITY_REPO/VERSION/COMMIT (the build for CSI spec 1.x) and
+    /// whether the sandbox is built without csi-sanity.
+    fn read_csi_sanity_pin(&mut self) -> CsiSanityPin {
         let skip = self.parsed_or_default("SANDBOX_SKIP_CSI_SANITY", values::parse_bool);
         let repo = self.parsed_or_default("CSI_SANITY_REPO", |v| {
             values::check_git_location(v).map(|()| v.to_string())
         });
-        let version = self.parsed_or_default("CSI_SANITY_VERSION", |v| {
-            values::check_single_argument(v).map(|()| v.to_string())
-        });
-        let commit = self.parsed_or_default("CSI_SANITY_COMMIT", |v| {
-            let v = v.trim();
-            if v.len() == 40 && v.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-                Ok(v.to_string())
-            } else {
-                Err(format!("{} is not a full commit id", quoted(v)))
-            }
-        });
+        let version = self.parsed_or_default("CSI_SANITY_VERSION", plugin::parse_tag);
+        let commit = self.parsed_or_default("CSI_SANITY_COMMIT", plugin::parse_commit);
         let version_changed = version != keys::CSI_SANITY_VERSION;
         if version_changed && commit == keys::CSI_SANITY_COMMIT {
             self.error(
@@ -405,15 +398,59 @@ impl Reader {
                 "set CSI_SANITY_COMMIT to the commit id the tag names",
             );
         }
-        if !skip {
-            return Some(CsiSanitySource {
+        CsiSanityPin {
+            skip,
+            source: CsiSanitySource {
                 repo,
                 version,
                 commit,
-            });
+            },
+        }
+    }
+
+    /// The csi-sanity source and the other builds backends need, or None
+    /// when skipped. Skipping while a backend's sanity command runs
+    /// csi-sanity (in a sandbox we build) is a config error: every job
+    /// would end `failure` (exit 127), blaming the PR.
+    fn finish_csi_sanity(
+        &mut self,
+        pin: CsiSanityPin,
+        backends: &mut [BackendConfig],
+        own_sandbox_image: bool,
+    ) -> (Option<CsiSanitySource>, Vec<CsiSanityBuild>) {
+        if !pin.skip && !own_sandbox_image {
+            let default = pin.source.build();
+            let mut extra: Vec<CsiSanityBuild> = Vec::new();
+            for backend in backends.iter_mut() {
+                let build = backend.csi_sanity.get_or_insert_with(|| default.clone());
+                let known = std::iter::once(&default).chain(&extra);
+                let clash = known
+                    .filter(|other| other.version == build.version)
+                    .find(|other| other.commit != build.commit);
+                if let Some(other) = clash {
+                    self.error(
+                        &backend_key("CSI_SANITY_COMMIT").name_for_backend(backend.index),
+                        format!(
+                            "csi-sanity {} is pinned to two commits: {} and {}",
+                            build.version, other.commit, build.commit
+                        ),
+                        "give every use of a tag the same commit id",
+                    );
+                } else if *build != default && !extra.contains(build) {
+                    extra.push(build.clone());
+                }
+            }
+            return (Some(pin.source), extra);
+        }
+        for backend in backends.iter_mut() {
+            backend.csi_sanity = None;
         }
         // SANDBOX_IMAGE: the vendor's image may well have csi-sanity.
-        let checked = if own_sandbox_image { &[][..] } else { backends };
+        let checked = if own_sandbox_image || !pin.skip {
+            &[][..]
+        } else {
+            &*backends
+        };
         for backend in checked {
             let needs_it = backend
                 .sanity_command
@@ -430,7 +467,7 @@ impl Reader {
                 );
             }
         }
-        None
+        (None, Vec::new())
     }
 
     fn read_relay(&mut self) -> RelayConfig {
@@ -449,11 +486,38 @@ impl Reader {
         }
     }
 
-    fn read_backends(&mut self) -> Vec<BackendConfig> {
+    /// PODMAN_HOSTS; identity files must be in the config dir.
+    fn read_hosts(&mut self) -> Vec<PodmanHost> {
+        let Some(text) = self.value("PODMAN_HOSTS") else {
+            return Vec::new();
+        };
+        let parsed = hosts::parse_podman_hosts(&text, |name| match self.resolve_file(name) {
+            ConfigDirFile::Found(path) => Ok(path),
+            ConfigDirFile::Missing(path) => {
+                Err(format!("identity {} does not exist", path.display()))
+            }
+            ConfigDirFile::NotAFile(path) => {
+                Err(format!("identity {} is not a file", path.display()))
+            }
+            ConfigDirFile::Outside(path) => Err(format!(
+                "identity {} is outside the config dir",
+                path.display()
+            )),
+        });
+        match parsed {
+            Ok(hosts) => hosts,
+            Err(problem) => {
+                let fix = self.fix("PODMAN_HOSTS");
+                self.error("PODMAN_HOSTS", problem, fix);
+                Vec::new()
+            }
+        }
+    }
+
+    fn read_backends(&mut self, pin: &CsiSanityPin, hosts: &[PodmanHost]) -> Vec<BackendConfig> {
         let num_drivers =
             self.parsed_or_default("NUM_DRIVERS", |v| values::parse_number(v, 1, MAX_DRIVERS));
-        let default_sanity =
-            self.parsed_or_default("SANITY_COMMAND", |v| Ok::<_, String>(v.to_string()));
+        let default_sanity = self.value("SANITY_COMMAND");
         let default_timeout = self.parsed_or_default("SANITY_TIMEOUT", parse_positive_duration);
         let mut names: Vec<BackendName> = Vec::new();
         let mut backends = Vec::new();
@@ -462,7 +526,17 @@ impl Reader {
             if let Some(name) = &name {
                 names.push(name.clone());
             }
-            if let Some(backend) = self.read_backend(n, name, &default_sanity, default_timeout) {
+            let host_key = backend_key("DRIVER_HOST").name_for_backend(n);
+            let backend_hosts = self
+                .parsed(&host_key, |v| hosts::parse_driver_hosts(v, hosts))
+                .unwrap_or_else(|| vec![HostName::local()]);
+            let defaults = BackendDefaults {
+                sanity_command: default_sanity.as_deref(),
+                sanity_timeout: default_timeout,
+                pin,
+            };
+            if let Some(mut backend) = self.read_backend(n, name, &defaults) {
+                backend.hosts = backend_hosts;
                 backends.push(backend);
             }
         }
@@ -504,8 +578,7 @@ impl Reader {
         &mut self,
         n: usize,
         name: Option<BackendName>,
-        default_sanity: &str,
-        default_timeout: std::time::Duration,
+        defaults: &BackendDefaults<'_>,
     ) -> Option<BackendConfig> {
         let config_key = self.key_for_backend("DRIVER_CONFIG", n);
         let driver_config = self.read_driver_config(&config_key);
@@ -513,15 +586,15 @@ impl Reader {
         let pre_run = self.read_script(&pre_run_key);
         let post_run_key = self.key_for_backend("POST_RUN", n);
         let post_run = self.read_script(&post_run_key);
-        let sanity_command = self
-            .value(&backend_key("SANITY_COMMAND").name_for_backend(n))
-            .unwrap_or_else(|| default_sanity.to_string());
+        let plugin = self.read_plugin_settings(n);
+        let csi_sanity = self.read_csi_sanity_pick(n, &plugin.spec_version);
+        let sanity_command = self.read_sanity_command(n, defaults, csi_sanity.as_ref());
         let sanity_timeout = self
             .parsed(
                 &backend_key("SANITY_TIMEOUT").name_for_backend(n),
                 parse_positive_duration,
             )
-            .unwrap_or(default_timeout);
+            .unwrap_or(defaults.sanity_timeout);
         let extra_packages = self.read_packages(
             &backend_key("EXTRA_PACKAGES").name_for_backend(n),
             values::check_debian_package,
@@ -546,7 +619,136 @@ impl Reader {
             extra_packages,
             extra_pip,
             extra_containerfile,
+            plugin,
+            csi_sanity,
+            hosts: vec![HostName::local()],
         })
+    }
+
+    /// A per-backend key with a default in the key table.
+    fn backend_parsed_or_default<T>(
+        &mut self,
+        base: &str,
+        n: usize,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> T {
+        let row = backend_key(base);
+        let default = row
+            .default_text()
+            .unwrap_or_else(|| panic!("{base}_n has no default in the key table"));
+        self.parsed_or_default_text(&row.name_for_backend(n), default, parse)
+    }
+
+    /// CSI_SPEC_VERSION_n, X_CSI_EMBER_CONFIG_n, X_CSI_PERSISTENCE_CONFIG_n,
+    /// SANDBOX_DAEMONS_n.
+    fn read_plugin_settings(&mut self, n: usize) -> PluginSettings {
+        let daemons_key = backend_key("SANDBOX_DAEMONS").name_for_backend(n);
+        // Empty means none here: `${KEY:-default}` would bring both back.
+        let daemons = match self.values.get(&daemons_key) {
+            Some(text) if text.trim().is_empty() => {
+                self.used.insert(daemons_key);
+                Vec::new()
+            }
+            _ => self.backend_parsed_or_default("SANDBOX_DAEMONS", n, plugin::parse_daemons),
+        };
+        PluginSettings {
+            spec_version: self.backend_parsed_or_default(
+                "CSI_SPEC_VERSION",
+                n,
+                plugin::parse_spec_version,
+            ),
+            ember_config: self.backend_parsed_or_default(
+                "X_CSI_EMBER_CONFIG",
+                n,
+                plugin::parse_json_object,
+            ),
+            persistence_config: self.backend_parsed_or_default(
+                "X_CSI_PERSISTENCE_CONFIG",
+                n,
+                plugin::parse_json_object,
+            ),
+            daemons,
+        }
+    }
+
+    /// CSI_SANITY_VERSION_n/COMMIT_n, else the old CI's csi-sanity for a
+    /// spec 0.x; None means the CSI_SANITY_VERSION pin.
+    fn read_csi_sanity_pick(&mut self, n: usize, spec_version: &str) -> Option<CsiSanityBuild> {
+        let version_key = backend_key("CSI_SANITY_VERSION").name_for_backend(n);
+        let commit_key = backend_key("CSI_SANITY_COMMIT").name_for_backend(n);
+        let version = self.parsed(&version_key, plugin::parse_tag);
+        let commit = self.parsed(&commit_key, plugin::parse_commit);
+        match (version, commit) {
+            (Some(version), Some(commit)) => Some(CsiSanityBuild { version, commit }),
+            (Some(_), None) => {
+                let fix = self.fix(&commit_key);
+                self.error(&commit_key, format!("missing: {version_key} is set"), fix);
+                None
+            }
+            (None, Some(_)) => {
+                let fix = self.fix(&version_key);
+                self.error(&version_key, format!("missing: {commit_key} is set"), fix);
+                None
+            }
+            (None, None) => plugin::csi_sanity_for_spec(spec_version),
+        }
+    }
+
+    /// SANITY_COMMAND_n, SANITY_COMMAND, else the default command for the
+    /// backend's csi-sanity with SANITY_ARGS_n; the old worker's flags are
+    /// translated in SANITY_ARGS_n and refused in a csi-sanity command.
+    fn read_sanity_command(
+        &mut self,
+        n: usize,
+        defaults: &BackendDefaults<'_>,
+        pick: Option<&CsiSanityBuild>,
+    ) -> String {
+        let command_key = backend_key("SANITY_COMMAND").name_for_backend(n);
+        let args_key = backend_key("SANITY_ARGS").name_for_backend(n);
+        let own = self.value(&command_key);
+        let args = self.value(&args_key);
+        let tag = pick.map_or(defaults.pin.source.version.as_str(), |b| &b.version);
+        let (explicit_key, explicit) = match (own, defaults.sanity_command) {
+            (Some(command), _) => (command_key, command),
+            (None, Some(command)) => ("SANITY_COMMAND".to_string(), command.to_string()),
+            (None, None) => {
+                let translated = plugin::translate_sanity_args(args.as_deref().unwrap_or(""), tag);
+                for note in &translated.notes {
+                    self.warnings.push(format!("{args_key}: {note}"));
+                }
+                if !translated.refused.is_empty() {
+                    self.error(
+                        &args_key,
+                        format!(
+                            "csi-sanity {tag} has no equivalent of {}",
+                            translated.refused.join("; ")
+                        ),
+                        "remove them",
+                    );
+                }
+                let build = pick.cloned().unwrap_or_else(|| defaults.pin.source.build());
+                return plugin::default_sanity_command(Some(&build), &translated.args);
+            }
+        };
+        if args.is_some() {
+            self.error(
+                &args_key,
+                format!("extends the default sanity command only, and {explicit_key} is set"),
+                "put the flags into the sanity command, or leave the command unset",
+            );
+        }
+        let old_flags = plugin::old_flags_in_command(&explicit, tag);
+        if !old_flags.is_empty() {
+            self.error(
+                &explicit_key,
+                format!(
+                    "runs csi-sanity {tag} (backend {n}) with the old worker's flags: {}",
+                    old_flags.join("; ")
+                ),
+                "change them as named, or leave the command unset and give the flags in SANITY_ARGS_n, where they are translated",
+            );
+        }
+        explicit
     }
 
     /// JSON object text, else a script file in the config dir.
@@ -719,4 +921,28 @@ fn parse_socket_path(text: &str) -> Result<PathBuf, String> {
         return Err(format!("{} is not an absolute path", quoted(text)));
     }
     Ok(path.to_path_buf())
+}
+
+/// CSI_SANITY_* as read, before the backends say which builds they need.
+struct CsiSanityPin {
+    skip: bool,
+    source: CsiSanitySource,
+}
+
+impl CsiSanitySource {
+    /// The pinned tag and commit, as a build.
+    pub fn build(&self) -> CsiSanityBuild {
+        CsiSanityBuild {
+            version: self.version.clone(),
+            commit: self.commit.clone(),
+        }
+    }
+}
+
+/// What a backend takes from the global keys.
+struct BackendDefaults<'a> {
+    /// SANITY_COMMAND, when set.
+    sanity_command: Option<&'a str>,
+    sanity_timeout: Duration,
+    pin: &'a CsiSanityPin,
 }

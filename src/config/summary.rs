@@ -80,6 +80,19 @@ pub fn summary(config: &Config) -> String {
         ),
     );
     out.field("podman", &podman(config));
+    for host in &config.executor.hosts {
+        let target = match &host.target {
+            crate::config::HostTarget::Ssh { target, identity } => match identity {
+                Some(file) => format!("{target} (identity {})", file.display()),
+                None => target.to_string(),
+            },
+            crate::config::HostTarget::Connection(name) => format!("podman connection {name}"),
+        };
+        out.field(
+            &format!("host {}", host.name),
+            &format!("{target}, {} slot(s)", host.slots),
+        );
+    }
     out.field("sandbox image", &sandbox_image(config));
     out.field("csi-sanity", &csi_sanity(config));
     out.field(
@@ -170,9 +183,35 @@ fn backend_section(out: &mut Summary, backend: &BackendConfig) {
         ("extra packages", list_or_none(&backend.extra_packages)),
         ("extra pip", list_or_none(&backend.extra_pip)),
         ("extra containerfile", containerfile),
+        ("CSI spec version", backend.plugin.spec_version.clone()),
+        (
+            "csi-sanity",
+            backend.csi_sanity.as_ref().map_or_else(
+                || "the sandbox's own".to_string(),
+                |build| format!("{} (commit {})", build.version, build.commit),
+            ),
+        ),
+        ("ember config", backend.plugin.ember_config.clone()),
+        (
+            "persistence config",
+            backend.plugin.persistence_config.clone(),
+        ),
+        (
+            "sandbox daemons",
+            if backend.plugin.daemons.is_empty() {
+                "none".to_string()
+            } else {
+                let names: Vec<&str> = backend.plugin.daemons.iter().map(|d| d.name()).collect();
+                names.join(" ")
+            },
+        ),
     ];
     for (label, value) in fields {
         out.labelled("      ", BACKEND_LABEL_WIDTH, label, &value);
+    }
+    if backend.hosts.iter().any(|host| !host.is_local()) {
+        let hosts: Vec<&str> = backend.hosts.iter().map(|h| h.as_str()).collect();
+        out.labelled("      ", BACKEND_LABEL_WIDTH, "hosts", &hosts.join(", "));
     }
 }
 
@@ -232,10 +271,19 @@ fn csi_sanity(config: &Config) -> String {
     match (&config.executor.sandbox_image, &config.executor.csi_sanity) {
         (Some(_), _) => "whatever SANDBOX_IMAGE holds (not built, not verified)".to_string(),
         (None, None) => "not installed (SANDBOX_SKIP_CSI_SANITY=1)".to_string(),
-        (None, Some(source)) => format!(
-            "built from source: {} tag {}, verified to be commit {} before building",
-            source.repo, source.version, source.commit
-        ),
+        (None, Some(source)) => {
+            let mut text = format!(
+                "built from source: {} tag {}, verified to be commit {} before building",
+                source.repo, source.version, source.commit
+            );
+            for build in &config.executor.csi_sanity_extra {
+                text.push_str(&format!(
+                    "\nand tag {}, verified to be commit {}",
+                    build.version, build.commit
+                ));
+            }
+            text
+        }
     }
 }
 

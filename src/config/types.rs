@@ -81,6 +81,52 @@ pub struct BackendConfig {
     pub extra_pip: Vec<String>,
     /// EXTRA_CONTAINERFILE_n: a file of extra Containerfile instructions.
     pub extra_containerfile: Option<PathBuf>,
+    /// What the plugin container gets besides the backend JSON.
+    pub plugin: PluginSettings,
+    /// The csi-sanity build in the sandbox that `csi-sanity` runs for this
+    /// backend; None when the sandbox has none of ours (SANDBOX_IMAGE,
+    /// SANDBOX_SKIP_CSI_SANITY).
+    pub csi_sanity: Option<CsiSanityBuild>,
+    /// DRIVER_HOST_n: the hosts that may run this backend, preferred first
+    /// (never empty; `local` by default).
+    pub hosts: Vec<super::HostName>,
+}
+
+/// The plugin's settings, with the old worker's env-file as defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginSettings {
+    /// CSI_SPEC_VERSION_n, passed as X_CSI_SPEC_VERSION.
+    pub spec_version: String,
+    /// X_CSI_EMBER_CONFIG_n (JSON object text).
+    pub ember_config: String,
+    /// X_CSI_PERSISTENCE_CONFIG_n (JSON object text).
+    pub persistence_config: String,
+    /// SANDBOX_DAEMONS_n: what runs in the sandbox before the plugin.
+    pub daemons: Vec<HostDaemon>,
+}
+
+/// A daemon of the old worker VM the plugin's host tools talk to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostDaemon {
+    Iscsid,
+    Multipathd,
+}
+
+impl HostDaemon {
+    pub fn name(self) -> &'static str {
+        match self {
+            HostDaemon::Iscsid => "iscsid",
+            HostDaemon::Multipathd => "multipathd",
+        }
+    }
+}
+
+/// One csi-sanity built into the sandbox: csi-test tag `version`, which
+/// must be commit `commit`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CsiSanityBuild {
+    pub version: String,
+    pub commit: String,
 }
 
 /// How deliveries reach us besides the HTTP endpoint (the relay section).
@@ -147,6 +193,8 @@ pub struct ExecutorConfig {
     pub plugin_start_timeout: Duration,
     /// PODMAN_SOCKET: a Podman API socket; None starts `podman system service`.
     pub podman_socket: Option<PathBuf>,
+    /// PODMAN_HOSTS: other hosts' Podman, reached over ssh.
+    pub hosts: Vec<super::PodmanHost>,
     /// SANDBOX_IMAGE: use this image instead of building containers/sandbox.
     pub sandbox_image: Option<String>,
     /// SANDBOX_BASE_IMAGE: what the sandbox image is built FROM.
@@ -154,6 +202,9 @@ pub struct ExecutorConfig {
     /// Where the sandbox's csi-sanity is built from; None when
     /// SANDBOX_SKIP_CSI_SANITY=1 (no sanity command may then need it).
     pub csi_sanity: Option<CsiSanitySource>,
+    /// The other csi-sanity builds backends need (CSI_SPEC_VERSION_n 0.x,
+    /// CSI_SANITY_VERSION_n), from the same repository; empty when skipped.
+    pub csi_sanity_extra: Vec<CsiSanityBuild>,
     pub image_store_max_gb: u64,
 }
 

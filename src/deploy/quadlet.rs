@@ -152,7 +152,15 @@ fn container_unit(options: &UnitOptions) -> String {
         stop = stop.as_secs(),
     );
     if options.podman >= Some(NOTIFY_HEALTHY_SINCE) {
-        text.push_str("# Started means answering /api/health.\nNotify=healthy\n");
+        // Without a startup check, the first regular check (and so the
+        // start) comes a whole HealthInterval after the container starts.
+        text.push_str(
+            "# Started means answering /api/health, checked every 2 s until it does.\n\
+             Notify=healthy\n\
+             HealthStartupCmd=/usr/local/bin/ember-ci health --config /config\n\
+             HealthStartupInterval=2s\n\
+             HealthStartupRetries=450\n",
+        );
     }
     let _ = write!(
         text,

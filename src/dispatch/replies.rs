@@ -118,6 +118,9 @@ mod tests {
                 extra_packages: Vec::new(),
                 extra_pip: Vec::new(),
                 extra_containerfile: None,
+                plugin: Default::default(),
+                csi_sanity: None,
+                hosts: vec![crate::config::HostName::local()],
             })
             .collect()
     }

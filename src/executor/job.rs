@@ -14,12 +14,14 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use super::hosts::JobHost;
 use super::hygiene::{self, HostState, HygieneReport};
 use super::sandbox_argv::{self, InnerCommand, JobNames, PluginLaunch, PluginProbe};
+use super::sandbox_host;
 use super::{
     CancelSignal, Executor, ExecutorError, Job, StepObserver, StepResult, INSTANCE_LABEL, JOB_LABEL,
 };
-use crate::config::{find_backend, BackendConfig, DriverConfig, Script};
+use crate::config::{find_backend, BackendConfig, DriverConfig, HostDaemon, Script};
 use crate::model::{Blame, JobOutcome, Step};
 
 /// POST_RUN and cleanup run after the job's own deadline, so they have
@@ -28,7 +30,7 @@ const POST_RUN_TIMEOUT: Duration = Duration::from_secs(600);
 const CLEANUP_EXEC_TIMEOUT: Duration = Duration::from_secs(120);
 const PLUGIN_PROBE_INTERVAL: Duration = Duration::from_secs(1);
 /// The root Podman's image store, shared read-only with every sandbox.
-const HOST_IMAGE_STORE: &str = "/var/lib/containers/storage";
+pub(super) const HOST_IMAGE_STORE: &str = "/var/lib/containers/storage";
 const SANDBOX_HOST_STORE: &str = "/var/lib/host-store";
 const SANDBOX_INNER_STORE: &str = "/var/lib/containers";
 /// Kernel modules for storage drivers that load them (iSCSI, multipath).
@@ -94,13 +96,16 @@ enum Interruption {
 
 pub(super) struct JobRun<'a> {
     pub(super) executor: &'a Executor,
+    /// Where the sandbox runs; the git cache, the work dir and the logs
+    /// stay on this host, and a remote sandbox gets copies over the API.
+    pub(super) host: &'a JobHost,
     pub(super) job: &'a Job,
     pub(super) observer: &'a dyn StepObserver,
     pub(super) names: JobNames,
     pub(super) work_dir: PathBuf,
     /// The step begun and not yet finished, with its start time.
     current: Option<(Step, Instant)>,
-    sandbox_running: bool,
+    pub(super) sandbox_running: bool,
     plugin_started: bool,
     plugin_log_shown: bool,
     backend_json: Option<String>,
@@ -111,12 +116,14 @@ pub(super) struct JobRun<'a> {
 impl<'a> JobRun<'a> {
     pub(super) fn new(
         executor: &'a Executor,
+        host: &'a JobHost,
         job: &'a Job,
         observer: &'a dyn StepObserver,
     ) -> Self {
         let names = JobNames::new(&job.id, job.slot);
         Self {
             executor,
+            host,
             job,
             observer,
             work_dir: executor.jobs_dir().join(job.id.as_str()),
@@ -141,7 +148,13 @@ impl<'a> JobRun<'a> {
                 reason: format!("backend {} is not configured", self.job.request.backend),
             };
         };
-        let host_before = HostState::read().await;
+        // Kernel state is read where the sandbox runs; on another host
+        // that is not ours to read (see cleanup).
+        let host_before = if self.host.is_remote() {
+            HostState::default()
+        } else {
+            HostState::read().await
+        };
         let job_timeout = config.job_timeout;
         let interrupted = {
             let steps = self.main_steps(backend);
@@ -176,7 +189,7 @@ impl<'a> JobRun<'a> {
         self.finish(body)?;
 
         self.begin(Step::Sandbox);
-        let body = self.start_sandbox().await;
+        let body = self.start_sandbox(backend).await;
         self.finish(body)?;
 
         if let Some(script) = &backend.pre_run {
@@ -194,7 +207,7 @@ impl<'a> JobRun<'a> {
         self.finish(body)?;
 
         self.begin(Step::StartPlugin);
-        let body = self.start_plugin().await;
+        let body = self.start_plugin(backend).await;
         self.finish(body)?;
 
         self.begin(Step::WaitPlugin);
@@ -265,7 +278,7 @@ impl<'a> JobRun<'a> {
         self.observer.output(step, command.trace().as_bytes());
         let observer = self.observer;
         let code = self
-            .executor
+            .host
             .podman
             .exec(&self.names.sandbox_container, command, &mut |chunk| {
                 observer.output(step, chunk)
@@ -339,12 +352,22 @@ impl<'a> JobRun<'a> {
         Ok(None)
     }
 
-    async fn start_sandbox(&mut self) -> StepBody {
+    /// The sandbox, then the host the plugin expects in it.
+    async fn start_sandbox(&mut self, backend: &BackendConfig) -> StepBody {
+        self.launch_sandbox().await?;
+        self.prepare_plugin_host(&backend.plugin.daemons).await?;
+        Ok(None)
+    }
+
+    async fn launch_sandbox(&mut self) -> StepBody {
         let observer = self.observer;
         let image = self
             .executor
             .sandbox_image(&mut |chunk| observer.output(Step::Sandbox, chunk))
             .await?;
+        if self.host.is_remote() {
+            return self.start_remote_sandbox(&image).await;
+        }
         let store = self.executor.slot_store(self.job.slot);
         let store_dir = store.containers_dir();
         store.ensure().await.map_err(|e| {
@@ -380,6 +403,7 @@ impl<'a> JobRun<'a> {
                 ),
             ],
             binds,
+            volumes: Vec::new(),
         };
         self.say(
             Step::Sandbox,
@@ -391,20 +415,81 @@ impl<'a> JobRun<'a> {
                 store_dir.display()
             ),
         );
-        self.executor.podman.start_sandbox(&spec).await?;
+        self.host.podman.start_sandbox(&spec).await?;
         self.sandbox_running = true;
-        // A job killed with the service left its nested containers in the
-        // slot's store; they are ours to remove now.
+        self.reset_slot_store().await
+    }
+
+    /// A job killed with the service left its nested containers in the
+    /// slot's store; they are ours to remove now.
+    pub(super) async fn reset_slot_store(&mut self) -> StepBody {
         match self
             .exec_logged(Step::Sandbox, &sandbox_argv::reset_slot_store())
             .await?
         {
-            0 => Ok(None),
-            code => Err(StepStop::error(format!(
-                "cannot clear the slot's image store of old containers (exit {code})"
-            ))
-            .exit(code)),
+            0 => {}
+            code => {
+                return Err(StepStop::error(format!(
+                    "cannot clear the slot's image store of old containers (exit {code})"
+                ))
+                .exit(code))
+            }
         }
+        Ok(None)
+    }
+
+    /// The worker slot's initiator name (kept in the state dir, written into
+    /// the sandbox, on this host or another), then SANDBOX_DAEMONS_n as the
+    /// old VM ran them. A daemon that cannot run (the host kernel lacks its
+    /// driver) is named in the log and the versions block; the job goes on,
+    /// as it did on a VM whose daemon failed.
+    async fn prepare_plugin_host(&mut self, daemons: &[HostDaemon]) -> Result<(), StepStop> {
+        let state_dir = &self.executor.state_dir;
+        let (slot, host) = (self.job.slot, &self.host.name);
+        let initiator = sandbox_host::slot_initiator(state_dir, host, slot)
+            .await
+            .map_err(|e| {
+                StepStop::error(format!(
+                    "cannot keep the slot's iSCSI initiator name in {}: {e}",
+                    sandbox_host::initiator_file(state_dir, host, slot).display()
+                ))
+            })?;
+        match self
+            .exec_logged(Step::Sandbox, &sandbox_host::install_initiator(&initiator))
+            .await?
+        {
+            0 => {}
+            code => {
+                return Err(StepStop::error(format!(
+                    "cannot write the iSCSI initiator name into the sandbox (exit {code})"
+                ))
+                .exit(code))
+            }
+        }
+        self.observer.fact("iscsi initiator", &initiator);
+        if daemons.is_empty() {
+            self.say(Step::Sandbox, "no daemons (SANDBOX_DAEMONS_n is none)\n");
+            return Ok(());
+        }
+        let command = sandbox_host::start_daemons(daemons);
+        let (code, output) = self
+            .host
+            .podman
+            .exec_captured(&self.names.sandbox_container, &command)
+            .await?;
+        if code != 0 {
+            return Err(StepStop::error(format!(
+                "cannot start the sandbox's daemons (exit {code}): {}",
+                output.trim()
+            ))
+            .exit(code));
+        }
+        for state in sandbox_host::parse_daemon_report(daemons, &output) {
+            let text = state.describe();
+            self.say(Step::Sandbox, &format!("{}: {text}\n", state.daemon.name()));
+            self.observer.fact(state.daemon.name(), &text);
+        }
+        Ok(())
     }
 
     async fn pre_run(&mut self, script: &Script) -> StepBody {
@@ -447,10 +532,8 @@ impl<'a> JobRun<'a> {
             self.keep_store_within_budget().await;
             return Ok(Some(code));
         };
-        let path = self.work_dir.join(sandbox_argv::EXTRAS_CONTAINERFILE);
-        tokio::fs::write(&path, containerfile)
-            .await
-            .map_err(|e| StepStop::error(format!("cannot write {}: {e}", path.display())))?;
+        self.put_job_file(sandbox_argv::EXTRAS_CONTAINERFILE, containerfile.as_bytes())
+            .await?;
         let command = sandbox_argv::build_extras_image(&self.names.extras_image);
         match self.exec_logged(Step::Build, &command).await? {
             0 => {
@@ -469,9 +552,8 @@ impl<'a> JobRun<'a> {
         let json_path = self.work_dir.join(sandbox_argv::DRIVER_JSON_FILE);
         let script = match driver_config {
             DriverConfig::Json(json) => {
-                tokio::fs::write(&json_path, json).await.map_err(|e| {
-                    StepStop::error(format!("cannot write {}: {e}", json_path.display()))
-                })?;
+                self.put_job_file(sandbox_argv::DRIVER_JSON_FILE, json.as_bytes())
+                    .await?;
                 self.observer
                     .secrets_discovered(&crate::config::credential_values(json));
                 self.say(
@@ -499,6 +581,11 @@ impl<'a> JobRun<'a> {
             ))
             .exit(code));
         }
+        self.pull_job_files(&[
+            sandbox_argv::DRIVER_JSON_FILE,
+            sandbox_argv::SYSTEM_FILES_FILE,
+        ])
+        .await?;
         let json = tokio::fs::read_to_string(&json_path).await.map_err(|e| {
             StepStop::error(format!(
                 "driver config script {script_name} left no config: {e}"
@@ -524,8 +611,8 @@ impl<'a> JobRun<'a> {
         Ok(Some(0))
     }
 
-    async fn start_plugin(&mut self) -> StepBody {
-        let podman = &self.executor.podman;
+    async fn start_plugin(&mut self, backend: &BackendConfig) -> StepBody {
+        let podman = &self.host.podman;
         let probe = sandbox_argv::existing_paths(&sandbox_argv::PLUGIN_HOST_MOUNTS);
         let (code, listing) = podman
             .exec_captured(&self.names.sandbox_container, &probe)
@@ -551,6 +638,7 @@ impl<'a> JobRun<'a> {
             system_files: self.system_files.as_deref(),
             host_mounts: &host_mounts,
             job_id: &self.job.id,
+            settings: &backend.plugin,
         };
         let command = sandbox_argv::start_plugin(&launch);
         // Set first: a failed `podman run` may still have created the
@@ -580,7 +668,7 @@ impl<'a> JobRun<'a> {
         let probe = sandbox_argv::probe_plugin(&self.names.plugin_container);
         loop {
             let (_, output) = self
-                .executor
+                .host
                 .podman
                 .exec_captured(&self.names.sandbox_container, &probe)
                 .await?;
@@ -706,6 +794,16 @@ impl<'a> JobRun<'a> {
         if let Err(problem) = self.remove_labelled().await {
             problems.push(problem);
         }
+        if self.host.is_remote() {
+            // The job's files there lived in the sandbox and went with it.
+            self.say(
+                Step::Cleanup,
+                &format!(
+                    "host hygiene: kernel state on host {} is not checked from here\n",
+                    self.host.name
+                ),
+            );
+        }
         match tokio::fs::remove_dir_all(&self.work_dir).await {
             Ok(()) => self.say(
                 Step::Cleanup,
@@ -714,7 +812,9 @@ impl<'a> JobRun<'a> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => problems.push(format!("cannot remove {}: {e}", self.work_dir.display())),
         }
-        self.host_hygiene(host_before).await;
+        if !self.host.is_remote() {
+            self.host_hygiene(host_before).await;
+        }
         for problem in &problems {
             tracing::warn!(job = %self.job.id, "cleanup: {problem}");
         }
@@ -772,6 +872,7 @@ impl<'a> JobRun<'a> {
     async fn remove_labelled(&self) -> Result<(), String> {
         self.executor
             .remove_labelled(
+                &self.host.podman,
                 (JOB_LABEL, self.job.id.as_str()),
                 |_| true,
                 |kind, name| self.say(Step::Cleanup, &format!("removed {kind} {name}\n")),

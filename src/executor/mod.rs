@@ -15,6 +15,8 @@
 //! - `hygiene`: kernel state a job leaves on the host (loop, dm, LVM,
 //!   iSCSI, mounts), diffed before/after and removed.
 //! - `podman`: the only podman-api user.
+//! - `hosts`, `ssh_link`: the hosts jobs run on (this one and PODMAN_HOSTS,
+//!   reached through an ssh-forwarded API socket) and whether they answer.
 //! - `podman_service`: our own `podman system service` when none is given.
 //! - `sandbox_image`: the embedded containers/sandbox files and their build.
 //! - `store`: a slot's persistent image store on the host, its size and
@@ -24,10 +26,13 @@
 //!   then evict), apart from the step sequence.
 //! - `process`: host child processes with streamed output.
 //! - `sanity`: the sanity step's JUnit report and verdict (who is to blame).
+//! - `sandbox_host`: the old VM's host for the plugin: iscsid, multipathd,
+//!   the slot's own iSCSI initiator name.
 
 mod cancel;
 mod eviction;
 mod git;
+mod hosts;
 mod hygiene;
 mod job;
 mod observer;
@@ -35,9 +40,12 @@ mod podman;
 mod podman_conf;
 mod podman_service;
 mod process;
+mod remote_job;
 mod sandbox_argv;
+mod sandbox_host;
 mod sandbox_image;
 mod sanity;
+mod ssh_link;
 mod store;
 mod store_budget;
 
@@ -57,9 +65,16 @@ pub use podman::PodmanError;
 pub use podman_service::ServiceError as PodmanServiceError;
 pub use sandbox_image::SandboxImageError;
 
-use crate::config::{BackendConfig, ExecutorConfig};
+use crate::config::{BackendConfig, ExecutorConfig, HostName};
 use crate::model::{JobId, JobOutcome, JobRequest, Step};
+pub use hosts::probe as probe_hosts;
+use hosts::JobHost;
+pub use podman::HostFacts;
 use podman::PodmanClient;
+/// The containers.conf (and its variable) a Podman API service should run
+/// with: this host's settings, exec sessions' conmons bounded. Another
+/// host's service needs the same `[engine] exit_command_delay`.
+pub use podman_conf::{write as write_service_conf, CONTAINERS_CONF};
 use podman_service::PodmanService;
 use sandbox_image::SandboxImageRecipe;
 
@@ -84,6 +99,18 @@ pub struct Job {
     /// Worker slot, 0..NUM_WORKERS: picks the persistent image-store volume.
     /// The scheduler runs at most one job per slot at a time.
     pub slot: usize,
+    /// The host it runs on (`local`, or a PODMAN_HOSTS name); slots count
+    /// per host.
+    pub host: HostName,
+}
+
+/// A host as the web UI and `doctor` see it.
+#[derive(Debug, Clone)]
+pub struct HostStatus {
+    pub name: HostName,
+    pub is_reachable: bool,
+    /// Why not, when unreachable.
+    pub problem: Option<String>,
 }
 
 /// Failures outside a job: start-up, the sandbox image, the sweep.
@@ -97,6 +124,14 @@ pub enum ExecutorError {
     SandboxImage(#[from] SandboxImageError),
     #[error("SANDBOX_IMAGE {0} does not exist in the host's image store")]
     SandboxImageMissing(String),
+    #[error(transparent)]
+    Link(#[from] ssh_link::LinkError),
+    #[error("copying the sandbox image {image} to host {host}: {problem}")]
+    ImageCopy {
+        image: String,
+        host: HostName,
+        problem: String,
+    },
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -110,7 +145,8 @@ pub struct Executor {
     config: ExecutorConfig,
     /// The configured backends; a job names one.
     backends: Vec<BackendConfig>,
-    podman: PodmanClient,
+    /// `local` first, then PODMAN_HOSTS in their order.
+    hosts: std::sync::Arc<Vec<JobHost>>,
     git: git::GitCache,
     /// Absolute, since they become bind-mount sources.
     state_dir: PathBuf,
@@ -153,6 +189,11 @@ impl Executor {
             }
         };
         let slots = u64::try_from(config.num_workers.max(1)).unwrap_or(u64::MAX);
+        let mut all_hosts = vec![JobHost::local(podman)];
+        all_hosts.extend(hosts::remote_hosts(&config.hosts, &state_dir)?);
+        let all_hosts = std::sync::Arc::new(all_hosts);
+        hosts::connect_all(&all_hosts).await;
+        hosts::spawn_rechecks(std::sync::Arc::downgrade(&all_hosts));
         Ok(Self {
             git: git::GitCache::new(&state_dir, &config.clone_url),
             instance_id: instance_id(&state_dir),
@@ -161,7 +202,7 @@ impl Executor {
             store_budget_bytes: config.image_store_max_gb.saturating_mul(BYTES_PER_GB) / slots,
             config,
             backends,
-            podman,
+            hosts: all_hosts,
             state_dir,
             config_dir,
             sandbox_image_lock: tokio::sync::Mutex::new(()),
@@ -185,6 +226,43 @@ impl Executor {
         self
     }
 
+    /// Every host with whether it answers now.
+    pub fn host_statuses(&self) -> Vec<HostStatus> {
+        self.hosts
+            .iter()
+            .map(|host| HostStatus {
+                name: host.name.clone(),
+                is_reachable: host.is_reachable(),
+                problem: (!host.is_reachable()).then(|| host.problem()),
+            })
+            .collect()
+    }
+
+    /// Whether `host` is known and answered last time it was asked.
+    pub fn is_host_reachable(&self, host: &HostName) -> bool {
+        self.job_host(host).is_some_and(JobHost::is_reachable)
+    }
+
+    /// Pings `host` now (reopening its ssh forward when it died) and
+    /// returns its facts: Podman version, runtime, store, free disk.
+    pub async fn check_host(&self, host: &HostName) -> Result<HostFacts, String> {
+        let Some(job_host) = self.job_host(host) else {
+            return Err(format!("host {host} is not configured"));
+        };
+        if !job_host.check().await {
+            return Err(format!("host {host} unreachable: {}", job_host.problem()));
+        }
+        job_host.facts().await.map_err(|e| e.to_string())
+    }
+
+    fn job_host(&self, name: &HostName) -> Option<&JobHost> {
+        self.hosts.iter().find(|h| &h.name == name)
+    }
+
+    fn local_podman(&self) -> &PodmanClient {
+        &self.hosts[0].podman
+    }
+
     /// The value of [`INSTANCE_LABEL`] on this instance's containers.
     pub fn instance_id(&self) -> &str {
         &self.instance_id
@@ -201,7 +279,34 @@ impl Executor {
         cancel: CancelSignal,
     ) -> JobOutcome {
         let _running = RunningJob::register(&self.running, job.id.as_str());
-        job::JobRun::new(self, job, observer).run(cancel).await
+        let Some(host) = self.job_host(&job.host) else {
+            return JobOutcome::Error {
+                step: Step::Fetch,
+                reason: format!("host {} is not configured", job.host),
+            };
+        };
+        if host.take_sweep() {
+            // What jobs lost with the host left there, before a new one runs.
+            if let Err(error) = self.sweep_host(host).await {
+                tracing::warn!(host = %host.name, %error, "cannot sweep a host that answers again");
+            }
+        }
+        let outcome = job::JobRun::new(self, host, job, observer)
+            .run(cancel)
+            .await;
+        // Our breakage on another host may be the host itself going away.
+        match outcome {
+            JobOutcome::Error { step, .. } | JobOutcome::TimedOut { step, .. }
+                if host.is_remote() && !host.check().await =>
+            {
+                host.mark_unreachable();
+                JobOutcome::Error {
+                    step,
+                    reason: format!("host {} unreachable", host.name),
+                }
+            }
+            outcome => outcome,
+        }
     }
 
     /// Removes what a crash left: this instance's job-labelled containers,
@@ -211,22 +316,32 @@ impl Executor {
     /// how many things it removed.
     pub async fn sweep_leftovers(&self) -> Result<usize, ExecutorError> {
         let running = self.running.lock().expect("running-jobs lock").clone();
+        let mut removed = 0;
+        for host in self.hosts.iter().filter(|h| h.is_reachable()) {
+            removed += self.sweep_host(host).await?;
+        }
+        removed += remove_entries(&self.jobs_dir(), |name| !running.contains(name)).await?;
+        let _no_sandbox_build = self.sandbox_image_lock.lock().await;
+        removed += remove_entries(&self.scratch_dir(), |_| true).await?;
+        Ok(removed)
+    }
+
+    /// This instance's containers, pods and volumes on `host` of jobs not
+    /// running now.
+    async fn sweep_host(&self, host: &JobHost) -> Result<usize, PodmanError> {
+        let running = self.running.lock().expect("running-jobs lock").clone();
         let is_leftover = |item: &podman::Labelled| {
             item.labels
                 .get(JOB_LABEL)
                 .is_some_and(|job| !running.contains(job))
         };
-        let mut removed = self
-            .remove_labelled(
-                (INSTANCE_LABEL, &self.instance_id),
-                is_leftover,
-                |kind, name| tracing::info!(%kind, name, "removed a leftover job {kind}"),
-            )
-            .await?;
-        removed += remove_entries(&self.jobs_dir(), |name| !running.contains(name)).await?;
-        let _no_sandbox_build = self.sandbox_image_lock.lock().await;
-        removed += remove_entries(&self.scratch_dir(), |_| true).await?;
-        Ok(removed)
+        self.remove_labelled(
+            &host.podman,
+            (INSTANCE_LABEL, &self.instance_id),
+            is_leftover,
+            |kind, name| tracing::info!(%kind, name, host = %host.name, "removed a leftover job {kind}"),
+        )
+        .await
     }
 
     /// Force-removes the containers, pods and volumes carrying `label`
@@ -235,11 +350,11 @@ impl Executor {
     /// and a job's cleanup alike.
     async fn remove_labelled(
         &self,
+        podman: &PodmanClient,
         (key, value): (&str, &str),
         should_remove: impl Fn(&podman::Labelled) -> bool,
         mut on_removed: impl FnMut(LabelledKind, &str),
     ) -> Result<usize, PodmanError> {
-        let podman = &self.podman;
         let mut removed = 0;
         for container in podman.containers_labelled(key, value).await? {
             if should_remove(&container) && podman.remove_container(&container.name).await? {
@@ -291,7 +406,7 @@ impl Executor {
     ) -> Result<String, ExecutorError> {
         let _one_build_at_a_time = self.sandbox_image_lock.lock().await;
         if let Some(image) = &self.config.sandbox_image {
-            return if self.podman.image_exists(image).await? {
+            return if self.local_podman().image_exists(image).await? {
                 Ok(image.clone())
             } else {
                 Err(ExecutorError::SandboxImageMissing(image.clone()))
@@ -299,7 +414,7 @@ impl Executor {
         }
         let recipe = recipe_of(&self.config);
         let image = recipe.image_ref();
-        if self.podman.image_exists(&image).await? {
+        if self.local_podman().image_exists(&image).await? {
             return Ok(image);
         }
         on_output(
@@ -370,6 +485,37 @@ impl Drop for RunningJob<'_> {
 }
 
 /// Short hash of the absolute state dir: one instance, one state dir.
+/// Gives `host` the sandbox image: `podman save` here piped into `podman
+/// load` there through the host's forwarded API socket (the image crosses
+/// in the ssh session; the remote host needs no registry).
+async fn copy_image_to(host: &JobHost, image: &str) -> Result<(), ExecutorError> {
+    if host.podman.image_exists(image).await? {
+        return Ok(());
+    }
+    let copy_error = |problem: String| ExecutorError::ImageCopy {
+        image: image.to_string(),
+        host: host.name.clone(),
+        problem,
+    };
+    let socket = host
+        .forwarded_socket()
+        .ok_or_else(|| copy_error("the host has no API socket of its own".into()))?;
+    let script = "set -o pipefail; podman save \"$1\" | podman --url \"unix://$2\" load";
+    let output = tokio::process::Command::new("bash")
+        .args(["-c", script, "copy-image", image])
+        .arg(socket)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(|e| copy_error(e.to_string()))?;
+    if !output.status.success() {
+        return Err(copy_error(
+            String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        ));
+    }
+    Ok(())
+}
+
 fn instance_id(state_dir: &Path) -> String {
     let digest = hex::encode(Sha256::digest(state_dir.as_os_str().as_encoded_bytes()));
     digest[..INSTANCE_ID_HEX_DIGITS].to_string()
@@ -418,7 +564,11 @@ pub fn sandbox_image_ref(config: &ExecutorConfig) -> String {
 }
 
 fn recipe_of(config: &ExecutorConfig) -> SandboxImageRecipe {
-    SandboxImageRecipe::new(&config.sandbox_base_image, config.csi_sanity.as_ref())
+    SandboxImageRecipe::new(
+        &config.sandbox_base_image,
+        config.csi_sanity.as_ref(),
+        &config.csi_sanity_extra,
+    )
 }
 
 fn absolute(path: &Path) -> Result<PathBuf, ExecutorError> {

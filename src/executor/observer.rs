@@ -37,6 +37,9 @@ pub trait StepObserver: Send + Sync {
     fn artifact(&self, _name: &str, _content: &[u8]) {}
     /// The counts and failing specs of the suite's report.
     fn suite_results(&self, _results: &SuiteResults) {}
+    /// Something the job found it ran with (`csi-sanity`, `iscsid`, ...),
+    /// for the versions block of its logs.
+    fn fact(&self, _name: &str, _value: &str) {}
 }
 
 /// Several observers seen as one, called in order: the scheduler hands the
@@ -71,5 +74,9 @@ impl StepObserver for Observers<'_> {
 
     fn suite_results(&self, results: &SuiteResults) {
         self.0.iter().for_each(|o| o.suite_results(results));
+    }
+
+    fn fact(&self, name: &str, value: &str) {
+        self.0.iter().for_each(|o| o.fact(name, value));
     }
 }

@@ -76,6 +76,18 @@ pub struct SandboxSpec {
     pub image: String,
     pub labels: Vec<(String, String)>,
     pub binds: Vec<Bind>,
+    /// Named volumes (name, destination), created by Podman when missing.
+    pub volumes: Vec<(String, String)>,
+}
+
+/// What `doctor` and the sandbox need to know of a host's Podman.
+#[derive(Debug, Clone)]
+pub struct HostFacts {
+    pub version: String,
+    pub runtime: String,
+    /// The root Podman's image store (shared read-only with sandboxes).
+    pub graph_root: String,
+    pub disk_free_bytes: Option<u64>,
 }
 
 /// A container, pod or volume found by label, with all its labels.
@@ -104,6 +116,66 @@ impl PodmanClient {
             .await
             .map(|_| ())
             .map_err(|e| PodmanError::api("ping", e))
+    }
+
+    pub async fn facts(&self) -> Result<HostFacts, PodmanError> {
+        let info = self
+            .api
+            .info()
+            .await
+            .map_err(|e| PodmanError::api("reading podman info", e))?;
+        let store = info.store.as_ref();
+        let free = store.and_then(|s| {
+            Some(
+                s.graph_root_allocated?
+                    .saturating_sub(s.graph_root_used.unwrap_or(0)),
+            )
+        });
+        Ok(HostFacts {
+            version: info
+                .version
+                .and_then(|v| v.version)
+                .unwrap_or_else(|| "unknown".into()),
+            runtime: info
+                .host
+                .and_then(|h| h.oci_runtime)
+                .and_then(|r| r.name)
+                .unwrap_or_else(|| "unknown".into()),
+            graph_root: store
+                .and_then(|s| s.graph_root.clone())
+                .unwrap_or_else(|| "/var/lib/containers/storage".into()),
+            disk_free_bytes: free,
+        })
+    }
+
+    /// Unpacks the tar archive `tar` into `dir` of a running container
+    /// (through the API, so the bytes travel in its transport).
+    pub async fn copy_into(
+        &self,
+        container: &str,
+        dir: &str,
+        tar: Vec<u8>,
+    ) -> Result<(), PodmanError> {
+        self.api
+            .containers()
+            .get(container)
+            .copy_to(dir, tar.into())
+            .await
+            .map_err(|e| PodmanError::api(format!("copying files into {container}:{dir}"), e))
+    }
+
+    /// `path` of a container as a tar archive (a directory under its own name).
+    pub async fn copy_out(&self, container: &str, path: &str) -> Result<Vec<u8>, PodmanError> {
+        let action = || format!("copying {container}:{path} out");
+        let containers = self.api.containers();
+        let container = containers.get(container);
+        let stream = container.copy_from(path);
+        tokio::pin!(stream);
+        let mut tar = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            tar.extend(chunk.map_err(|e| PodmanError::api(action(), e))?);
+        }
+        Ok(tar)
     }
 
     pub async fn image_exists(&self, image: &str) -> Result<bool, PodmanError> {
@@ -139,6 +211,16 @@ impl PodmanClient {
             .privileged(true)
             .labels(spec.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .mounts(mounts)
+            .volumes(
+                spec.volumes
+                    .iter()
+                    .map(|(name, dest)| podman_api::models::NamedVolume {
+                        name: Some(name.clone()),
+                        dest: Some(dest.clone()),
+                        is_anonymous: None,
+                        options: None,
+                    }),
+            )
             .build();
         self.api
             .containers()

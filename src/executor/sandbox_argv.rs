@@ -9,7 +9,7 @@ use std::path::{Component, Path};
 use thiserror::Error;
 
 use super::JOB_LABEL;
-use crate::config::Script;
+use crate::config::{PluginSettings, Script};
 use crate::model::{JobId, JobRequest};
 
 /// Where the config dir is mounted (read-only) inside the sandbox.
@@ -30,10 +30,9 @@ pub const EXTRAS_CONTAINERFILE: &str = "extras.Containerfile";
 pub const CSI_ENDPOINT_HOST: &str = "127.0.0.1";
 pub const CSI_ENDPOINT_PORT: u16 = 50051;
 
-/// Ember-CSI settings the old worker passed to every plugin.
-const EMBER_CONFIG: &str = r#"{"project_id":"io.ember-csi","user_id":"io.ember-csi","root_helper":"sudo","request_multipath":false,"plugin_name":"ember-csi.io","debug":true}"#;
-const PERSISTENCE_CONFIG: &str = r#"{"storage":"memory"}"#;
-const CSI_SPEC_VERSION: &str = "v1.1";
+/// The old worker's env-file settings that are not per backend.
+const FIXED_PLUGIN_ENV: [(&str, &str); 2] =
+    [("PYTHONUNBUFFERED", "0"), ("EVENTLET_NO_GREENDNS", "yes")];
 
 /// Host paths the plugin container gets, as the old worker mounted them.
 /// `/etc/localtime` is the only read-only one.
@@ -412,10 +411,14 @@ pub struct PluginLaunch<'a> {
     pub host_mounts: &'a [String],
     /// Labels the nested container, like everything else the job creates.
     pub job_id: &'a JobId,
+    /// X_CSI_SPEC_VERSION, X_CSI_EMBER_CONFIG, X_CSI_PERSISTENCE_CONFIG.
+    pub settings: &'a PluginSettings,
 }
 
 /// Starts the plugin as the old worker did: privileged, host network and
-/// IPC, the X_CSI_* settings, the host paths a storage driver touches.
+/// IPC, the X_CSI_* settings, the host paths a storage driver touches; and
+/// the sandbox's PID namespace, so Ember-CSI's `nsenter -t 1` wrappers
+/// reach the sandbox's init, where iscsiadm and multipath live.
 pub fn start_plugin(launch: &PluginLaunch<'_>) -> InnerCommand {
     let job_label = format!("{JOB_LABEL}={}", launch.job_id);
     let mut argv: Vec<String> = [
@@ -427,6 +430,7 @@ pub fn start_plugin(launch: &PluginLaunch<'_>) -> InnerCommand {
         "--privileged",
         "--net=host",
         "--ipc=host",
+        "--pid=host",
         "--label",
         job_label.as_str(),
         // The value comes from the exec session's environment, so the
@@ -438,14 +442,18 @@ pub fn start_plugin(launch: &PluginLaunch<'_>) -> InnerCommand {
     .map(String::from)
     .collect();
     let endpoint = format!("{CSI_ENDPOINT_HOST}:{CSI_ENDPOINT_PORT}");
+    let plugin = launch.settings;
     let settings = [
-        ("X_CSI_PERSISTENCE_CONFIG", PERSISTENCE_CONFIG),
-        ("X_CSI_EMBER_CONFIG", EMBER_CONFIG),
-        ("X_CSI_SPEC_VERSION", CSI_SPEC_VERSION),
+        (
+            "X_CSI_PERSISTENCE_CONFIG",
+            plugin.persistence_config.as_str(),
+        ),
+        ("X_CSI_EMBER_CONFIG", plugin.ember_config.as_str()),
+        ("X_CSI_SPEC_VERSION", plugin.spec_version.as_str()),
         ("CSI_ENDPOINT", endpoint.as_str()),
         ("CSI_MODE", "all"),
     ];
-    for (name, value) in settings {
+    for (name, value) in settings.into_iter().chain(FIXED_PLUGIN_ENV) {
         argv.extend(["-e".to_string(), format!("{name}={value}")]);
     }
     if let Some(files) = launch.system_files {
@@ -632,6 +640,10 @@ mod tests {
             backend_config: r#"{"password":"hunter2"}"#,
             system_files: Some("/config/ceph.tar"),
             host_mounts: &mounts,
+            settings: &PluginSettings {
+                spec_version: "v0.3".into(),
+                ..PluginSettings::default()
+            },
         };
         let command = start_plugin(&launch);
         assert!(!command.trace().contains("hunter2"));
@@ -652,7 +664,10 @@ mod tests {
             "/dev:/dev",
             "/etc/localtime:/etc/localtime:ro",
             "CSI_ENDPOINT=127.0.0.1:50051",
-            "X_CSI_SPEC_VERSION=v1.1",
+            "X_CSI_SPEC_VERSION=v0.3",
+            "--pid=host",
+            "EVENTLET_NO_GREENDNS=yes",
+            r#"X_CSI_EMBER_CONFIG={"project_id":"io.ember-csi","user_id":"io.ember-csi","disable_logs":false,"debug":true,"request_multipath":true}"#,
             "ember-ci.job=20261127-abc123",
             r#"X_CSI_PERSISTENCE_CONFIG={"storage":"memory"}"#,
         ] {

@@ -11,13 +11,13 @@ use thiserror::Error;
 use tokio::process::Command;
 
 use super::process::{describe_exit, run_streaming};
-use crate::config::CsiSanitySource;
+use crate::config::{CsiSanityBuild, CsiSanitySource};
 
 const IMAGE_REPOSITORY: &str = "localhost/ember-ci-sandbox";
 const TAG_HEX_DIGITS: usize = 12;
 
 /// The files of the build context, as (name, content).
-const CONTEXT_FILES: [(&str, &str); 4] = [
+const CONTEXT_FILES: [(&str, &str); 5] = [
     (
         "Containerfile",
         include_str!("../../containers/sandbox/Containerfile"),
@@ -33,6 +33,10 @@ const CONTEXT_FILES: [(&str, &str); 4] = [
     (
         "short-names.conf",
         include_str!("../../containers/sandbox/short-names.conf"),
+    ),
+    (
+        "csi-sanity-wrapper",
+        include_str!("../../containers/sandbox/csi-sanity-wrapper"),
     ),
 ];
 
@@ -67,19 +71,29 @@ pub struct SandboxImageRecipe {
 }
 
 impl SandboxImageRecipe {
-    /// FROM `base_image`, with csi-sanity built from `csi_sanity` (None: without).
-    pub fn new(base_image: &str, csi_sanity: Option<&CsiSanitySource>) -> Self {
-        let (skip, repo, version, commit) = match csi_sanity {
-            Some(source) => ("0", &*source.repo, &*source.version, &*source.commit),
-            None => ("1", "", "", ""),
+    /// FROM `base_image`, with csi-sanity built from `csi_sanity` (None:
+    /// without) and the `extra` builds backends need from the same repository.
+    pub fn new(
+        base_image: &str,
+        csi_sanity: Option<&CsiSanitySource>,
+        extra: &[CsiSanityBuild],
+    ) -> Self {
+        let (skip, repo, builds) = match csi_sanity {
+            Some(source) => {
+                let builds: Vec<String> = std::iter::once(source.build())
+                    .chain(extra.iter().cloned())
+                    .map(|build| format!("{}={}", build.version, build.commit))
+                    .collect();
+                ("0", &*source.repo, builds.join(" "))
+            }
+            None => ("1", "", String::new()),
         };
         Self {
             build_args: vec![
                 ("SANDBOX_BASE_IMAGE", base_image.to_string()),
                 ("SKIP_CSI_SANITY", skip.to_string()),
                 ("CSI_SANITY_REPO", repo.to_string()),
-                ("CSI_SANITY_VERSION", version.to_string()),
-                ("CSI_SANITY_COMMIT", commit.to_string()),
+                ("CSI_SANITY_BUILDS", builds),
             ],
         }
     }
@@ -206,8 +220,8 @@ mod tests {
     #[test]
     fn image_ref_changes_with_build_args_and_is_stable() {
         let base = crate::config::DEFAULT_SANDBOX_BASE_IMAGE;
-        let with = SandboxImageRecipe::new(base, Some(&pinned())).image_ref();
-        let without = SandboxImageRecipe::new(base, None).image_ref();
+        let with = SandboxImageRecipe::new(base, Some(&pinned()), &[]).image_ref();
+        let without = SandboxImageRecipe::new(base, None, &[]).image_ref();
         let other_pin = CsiSanitySource {
             commit: "0".repeat(40),
             ..pinned()
@@ -215,11 +229,11 @@ mod tests {
         assert_ne!(with, without);
         assert_ne!(
             with,
-            SandboxImageRecipe::new(base, Some(&other_pin)).image_ref()
+            SandboxImageRecipe::new(base, Some(&other_pin), &[]).image_ref()
         );
         assert_ne!(
             with,
-            SandboxImageRecipe::new("x/y:z", Some(&pinned())).image_ref()
+            SandboxImageRecipe::new("x/y:z", Some(&pinned()), &[]).image_ref()
         );
         let mirror = CsiSanitySource {
             repo: "git://127.0.0.1:9418/csi-test.git".to_string(),
@@ -227,9 +241,20 @@ mod tests {
         };
         assert_eq!(
             with,
-            SandboxImageRecipe::new(base, Some(&mirror)).image_ref()
+            SandboxImageRecipe::new(base, Some(&mirror), &[]).image_ref()
         );
-        assert_eq!(without, SandboxImageRecipe::new(base, None).image_ref());
+        assert_eq!(
+            without,
+            SandboxImageRecipe::new(base, None, &[]).image_ref()
+        );
+        let old_spec = CsiSanityBuild {
+            version: "v0.3.5".into(),
+            commit: "f931472b5957142f7c348031cd3cddc26434b890".into(),
+        };
+        assert_ne!(
+            with,
+            SandboxImageRecipe::new(base, Some(&pinned()), &[old_spec]).image_ref()
+        );
         let tag = without
             .strip_prefix("localhost/ember-ci-sandbox:")
             .expect("repository prefix");

@@ -266,6 +266,50 @@ const PARTIAL_LINE_TICK: Duration = Duration::from_millis(500);
 /// Plugin log lines quoted when the plugin died during the suite.
 const PLUGIN_TAIL_LINES: u32 = 20;
 
+/// Where the sandbox image keeps each csi-sanity build (`<tag>/csi-sanity`).
+const CSI_SANITY_BUILDS_DIR: &str = "/usr/local/lib/csi-sanity";
+/// Written by our csi-sanity wrapper: the tag and commit of each run
+/// (relative to the job dir; outside the artifacts, which are published).
+const CSI_SANITY_RAN_FILE: &str = "csi-sanity-ran";
+/// The sandbox image's PATH, behind the backend's csi-sanity build.
+const SANDBOX_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The environment that makes `csi-sanity` the backend's build and has it
+/// note that it ran.
+fn csi_sanity_env(backend: &BackendConfig) -> Vec<(String, String)> {
+    let path = match &backend.csi_sanity {
+        Some(build) => format!("{CSI_SANITY_BUILDS_DIR}/{}:{SANDBOX_PATH}", build.version),
+        None => SANDBOX_PATH.to_string(),
+    };
+    vec![
+        ("PATH".into(), path),
+        (
+            "CSI_SANITY_RAN_FILE".into(),
+            format!("{}/{CSI_SANITY_RAN_FILE}", sandbox_argv::SANDBOX_JOB_DIR),
+        ),
+    ]
+}
+
+/// The versions block's csi-sanity line from what the wrapper noted.
+fn csi_sanity_that_ran(noted: Option<&str>, backend: &BackendConfig) -> String {
+    let spec = &backend.plugin.spec_version;
+    let runs: Vec<String> = noted
+        .unwrap_or("")
+        .lines()
+        .filter_map(|line| line.split_once(' '))
+        .map(|(tag, commit)| format!("{tag} (commit {})", commit.trim()))
+        .collect();
+    match runs.first() {
+        None => format!(
+            "none built by ember-ci ran (the sanity command ran its own, or none); CSI spec {spec}"
+        ),
+        Some(first) if runs.iter().all(|run| run == first) => {
+            format!("{first}, for CSI spec {spec}")
+        }
+        Some(_) => format!("{}, for CSI spec {spec}", runs.join(", then ")),
+    }
+}
+
 /// The sanity command as run: `timeout` sends SIGINT to its process group
 /// on expiry (Ginkgo then names the running spec and writes its report),
 /// SIGKILL after the grace; it runs in `$ARTIFACTS_DIR`.
@@ -298,8 +342,11 @@ impl JobRun<'_> {
         tokio::fs::create_dir_all(&host_dir)
             .await
             .map_err(|e| StepStop::error(format!("cannot create {}: {e}", host_dir.display())))?;
+        self.push_empty_dir(ARTIFACTS_SUBDIR).await?;
+        let mut env = self.job_env();
+        env.extend(csi_sanity_env(backend));
         let command = timed_command(
-            sandbox_argv::sanity(&backend.sanity_command, self.job_env()),
+            sandbox_argv::sanity(&backend.sanity_command, env),
             backend.sanity_timeout,
         );
         self.say(Step::Sanity, &command.trace());
@@ -315,7 +362,7 @@ impl JobRun<'_> {
                 }
             };
             let exec =
-                self.executor
+                self.host
                     .podman
                     .exec(&self.names.sandbox_container, &command, &mut keep_tail);
             tokio::pin!(exec);
@@ -331,7 +378,22 @@ impl JobRun<'_> {
         let finished = Instant::now();
         let timed_out = (code == EXIT_TIMED_OUT || code == 128 + 9)
             && started.elapsed() >= backend.sanity_timeout;
+        if let Err(stop) = self.pull_job_files(&[ARTIFACTS_SUBDIR]).await {
+            self.say(
+                Step::Sanity,
+                &format!(
+                    "ember-ci: cannot copy the artifacts back: {}\n",
+                    stop.reason
+                ),
+            );
+        }
         self.keep_artifacts(&host_dir).await;
+        let noted = tokio::fs::read_to_string(self.work_dir.join(CSI_SANITY_RAN_FILE))
+            .await
+            .ok();
+        let ran = csi_sanity_that_ran(noted.as_deref(), backend);
+        self.say(Step::Sanity, &format!("ember-ci: csi-sanity: {ran}\n"));
+        observer.fact("csi-sanity", &ran);
         let results = match read_report(&host_dir.join(JUNIT_FILE)) {
             Ok(results) => results,
             Err(e) => {
@@ -400,7 +462,7 @@ impl JobRun<'_> {
         }
         let probe = sandbox_argv::probe_plugin(&self.names.plugin_container);
         let (_, output) = self
-            .executor
+            .host
             .podman
             .exec_captured(&self.names.sandbox_container, &probe)
             .await?;
@@ -419,7 +481,7 @@ impl JobRun<'_> {
             workdir: None,
         };
         let (_, log) = self
-            .executor
+            .host
             .podman
             .exec_captured(&self.names.sandbox_container, &tail)
             .await?;

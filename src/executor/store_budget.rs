@@ -20,6 +20,17 @@ impl JobRun<'_> {
     /// use of its images for the next eviction. Housekeeping: a problem is
     /// reported in the build log and never fails the job.
     pub(super) async fn keep_store_within_budget(&self) {
+        if self.host.is_remote() {
+            // The store is a volume there, measured by nothing of ours yet.
+            self.say(
+                Step::Build,
+                &format!(
+                    "image store: IMAGE_STORE_MAX_GB is not applied on host {}\n",
+                    self.host.name
+                ),
+            );
+            return;
+        }
         if let Err(problem) = self.try_keep_store_within_budget().await {
             tracing::warn!(job = %self.job.id, "image store: {problem}");
             self.say(Step::Build, &format!("image store: {problem}\n"));
@@ -99,7 +110,7 @@ impl JobRun<'_> {
 
     async fn stored_images(&self) -> Result<Vec<eviction::StoredImage>, String> {
         let (code, output) = self
-            .executor
+            .host
             .podman
             .exec_captured(&self.names.sandbox_container, &sandbox_argv::list_images())
             .await

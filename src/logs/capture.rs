@@ -7,7 +7,7 @@
 //! Each job has its own masker, which grows when the executor reports
 //! secrets learned at run time.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::io::{Seek, SeekFrom};
@@ -59,6 +59,7 @@ struct State {
     steps: Vec<StepRecord>,
     sanity: Option<SuiteResults>,
     artifacts: Vec<String>,
+    facts: BTreeMap<String, String>,
 }
 
 /// Writes one job's logs; implements [`StepObserver`] for the executor.
@@ -107,6 +108,7 @@ impl JobLog {
                 steps: Vec::new(),
                 sanity: None,
                 artifacts: Vec::new(),
+                facts: BTreeMap::new(),
             }),
         };
         log.write_summary(None)?;
@@ -189,12 +191,13 @@ impl JobLog {
 
     fn write_summary(&self, outcome: Option<&JobOutcome>) -> io::Result<()> {
         // One lock for the whole read: status_description() locks too.
-        let (steps, sanity, artifacts) = {
+        let (steps, sanity, artifacts, facts) = {
             let state = self.lock();
             (
                 state.steps.clone(),
                 state.sanity.clone(),
                 state.artifacts.clone(),
+                state.facts.clone(),
             )
         };
         let description = outcome.map(|o| status_description(o, sanity.as_ref()));
@@ -209,6 +212,7 @@ impl JobLog {
             description,
             sanity,
             artifacts,
+            facts,
         };
         let json = serde_json::to_vec_pretty(&record).map_err(io::Error::other)?;
         let json = self.mask(&String::from_utf8_lossy(&json));
@@ -405,6 +409,22 @@ impl StepObserver for JobLog {
         self.lock().sanity = Some(results.clone());
     }
 
+    fn fact(&self, name: &str, value: &str) {
+        self.lock()
+            .facts
+            .insert(name.to_string(), value.to_string());
+        if !self.has_context {
+            return;
+        }
+        let path = self.dir.join(CONTEXT_FILE);
+        let updated = fs::read_to_string(&path)
+            .map(|text| with_version_line(&text, name, value))
+            .and_then(|text| fs::write(&path, self.mask(&text)));
+        if let Err(err) = updated {
+            warn!(job = %self.id, name, error = %err, "cannot record a version in the context file");
+        }
+    }
+
     fn secrets_discovered(&self, values: &[String]) {
         let mut masker = self.masker.write().expect("job masker lock poisoned");
         let before = masker.len();
@@ -458,4 +478,52 @@ pub fn format_utc(at: SystemTime) -> String {
     time::OffsetDateTime::from(at)
         .format(&format)
         .unwrap_or_else(|_| "unknown-time".to_string())
+}
+
+/// `context` with the line for `name` in its leading `versions` block set
+/// to `value` (added at the block's end when it has none).
+fn with_version_line(context: &str, name: &str, value: &str) -> String {
+    let line = format!("  {name:<17}{value}");
+    let mut lines: Vec<String> = context.lines().map(str::to_string).collect();
+    if lines.first().map(String::as_str) != Some("versions") {
+        return context.to_string();
+    }
+    let block_end = lines
+        .iter()
+        .position(|l| l.is_empty())
+        .unwrap_or(lines.len());
+    let existing = lines[1..block_end]
+        .iter()
+        .position(|l| l.trim_start().split("  ").next() == Some(name));
+    match existing {
+        Some(i) => lines[i + 1] = line,
+        None => lines.insert(block_end, line),
+    }
+    let mut text = lines.join("\n");
+    if context.ends_with('\n') {
+        text.push('\n');
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_found_while_the_job_ran_replaces_or_joins_the_versions_block() {
+        let context = "versions\n  ember-ci         0.1.0\n  csi-sanity       v5.3.1 (commit a)\n\nconfig\n  csi-sanity x\n";
+        let replaced = with_version_line(
+            context,
+            "csi-sanity",
+            "v0.3.5 (commit b), for CSI spec v0.3",
+        );
+        assert_eq!(
+            replaced,
+            "versions\n  ember-ci         0.1.0\n  csi-sanity       v0.3.5 (commit b), for CSI spec v0.3\n\nconfig\n  csi-sanity x\n"
+        );
+        let added = with_version_line(&replaced, "iscsid", "running");
+        assert!(added.contains("for CSI spec v0.3\n  iscsid           running\n\nconfig"));
+        assert_eq!(with_version_line("no block\n", "x", "y"), "no block\n");
+    }
 }

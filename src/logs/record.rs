@@ -2,6 +2,7 @@
 //! timings, step files, outcome). Written by capture, read by rendering and
 //! publishing; nothing else about a job is needed to render its pages.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -48,6 +49,11 @@ pub struct JobRecord {
     /// folder (`artifact-<name>`).
     #[serde(default)]
     pub artifacts: Vec<String>,
+    /// What the job actually ran with, as found while it ran (the
+    /// csi-sanity build, the sandbox's daemons, the initiator name); also
+    /// in the context file's versions block.
+    #[serde(default)]
+    pub facts: BTreeMap<String, String>,
 }
 
 /// The folder's name for an artifact the sanity suite left.

@@ -313,6 +313,7 @@ mod tests {
             description: Some(outcome.description()),
             sanity: None,
             artifacts: Vec::new(),
+            facts: Default::default(),
             outcome: Some(outcome),
         }
     }

@@ -13,7 +13,8 @@ use async_trait::async_trait;
 use futures_util::FutureExt;
 use tracing::{error, info};
 
-use crate::executor::{CancelSignal, Executor, Job, Observers, StepObserver};
+use crate::config::HostName;
+use crate::executor::{CancelSignal, Executor, HostStatus, Job, Observers, StepObserver};
 use crate::journal::JobChange;
 use crate::logs::{FinishedLogs, LogStore};
 use crate::model::{CommitStatus, JobId, JobOutcome, JobRequest, StatusState, Step};
@@ -33,6 +34,21 @@ pub trait JobRunner: Send + Sync + 'static {
     fn host_problems(&self) -> Vec<String> {
         Vec::new()
     }
+
+    /// Whether `host` answers; the scheduler places no job on a host that
+    /// does not.
+    fn is_host_reachable(&self, host: &HostName) -> bool {
+        host.is_local()
+    }
+
+    /// Every host with whether it answers (web UI, health).
+    fn host_statuses(&self) -> Vec<HostStatus> {
+        vec![HostStatus {
+            name: HostName::local(),
+            is_reachable: true,
+            problem: None,
+        }]
+    }
 }
 
 #[async_trait]
@@ -48,6 +64,14 @@ impl JobRunner for Executor {
 
     fn host_problems(&self) -> Vec<String> {
         Executor::host_problems(self)
+    }
+
+    fn is_host_reachable(&self, host: &HostName) -> bool {
+        Executor::is_host_reachable(self, host)
+    }
+
+    fn host_statuses(&self) -> Vec<HostStatus> {
+        Executor::host_statuses(self)
     }
 }
 

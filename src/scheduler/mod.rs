@@ -12,9 +12,10 @@
 
 mod board;
 pub mod lifecycle;
+mod placement;
 mod recovery;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,8 +25,10 @@ use tracing::{error, info, info_span, warn, Instrument};
 
 pub use board::{result_label, FinishedTotals, JobBoard, JobState, JobView, StepTracker};
 pub use lifecycle::{Announcer, JobRunner, RUNNING_DESCRIPTION};
+pub use placement::Placement;
 pub use recovery::{Recovery, MAX_ATTEMPTS, REQUEUED_DESCRIPTION};
 
+use crate::config::HostName;
 use crate::executor::{CancelSignal, Job};
 use crate::github::StatusOutbox;
 use crate::journal::{JobChange, Journal, JournalError};
@@ -51,19 +54,35 @@ pub enum Enqueued {
 struct QueuedJob {
     id: JobId,
     request: JobRequest,
+    /// Set on the one re-run of a job whose host became unreachable: the
+    /// host it lost (a second loss is not re-run again).
+    avoid: Option<HostName>,
 }
 
 struct Running {
     id: JobId,
     request: JobRequest,
+    host: HostName,
     cancel: CancelSignal,
 }
+
+/// One host's slots and the jobs on them, for the web UI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostUsage {
+    pub name: HostName,
+    pub slots: usize,
+    pub running: Vec<JobId>,
+}
+
+/// How long a job waits before its lost hosts are asked about again.
+const HOST_RECHECK_TICK: Duration = Duration::from_secs(2);
 
 #[derive(Default)]
 struct Queue {
     waiting: VecDeque<QueuedJob>,
     running: Vec<Running>,
-    free_slots: Vec<usize>,
+    /// Per host, its free slot numbers (popped from the end).
+    free_slots: HashMap<HostName, Vec<usize>>,
     /// (SHA, backend) pairs that reached a final result, oldest first, so a
     /// replayed or reopened delivery does not run the same commit twice.
     finished: VecDeque<(CommitSha, BackendName)>,
@@ -74,13 +93,29 @@ struct Queue {
 const FINISHED_REMEMBERED: usize = 10_000;
 
 impl Queue {
-    fn with_slots(workers: usize) -> Self {
+    fn with_slots(placement: &Placement) -> Self {
         Queue {
             // Pop from the end: slot 0 is used first, so a single-worker
             // setup always builds in the same image-store volume.
-            free_slots: (0..workers.max(1)).rev().collect(),
+            free_slots: placement
+                .hosts()
+                .iter()
+                .map(|(host, slots)| (host.clone(), (0..(*slots).max(1)).rev().collect()))
+                .collect(),
             ..Queue::default()
         }
+    }
+
+    fn has_free_slot(&self, host: &HostName) -> bool {
+        self.free_slots
+            .get(host)
+            .is_some_and(|free| !free.is_empty())
+    }
+}
+
+impl From<usize> for Placement {
+    fn from(workers: usize) -> Self {
+        Placement::local(workers)
     }
 }
 
@@ -91,6 +126,7 @@ struct Shared {
     outbox: StatusOutbox,
     logs: LogStore,
     board: JobBoard,
+    placement: Placement,
     /// Where job changes are recorded, each with the status announcing it.
     journal: Journal,
 }
@@ -112,10 +148,11 @@ impl Scheduler {
         runner: Arc<dyn JobRunner>,
         outbox: StatusOutbox,
         logs: LogStore,
-        workers: usize,
+        placement: impl Into<Placement>,
         journal: Journal,
     ) -> Result<(Self, tokio::task::JoinHandle<()>, Recovery), JournalError> {
-        let mut queue = Queue::with_slots(workers);
+        let placement = placement.into();
+        let mut queue = Queue::with_slots(&placement);
         queue.finished = journal.recent_results(FINISHED_REMEMBERED)?.into();
         let live = journal.live_jobs()?;
         let shared = Arc::new(Shared {
@@ -125,6 +162,7 @@ impl Scheduler {
             outbox,
             logs,
             board: JobBoard::default(),
+            placement,
             journal,
         });
         let scheduler = Self { shared };
@@ -153,7 +191,36 @@ impl Scheduler {
         self.enqueue_job(request, true)
     }
 
+    /// Each host's slots and the jobs running on it.
+    pub fn host_usage(&self) -> Vec<HostUsage> {
+        let queue = self.lock();
+        self.shared
+            .placement
+            .hosts()
+            .iter()
+            .map(|(name, slots)| HostUsage {
+                name: name.clone(),
+                slots: *slots,
+                running: queue
+                    .running
+                    .iter()
+                    .filter(|r| &r.host == name)
+                    .map(|r| r.id.clone())
+                    .collect(),
+            })
+            .collect()
+    }
+
     fn enqueue_job(&self, request: JobRequest, is_rerun: bool) -> Enqueued {
+        self.enqueue_avoiding(request, is_rerun, None)
+    }
+
+    fn enqueue_avoiding(
+        &self,
+        request: JobRequest,
+        is_rerun: bool,
+        avoid: Option<HostName>,
+    ) -> Enqueued {
         let id = JobId::generate();
         {
             let mut queue = self.lock();
@@ -178,6 +245,7 @@ impl Scheduler {
             queue.waiting.push_back(QueuedJob {
                 id: id.clone(),
                 request: request.clone(),
+                avoid,
             });
         }
         info!(job = %id, %request, "job queued");
@@ -290,7 +358,12 @@ impl Scheduler {
     /// Ends a job that never ran (cancelled while queued, or not resumed)
     /// with a final `error` status, so nothing stays pending.
     fn finish_unstarted(&self, id: &JobId, request: &JobRequest, reason: &CancelReason) {
-        let outcome = JobOutcome::from(reason);
+        self.finish_with(id, request, &JobOutcome::from(reason));
+    }
+
+    /// Ends a job that never ran with `outcome`.
+    fn finish_with(&self, id: &JobId, request: &JobRequest, outcome: &JobOutcome) {
+        let outcome = outcome.clone();
         self.shared.board.finished(id, &outcome);
         self.record(
             id,
@@ -349,37 +422,94 @@ impl Announcer for Shared {
     }
 }
 
+/// What the dispatch loop does next.
+enum Next {
+    Run(QueuedJob, HostName, usize, CancelSignal),
+    /// No host of this job answers: it ends `error`.
+    Unplaceable(QueuedJob, Vec<HostName>),
+    Idle,
+    Stop,
+}
+
+/// Takes the first waiting job that can start now (a job waiting for a
+/// busy host does not hold up a job for another host).
+fn next_job(shared: &Shared) -> Next {
+    let mut queue = shared.queue.lock().expect("scheduler queue lock poisoned");
+    if queue.is_closed {
+        return if queue.running.is_empty() {
+            Next::Stop
+        } else {
+            Next::Idle
+        };
+    }
+    for index in 0..queue.waiting.len() {
+        let job = &queue.waiting[index];
+        let candidates = shared.placement.hosts_for(&job.request.backend);
+        let choice = placement::choose(
+            &candidates,
+            job.avoid.as_ref(),
+            |host| queue.has_free_slot(host),
+            |host| shared.runner.is_host_reachable(host),
+        );
+        match choice {
+            placement::Choice::Wait => continue,
+            placement::Choice::NoHost(hosts) => {
+                let job = queue.waiting.remove(index).expect("index in range");
+                return Next::Unplaceable(job, hosts);
+            }
+            placement::Choice::Run(host) => {
+                let job = queue.waiting.remove(index).expect("index in range");
+                let slot = queue
+                    .free_slots
+                    .get_mut(&host)
+                    .and_then(Vec::pop)
+                    .expect("choose() picked a host with a free slot");
+                let cancel = CancelSignal::new();
+                queue.running.push(Running {
+                    id: job.id.clone(),
+                    request: job.request.clone(),
+                    host: host.clone(),
+                    cancel: cancel.clone(),
+                });
+                return Next::Run(job, host, slot, cancel);
+            }
+        }
+    }
+    Next::Idle
+}
+
 async fn dispatch_loop(shared: Arc<Shared>) {
     let mut tasks = JoinSet::new();
     loop {
         let notified = shared.wake.notified();
-        let next = {
-            let mut queue = shared.queue.lock().expect("scheduler queue lock poisoned");
-            if queue.is_closed && queue.running.is_empty() && tasks.is_empty() {
-                break;
+        match next_job(&shared) {
+            Next::Stop if tasks.is_empty() => break,
+            Next::Run(job, host, slot, cancel) => {
+                tasks.spawn(run_job(shared.clone(), job, host, slot, cancel));
             }
-            if queue.is_closed || queue.free_slots.is_empty() || queue.waiting.is_empty() {
-                None
-            } else {
-                let slot = queue.free_slots.pop().expect("checked non-empty");
-                let job = queue.waiting.pop_front().expect("checked non-empty");
-                let running = Running {
-                    id: job.id.clone(),
-                    request: job.request.clone(),
-                    cancel: CancelSignal::new(),
+            Next::Unplaceable(job, hosts) => {
+                let names: Vec<String> = hosts.iter().map(ToString::to_string).collect();
+                warn!(job = %job.id, hosts = %names.join(", "), "no host of the job's backend answers");
+                let outcome = JobOutcome::Error {
+                    step: crate::model::Step::Fetch,
+                    reason: format!("host {} unreachable", names.join(", ")),
                 };
-                let cancel = running.cancel.clone();
-                queue.running.push(running);
-                Some((job, slot, cancel))
+                let scheduler = Scheduler {
+                    shared: shared.clone(),
+                };
+                scheduler.finish_with(&job.id, &job.request, &outcome);
             }
-        };
-        match next {
-            Some((job, slot, cancel)) => {
-                tasks.spawn(run_job(shared.clone(), job, slot, cancel));
-            }
-            None => {
+            Next::Idle | Next::Stop => {
+                // Jobs waiting only for a lost host are looked at again.
+                let waiting = !shared
+                    .queue
+                    .lock()
+                    .expect("scheduler queue lock poisoned")
+                    .waiting
+                    .is_empty();
                 tokio::select! {
                     _ = notified => {}
+                    () = tokio::time::sleep(HOST_RECHECK_TICK), if waiting => {}
                     Some(ended) = tasks.join_next(), if !tasks.is_empty() => {
                         if let Err(err) = ended {
                             error!(error = %err, "a job task ended abnormally");
@@ -391,16 +521,23 @@ async fn dispatch_loop(shared: Arc<Shared>) {
     }
 }
 
-async fn run_job(shared: Arc<Shared>, queued: QueuedJob, slot: usize, cancel: CancelSignal) {
-    let QueuedJob { id, request } = queued;
+async fn run_job(
+    shared: Arc<Shared>,
+    queued: QueuedJob,
+    host: HostName,
+    slot: usize,
+    cancel: CancelSignal,
+) {
+    let QueuedJob { id, request, avoid } = queued;
     let span = info_span!("job", job = %id, pr = %request.pr, sha = %request.sha.short(), backend = %request.backend);
     let outcome = async {
-        info!(slot, "job started");
+        info!(slot, %host, "job started");
         shared.board.started(&id);
         let job = Job {
             id: id.clone(),
             request: request.clone(),
             slot,
+            host: host.clone(),
         };
         let parts = JobParts {
             runner: shared.runner.as_ref(),
@@ -416,15 +553,34 @@ async fn run_job(shared: Arc<Shared>, queued: QueuedJob, slot: usize, cancel: Ca
     .await;
     let mut queue = shared.queue.lock().expect("scheduler queue lock poisoned");
     queue.running.retain(|r| r.id != id);
-    queue.free_slots.push(slot);
+    queue.free_slots.entry(host.clone()).or_default().push(slot);
     // A cancelled job never reached a result: a later delivery may run it.
     if !matches!(outcome, JobOutcome::Cancelled { .. }) {
-        queue.finished.push_back((request.sha, request.backend));
+        queue
+            .finished
+            .push_back((request.sha.clone(), request.backend.clone()));
         if queue.finished.len() > FINISHED_REMEMBERED {
             queue.finished.pop_front();
         }
     }
     drop(queue);
+    // A host lost mid-job: the job ended `error`; it runs once more on
+    // another of its backend's hosts, when it has one.
+    let host_lost = matches!(outcome, JobOutcome::Error { .. })
+        && !host.is_local()
+        && !shared.runner.is_host_reachable(&host);
+    let has_other_host = shared
+        .placement
+        .hosts_for(&request.backend)
+        .iter()
+        .any(|h| h != &host);
+    if host_lost && avoid.is_none() && has_other_host {
+        let scheduler = Scheduler {
+            shared: shared.clone(),
+        };
+        let again = scheduler.enqueue_avoiding(request, true, Some(host.clone()));
+        info!(job = %id, %host, ?again, "host lost mid-job; running the job again elsewhere");
+    }
     // Wake both the dispatch loop and any shutdown waiting for idleness.
     shared.wake.notify_waiters();
     shared.wake.notify_one();

@@ -128,6 +128,7 @@ impl Scheduler {
         self.lock().waiting.push_back(QueuedJob {
             id: job.id,
             request: job.request,
+            avoid: None,
         });
     }
 

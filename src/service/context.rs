@@ -9,9 +9,14 @@ use crate::config::Config;
 /// Versions and configuration for every job run with `config`.
 pub fn job_context(config: &Config) -> String {
     let executor = &config.executor;
+    // The sanity step replaces this line with the build that actually ran.
     let csi_sanity = match &executor.csi_sanity {
         None => "not installed (SANDBOX_SKIP_CSI_SANITY=1)".to_string(),
-        Some(source) => format!("{} (commit {})", source.version, source.commit),
+        Some(source) => std::iter::once(source.build())
+            .chain(executor.csi_sanity_extra.iter().cloned())
+            .map(|build| format!("{} (commit {})", build.version, build.commit))
+            .collect::<Vec<_>>()
+            .join(", "),
     };
     format!(
         "versions\n  ember-ci         {}\n  sandbox image    {}\n  csi-sanity       {csi_sanity}\n\n{}",

@@ -212,7 +212,11 @@ pub async fn start(
         runner.clone(),
         outbox.clone(),
         logs.clone(),
-        config.service.num_workers,
+        crate::scheduler::Placement::new(
+            config.service.num_workers,
+            &config.executor.hosts,
+            &config.backends,
+        ),
         journal.clone(),
     )
     .context("resuming jobs from the journal")?;

@@ -21,6 +21,19 @@ pub struct Health {
     pub host_is_clean: bool,
     /// What was left, and why it stayed.
     pub host_problems: Vec<String>,
+    /// Every host jobs run on (`local` first, then PODMAN_HOSTS).
+    pub hosts: Vec<HostHealth>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HostHealth {
+    pub name: String,
+    pub slots: usize,
+    /// Ids of the jobs running there.
+    pub running_jobs: Vec<String>,
+    pub is_reachable: bool,
+    /// Why not (ssh's own words, masked), when unreachable.
+    pub problem: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -84,7 +97,26 @@ pub fn health(web: &Web) -> Health {
         .iter()
         .map(|problem| web.mask(problem))
         .collect();
+    let statuses = context.host.host_statuses();
+    let hosts = context
+        .scheduler
+        .host_usage()
+        .into_iter()
+        .map(|usage| {
+            let status = statuses.iter().find(|s| s.name == usage.name);
+            HostHealth {
+                name: usage.name.to_string(),
+                slots: usage.slots,
+                running_jobs: usage.running.iter().map(ToString::to_string).collect(),
+                is_reachable: status.is_some_and(|s| s.is_reachable),
+                problem: status
+                    .and_then(|s| s.problem.as_deref())
+                    .map(|problem| web.mask(problem)),
+            }
+        })
+        .collect();
     Health {
+        hosts,
         host_is_clean: host_problems.is_empty(),
         host_problems,
         workers: context.workers,

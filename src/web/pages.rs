@@ -89,7 +89,7 @@ fn dashboard(web: &Web) -> String {
          <tr><th>Deliveries in</th><td>{}</td></tr>\
          <tr><th>Webhook intake</th><td>{} accepted, {} ignored, {} duplicate, {} rejected</td></tr>\
          <tr><th>Host</th><td>{}</td></tr>\
-         </table></section>",
+         {}</table></section>",
         health.jobs.running,
         health.jobs.queued,
         health.workers,
@@ -111,6 +111,7 @@ fn dashboard(web: &Web) -> String {
                 esc(&health.host_problems.join("; "))
             )
         },
+        host_rows(&health.hosts),
     );
 
     let sections = [
@@ -128,6 +129,38 @@ fn dashboard(web: &Web) -> String {
         .collect();
     jobs_section(&mut body, "recent", "Recent", &recent);
     page("Dashboard", DASHBOARD_REFRESH_MS, &body)
+}
+
+/// One row per Podman host, when there are others than this one.
+fn host_rows(hosts: &[health::HostHealth]) -> String {
+    if hosts.len() < 2 {
+        return String::new();
+    }
+    hosts
+        .iter()
+        .map(|host| {
+            let state = match (&host.problem, host.is_reachable) {
+                (_, true) => "reachable".to_string(),
+                (Some(problem), false) => format!("UNREACHABLE: {}", esc(problem)),
+                (None, false) => "UNREACHABLE".to_string(),
+            };
+            let jobs = if host.running_jobs.is_empty() {
+                "no job".to_string()
+            } else {
+                host.running_jobs
+                    .iter()
+                    .map(|id| format!("<a href=\"/jobs/{0}\">{0}</a>", esc(id)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            format!(
+                "<tr class=\"podman-host\"><th>Host {}</th><td>{state}; {} of {} slot(s) busy: {jobs}</td></tr>",
+                esc(&host.name),
+                host.running_jobs.len(),
+                host.slots
+            )
+        })
+        .collect()
 }
 
 fn relay_text(relay: &super::health::Relay) -> String {

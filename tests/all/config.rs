@@ -935,3 +935,132 @@ fn every_global_key_with_a_default_loads_it_from_the_table() {
         ]
     );
 }
+
+#[test]
+fn plugin_settings_default_to_the_old_worker_env_file() {
+    let config = minimal_with("").config();
+    let backend = &config.backends[0];
+    assert_eq!(backend.plugin.spec_version, "v1.1");
+    assert!(backend
+        .plugin
+        .ember_config
+        .contains(r#""request_multipath":true"#));
+    assert_eq!(backend.plugin.persistence_config, r#"{"storage":"memory"}"#);
+    let daemons: Vec<&str> = backend.plugin.daemons.iter().map(|d| d.name()).collect();
+    assert_eq!(daemons, ["iscsid", "multipathd"]);
+    assert_eq!(backend.sanity_command, DEFAULT_SANITY_COMMAND);
+    assert_eq!(
+        backend.csi_sanity.as_ref().map(|b| b.version.as_str()),
+        Some("v5.3.1")
+    );
+    assert!(config.executor.csi_sanity_extra.is_empty());
+    let off =
+        minimal_with("SANDBOX_DAEMONS_1=\"\"\nX_CSI_EMBER_CONFIG_1='{\"debug\":false}'").config();
+    assert!(off.backends[0].plugin.daemons.is_empty());
+    assert_eq!(off.backends[0].plugin.ember_config, r#"{"debug":false}"#);
+}
+
+#[test]
+fn spec_version_picks_the_csi_sanity_able_to_test_it() {
+    let config = minimal_with(
+        "NUM_DRIVERS=3\nDRIVER_NAME_2=old\nDRIVER_CONFIG_2='{}'\nCSI_SPEC_VERSION_2=v0.3\n\
+         SANITY_ARGS_2='--ginkgo.v'\nDRIVER_NAME_3=pinned\nDRIVER_CONFIG_3='{}'\n\
+         CSI_SANITY_VERSION_3=v2.2.0\nCSI_SANITY_COMMIT_3=82b05190c167c52bb6d5aaf2e1d7c833fa539783",
+    )
+    .config();
+    let old = &config.backends[1];
+    assert_eq!(old.plugin.spec_version, "v0.3");
+    let build = old.csi_sanity.as_ref().expect("a csi-sanity build");
+    assert_eq!(
+        (build.version.as_str(), build.commit.as_str()),
+        ("v0.3.5", "f931472b5957142f7c348031cd3cddc26434b890")
+    );
+    // csi-sanity v0.3.5 cannot write a JUnit report.
+    assert_eq!(
+        old.sanity_command,
+        "csi-sanity --csi.endpoint=127.0.0.1:50051 --ginkgo.v"
+    );
+    let versions: Vec<&str> = config
+        .executor
+        .csi_sanity_extra
+        .iter()
+        .map(|b| b.version.as_str())
+        .collect();
+    assert_eq!(versions, ["v0.3.5", "v2.2.0"]);
+    assert!(summary(&config).contains("and tag v0.3.5, verified to be commit f931472b"));
+
+    let errors = minimal_with("CSI_SPEC_VERSION_1=v2.0\nCSI_SANITY_VERSION_1=v2.2.0").errors();
+    assert_eq!(keys(&errors), ["CSI_SPEC_VERSION_1", "CSI_SANITY_COMMIT_1"]);
+}
+
+#[test]
+fn the_old_worker_flags_are_translated_in_sanity_args_and_refused_in_a_command() {
+    let config =
+        minimal_with("SANITY_ARGS_1='--test.v --test.timeout 0 --ginkgo.progress'").config();
+    assert_eq!(
+        config.backends[0].sanity_command,
+        format!("{DEFAULT_SANITY_COMMAND} --ginkgo.v")
+    );
+    assert_eq!(config.warnings.len(), 3, "{:?}", config.warnings);
+    assert!(config.warnings[0].starts_with("SANITY_ARGS_1: --test.v runs as --ginkgo.v"));
+
+    let errors = minimal_with(
+        "SANITY_COMMAND_1='csi-sanity --test.v --csi.endpoint=127.0.0.1:50051 --test.timeout 0 --ginkgo.progress'",
+    )
+    .errors();
+    assert_eq!(keys(&errors), ["SANITY_COMMAND_1"]);
+    let problem = &errors.iter().next().expect("one error").problem;
+    assert!(problem.contains("--test.v: use --ginkgo.v"), "{problem}");
+    assert!(
+        problem.contains("--ginkgo.progress: remove it"),
+        "{problem}"
+    );
+
+    let errors =
+        minimal_with("SANITY_COMMAND='/config/suite'\nSANITY_ARGS_1='--ginkgo.v'").errors();
+    assert_eq!(keys(&errors), ["SANITY_ARGS_1"]);
+    let errors = minimal_with("SANITY_ARGS_1='--test.parallel 2'").errors();
+    assert_eq!(keys(&errors), ["SANITY_ARGS_1"]);
+}
+
+#[test]
+fn podman_hosts_load_with_identity_in_the_config_dir_and_pin_backends() {
+    let dir = minimal_with(
+        "PODMAN_HOSTS=\"lab=ssh://root@10.0.0.2/run/podman/podman.sock,identity=keys/lab,slots=2\"\n\
+         DRIVER_HOST_1=\"lab local\"",
+    )
+    .with_file("keys/lab", "key");
+    let config = dir.config();
+    let host = &config.executor.hosts[0];
+    assert_eq!((host.name.as_str(), host.slots), ("lab", 2));
+    assert_eq!(
+        host.target,
+        ember_ci::config::HostTarget::Ssh {
+            target: ember_ci::config::SshTarget::parse(
+                "ssh://root@10.0.0.2/run/podman/podman.sock"
+            )
+            .expect("valid"),
+            identity: Some(dir.path().join("keys/lab")),
+        }
+    );
+    let hosts: Vec<&str> = config.backends[0]
+        .hosts
+        .iter()
+        .map(|h| h.as_str())
+        .collect();
+    assert_eq!(hosts, ["lab", "local"]);
+    assert!(ember_ci::config::summary(&config).contains("host lab"));
+}
+
+#[test]
+fn unknown_driver_hosts_and_missing_identities_are_config_errors() {
+    let errors = minimal_with(
+        "PODMAN_HOSTS=\"lab=ssh://root@10.0.0.2/run/podman/podman.sock,identity=nokey\"\n\
+         DRIVER_HOST_1=\"elsewhere\"",
+    )
+    .errors();
+    assert_eq!(keys(&errors), ["PODMAN_HOSTS", "DRIVER_HOST_1"]);
+    let text = errors.to_string();
+    assert!(text.contains("nokey does not exist"), "{text}");
+    assert!(text.contains("elsewhere is not in PODMAN_HOSTS"), "{text}");
+}

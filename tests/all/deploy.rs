@@ -18,9 +18,9 @@ use ember_ci_test_kit::wait::poll_until_blocking;
 const GENERATOR: &str = "/var/cache/ember-ci/quadlet/root/usr/libexec/podman/quadlet";
 const GENERATOR_HINT: &str = "run scripts/quadlet-generator.sh (scripts/test.sh does): \
      it fetches Podman 5's quadlet generator from Debian 13's podman package";
-const IMAGE: &str = "localhost/ember-ci:deploy-test";
+pub(crate) const IMAGE: &str = "localhost/ember-ci:deploy-test";
 
-fn run(command: &mut Command) -> Output {
+pub(crate) fn run(command: &mut Command) -> Output {
     let output = command
         .output()
         .unwrap_or_else(|err| panic!("running {command:?}: {err}"));
@@ -33,7 +33,7 @@ fn run(command: &mut Command) -> Output {
     output
 }
 
-fn stdout(output: &Output) -> String {
+pub(crate) fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
@@ -95,6 +95,8 @@ fn quadlet_units_pass_podman_5s_generator_with_the_configs_stop_timeout() {
         // SHUTDOWN_GRACE (120 s) + 30 s for the final statuses.
         "--stop-timeout 150",
         "--sdnotify=healthy",
+        // Checked every 2 s until healthy, so a start is not a HealthInterval long.
+        "--health-startup-interval 2s",
         "--health-cmd \"/usr/local/bin/ember-ci health --config /config\"",
         "docker.io/example/ember-ci:v1",
     ] {
@@ -129,19 +131,48 @@ fn ensure_base_image() {
     ember_ci_test_kit::executor_env::ensure_local_registry();
 }
 
-fn podman(args: &[&str]) -> Output {
-    run(Command::new("podman").args(args))
-}
-
-#[test]
-fn image_serves_passes_its_health_check_and_drains_on_sigterm() {
-    let _podman = podman_lock_blocking();
+/// Builds [`IMAGE`] from the Containerfile with this test build's binary
+/// injected (`--target with-host-binary`).
+pub(crate) fn build_image() {
     ensure_base_image();
     run(Command::new("bash")
         .arg(project_dir().join("scripts/build-image.sh"))
         .arg("--binary")
         .arg(ember_ci_bin())
         .args(["--tag", IMAGE]));
+}
+
+/// A container's output (stdout and stderr).
+pub(crate) fn container_logs(name: &str) -> String {
+    let output = podman(&["logs", name]);
+    stdout(&output) + &String::from_utf8_lossy(&output.stderr)
+}
+
+/// Waits (90 s) for the container's health check to pass; else removes it
+/// and panics with its logs.
+pub(crate) fn wait_healthy(name: &str) {
+    let healthy = poll_until_blocking(Duration::from_secs(90), Duration::from_secs(1), || {
+        Command::new("podman")
+            .args(["healthcheck", "run", name])
+            .output()
+            .is_ok_and(|output| output.status.success())
+            .then_some(())
+    });
+    if healthy.is_none() {
+        let text = container_logs(name);
+        podman(&["rm", "-f", "-v", name]);
+        panic!("the container never became healthy:\n{text}");
+    }
+}
+
+pub(crate) fn podman(args: &[&str]) -> Output {
+    run(Command::new("podman").args(args))
+}
+
+#[test]
+fn image_serves_passes_its_health_check_and_drains_on_sigterm() {
+    let _podman = podman_lock_blocking();
+    build_image();
     let health = stdout(&podman(&[
         "inspect",
         "--format",
@@ -167,22 +198,8 @@ fn image_serves_passes_its_health_check_and_drains_on_sigterm() {
         &volume,
         IMAGE,
     ]);
-    let healthy = poll_until_blocking(Duration::from_secs(90), Duration::from_secs(1), || {
-        Command::new("podman")
-            .args(["healthcheck", "run", &name])
-            .output()
-            .is_ok_and(|output| output.status.success())
-            .then_some(())
-    });
-    let logs = || {
-        stdout(&podman(&["logs", &name]))
-            + &String::from_utf8_lossy(&podman(&["logs", &name]).stderr)
-    };
-    if healthy.is_none() {
-        let text = logs();
-        podman(&["rm", "-f", "-v", &name]);
-        panic!("the container never became healthy:\n{text}");
-    }
+    wait_healthy(&name);
+    let logs = || container_logs(&name);
     // A stop timeout far beyond what a drain takes here: the exit code
     // tells whether ember-ci stopped on SIGTERM (0) or was killed (137).
     podman(&["stop", "-t", "60", &name]);

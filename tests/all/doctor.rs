@@ -116,3 +116,31 @@ async fn missing_scopes_unreachable_repositories_and_a_bad_config_block_with_fix
     );
     assert!(report.contains("ember-ci check-config"), "{report}");
 }
+
+#[tokio::test]
+async fn doctor_checks_each_podman_host_through_ssh() {
+    let _podman = ember_ci_test_kit::podman_lock().await;
+    let github = FakeGitHub::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config_dir = dir.path().join("config");
+    std::fs::create_dir_all(&config_dir).expect("config dir");
+    let lab = ember_ci_test_kit::second_host::SecondHost::start("lab", &config_dir);
+    // A second entry for the same machine on a port where no sshd listens.
+    let gone = lab
+        .podman_hosts_entry(1)
+        .replacen("lab=", "gone=", 1)
+        .replace(":22/", ":2222/");
+    let extra = format!("PODMAN_HOSTS=\"{} {gone}\"", lab.podman_hosts_entry(1));
+    let config = write_config(dir.path(), &github, &extra);
+    let (code, report) = doctor(&config).await;
+    let lab_line = line_with(&report, "ok    host           lab: ");
+    assert!(lab_line.contains("podman 4."), "{lab_line}");
+    assert!(lab_line.contains("runtime runc"), "{lab_line}");
+    assert!(
+        lab_line.contains("GB free at /var/tmp/ember-ci-second-host"),
+        "{lab_line}"
+    );
+    let gone_line = line_with(&report, "BLOCK host           gone: unreachable");
+    assert!(gone_line.contains("ssh exited"), "{gone_line}");
+    assert_eq!(code, Some(1), "{report}");
+}

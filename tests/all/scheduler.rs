@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use ember_ci::config::Secret;
+use ember_ci::config::{HostName, Secret};
 use ember_ci::executor::{CancelSignal, Job, StepObserver, StepResult};
 use ember_ci::github::{GitHub, Reporter, StatusOutbox};
 use ember_ci::journal::Journal;
@@ -18,7 +18,7 @@ use ember_ci::logs::{LogStore, Masker};
 use ember_ci::model::{
     BackendName, CancelReason, CommitSha, JobId, JobOutcome, JobRequest, PrNumber, RepoName, Step,
 };
-use ember_ci::scheduler::{Enqueued, JobRunner, Scheduler};
+use ember_ci::scheduler::{Enqueued, JobRunner, Placement, Scheduler};
 use fake_github::FakeGitHub;
 use tokio::sync::Semaphore;
 
@@ -85,6 +85,22 @@ struct Harness {
 }
 
 async fn harness(workers: usize) -> Harness {
+    let runner = Arc::new(GatedRunner::new());
+    let (github, scheduler, outbox, dir) = start_scheduler(runner.clone(), workers.into()).await;
+    Harness {
+        github,
+        scheduler,
+        runner,
+        outbox,
+        _dir: dir,
+    }
+}
+
+/// A scheduler posting to a fake GitHub, its jobs run by `runner`.
+async fn start_scheduler(
+    runner: Arc<dyn JobRunner>,
+    placement: Placement,
+) -> (FakeGitHub, Scheduler, StatusOutbox, tempfile::TempDir) {
     let github = FakeGitHub::start().await;
     let client = GitHub::new(
         &github.url(),
@@ -101,17 +117,9 @@ async fn harness(workers: usize) -> Harness {
         Some("http://ci.example/jobs".into()),
         Masker::new(["secret-value-1234"]),
     );
-    let runner = Arc::new(GatedRunner::new());
     let (scheduler, _task, _) =
-        Scheduler::start(runner.clone(), outbox.clone(), logs, workers, journal)
-            .expect("scheduler");
-    Harness {
-        github,
-        scheduler,
-        runner,
-        outbox,
-        _dir: dir,
-    }
+        Scheduler::start(runner, outbox.clone(), logs, placement, journal).expect("scheduler");
+    (github, scheduler, outbox, dir)
 }
 
 impl Harness {
@@ -386,4 +394,154 @@ async fn shutdown_cancels_running_jobs_after_the_grace_and_ends_queued_ones() {
         description.contains("stopped before the job ran"),
         "{description}"
     );
+}
+
+/// Runs each job on the host the scheduler picked: jobs on a `lost` host
+/// end the way the executor ends them when the host goes away (`error`,
+/// host unreachable from then on); others wait for the gate.
+struct HostRunner {
+    gate: Semaphore,
+    ran_on: std::sync::Mutex<Vec<(String, String)>>,
+    lost: std::sync::Mutex<Vec<HostName>>,
+    reachable: std::sync::Mutex<Vec<HostName>>,
+}
+
+#[async_trait]
+impl JobRunner for HostRunner {
+    async fn run(&self, job: &Job, _: &dyn StepObserver, cancel: CancelSignal) -> JobOutcome {
+        self.ran_on
+            .lock()
+            .unwrap()
+            .push((job.request.backend.to_string(), job.host.to_string()));
+        if self.lost.lock().unwrap().contains(&job.host) {
+            self.reachable.lock().unwrap().retain(|h| h != &job.host);
+            return JobOutcome::Error {
+                step: Step::Sanity,
+                reason: format!("host {} unreachable", job.host),
+            };
+        }
+        tokio::select! {
+            permit = self.gate.acquire() => {
+                permit.expect("gate open").forget();
+                JobOutcome::Success
+            }
+            _ = cancel.cancelled() => cancel.outcome(),
+        }
+    }
+
+    fn is_host_reachable(&self, host: &HostName) -> bool {
+        host.is_local() || self.reachable.lock().unwrap().contains(host)
+    }
+}
+
+fn host_setup(driver_hosts: &[(&str, &str)]) -> (Arc<HostRunner>, Placement) {
+    let lab = HostName::new("lab").unwrap();
+    let runner = Arc::new(HostRunner {
+        gate: Semaphore::new(0),
+        ran_on: Default::default(),
+        lost: Default::default(),
+        reachable: std::sync::Mutex::new(vec![lab.clone()]),
+    });
+    let mut config = String::from(
+        "GH_EMBER_SECRET=s\nPODMAN_HOSTS=\"lab=ssh://root@10.0.0.2/run/podman/podman.sock\"\n",
+    );
+    config.push_str(&format!("NUM_DRIVERS={}\n", driver_hosts.len()));
+    for (n, (name, hosts)) in driver_hosts.iter().enumerate() {
+        config.push_str(&format!(
+            "DRIVER_NAME_{0}={name}\nDRIVER_CONFIG_{0}='{{}}'\nDRIVER_HOST_{0}=\"{hosts}\"\n",
+            n + 1
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config"), config).unwrap();
+    let config = ember_ci::config::Config::load_with_env(dir.path(), &Default::default())
+        .expect("config loads");
+    let placement = Placement::new(1, &config.executor.hosts, &config.backends);
+    (runner, placement)
+}
+
+#[tokio::test]
+async fn backends_pinned_to_two_hosts_run_at_the_same_time_one_per_host() {
+    let (runner, placement) = host_setup(&[("fc", "lab"), ("lvm", "local")]);
+    let (_github, scheduler, _outbox, _dir) = start_scheduler(runner.clone(), placement).await;
+    scheduler.enqueue(request(1, 'a', "fc"));
+    scheduler.enqueue(request(2, 'b', "fc"));
+    scheduler.enqueue(request(3, 'c', "lvm"));
+    // The second fc job waits for lab's one slot; it must not hold up lvm.
+    wait_until("one job on each host", || {
+        runner.ran_on.lock().unwrap().len() == 2
+    })
+    .await;
+    let mut ran_on = runner.ran_on.lock().unwrap().clone();
+    ran_on.sort();
+    assert_eq!(
+        ran_on,
+        [("fc".into(), "lab".into()), ("lvm".into(), "local".into())]
+    );
+    let usage = scheduler.host_usage();
+    let busy: Vec<(String, usize, usize)> = usage
+        .iter()
+        .map(|u| (u.name.to_string(), u.slots, u.running.len()))
+        .collect();
+    assert_eq!(busy, [("local".into(), 1, 1), ("lab".into(), 1, 1)]);
+    runner.gate.add_permits(3);
+    wait_until("the queued fc job on lab", || {
+        runner.ran_on.lock().unwrap().len() == 3
+    })
+    .await;
+    assert_eq!(
+        runner.ran_on.lock().unwrap()[2],
+        ("fc".into(), "lab".into())
+    );
+}
+
+#[tokio::test]
+async fn a_job_on_a_lost_host_ends_error_and_runs_once_more_on_another() {
+    let (runner, placement) = host_setup(&[("fc", "lab local")]);
+    runner
+        .lost
+        .lock()
+        .unwrap()
+        .push(HostName::new("lab").unwrap());
+    runner.gate.add_permits(1);
+    let (github, scheduler, _outbox, _dir) = start_scheduler(runner.clone(), placement).await;
+    let job = request(7, 'd', "fc");
+    scheduler.enqueue(job.clone());
+    github
+        .wait_for_last_state(job.sha.as_str(), "success", WAIT)
+        .await
+        .unwrap();
+    assert_eq!(
+        *runner.ran_on.lock().unwrap(),
+        [("fc".into(), "lab".into()), ("fc".into(), "local".into())]
+    );
+    let seen = states(&github, &job);
+    assert!(
+        seen.iter()
+            .any(|s| s.starts_with("error:") && s.contains("host lab unreachable")),
+        "{seen:?}"
+    );
+    // Lab stays skipped: the next fc job goes straight to local.
+    scheduler.enqueue(request(8, 'e', "fc"));
+    runner.gate.add_permits(1);
+    wait_until("the next job", || runner.ran_on.lock().unwrap().len() == 3).await;
+    assert_eq!(runner.ran_on.lock().unwrap()[2].1, "local");
+}
+
+#[tokio::test]
+async fn a_job_whose_only_host_is_lost_ends_error_instead_of_waiting() {
+    let (runner, placement) = host_setup(&[("fc", "lab")]);
+    runner.reachable.lock().unwrap().clear();
+    let (github, scheduler, _outbox, _dir) = start_scheduler(runner.clone(), placement).await;
+    let job = request(9, 'f', "fc");
+    scheduler.enqueue(job.clone());
+    github
+        .wait_for_last_state(job.sha.as_str(), "error", WAIT)
+        .await
+        .unwrap();
+    assert!(runner.ran_on.lock().unwrap().is_empty());
+    assert!(states(&github, &job)
+        .last()
+        .unwrap()
+        .contains("host lab unreachable"));
 }

@@ -428,6 +428,11 @@ async fn health_and_metrics_count_jobs_queue_and_deliveries() {
     assert_eq!(health["deliveries"]["rejected"], 1);
     assert_eq!(health["deliveries"]["accepted"], 0);
     assert_eq!(health["host_is_clean"], true);
+    assert_eq!(
+        health["hosts"],
+        serde_json::json!([{"name": "local", "slots": 1, "running_jobs": [passing.to_string()],
+                            "is_reachable": true, "problem": null}])
+    );
 
     ui.finish_running_job();
     ui.wait_until_at_sanity(&failing).await;

@@ -191,6 +191,7 @@ impl DemoEnv {
                 backend: BackendName::new(backend).expect("backend name"),
             },
             slot,
+            host: ember_ci::config::HostName::local(),
         }
     }
 

@@ -15,8 +15,12 @@ use std::sync::OnceLock;
 
 use crate::executor_env::{repo_root, run_ok};
 
-/// The tag the stand-in is served under, as csi-test's `v5.3.1`.
-pub const STANDIN_VERSION: &str = "v0.0.1-standin";
+/// The tag the stand-in is served under, as csi-test's `v5.3.1` (read as
+/// that release: a Ginkgo v2 csi-sanity that writes JUnit reports).
+pub const STANDIN_VERSION: &str = "v5.3.1-standin";
+/// The same stand-in under a tag read as csi-test v0.3.5 (no JUnit flag
+/// in the default command), for a backend's CSI_SANITY_VERSION_n.
+pub const OLD_STANDIN_VERSION: &str = "v0.3.5-standin";
 
 /// The status description of a job the stand-in passed: its JUnit report
 /// holds one spec.
@@ -75,6 +79,7 @@ pub fn csi_sanity_standin() -> &'static CsiSanityStandin {
         git(&["add", "-A"]);
         git(&["commit", "-q", "-m", "csi-sanity stand-in"]);
         git(&["tag", STANDIN_VERSION]);
+        git(&["tag", OLD_STANDIN_VERSION]);
         let commit = git(&["rev-parse", "HEAD"]);
         git(&["clone", "-q", "--bare", ".", "../csi-test.git"]);
         git(&["commit", "-q", "--allow-empty", "-m", "the tag moves here"]);
@@ -155,8 +160,8 @@ impl LogsRepo {
 }
 
 /// Serves every repository under `base` with `git daemon --inetd`; with
-/// `writable`, pushes too.
-fn serve(base: &Path, writable: bool) -> SocketAddr {
+/// `writable`, pushes too. Lives for the rest of the process.
+pub fn serve(base: &Path, writable: bool) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind git server");
     let addr = listener.local_addr().expect("git server address");
     let base = base.to_path_buf();

@@ -12,6 +12,7 @@
 //! - [`demo_setup`]: the usual end-to-end setup in one value.
 //! - [`executor_env`]: the executor's environment on real Podman.
 //! - [`git_server`]: `git daemon` on 127.0.0.1 serving a csi-sanity stand-in.
+//! - [`second_host`]: a second Podman host (netns, sshd, podman service).
 //! - [`podman_lock`]: one real-Podman test at a time.
 
 pub mod ci_env;
@@ -21,6 +22,7 @@ pub mod fake_github;
 pub mod fake_smee;
 pub mod git_server;
 pub mod outage_drill;
+pub mod second_host;
 pub mod wait;
 
 /// Tests that run real jobs on Podman take this lock: on two cores, two

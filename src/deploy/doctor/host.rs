@@ -174,3 +174,39 @@ fn command_output(program: &str, args: &[&str]) -> Option<String> {
         .success()
         .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
 }
+
+/// Each PODMAN_HOSTS entry: reachable through ssh, its Podman version and
+/// runtime, free disk where its images live.
+pub(super) async fn podman_hosts(config: &Config) -> Vec<Finding> {
+    let probed =
+        crate::executor::probe_hosts(&config.executor.hosts, &config.service.state_dir).await;
+    probed
+        .into_iter()
+        .map(|(name, facts)| match facts {
+            Err(problem) => Finding::block(
+                "host",
+                format!("{name}: unreachable: {problem}"),
+                format!(
+                    "check that `ssh` with the entry's user, address and identity reaches {name} \
+                     without a prompt and that its Podman socket is listening \
+                     (systemctl enable --now podman.socket)"
+                ),
+            ),
+            Ok(facts) => {
+                let free_gb = facts.disk_free_bytes.map(|b| b / GB);
+                let detail = format!(
+                    "{name}: podman {}, runtime {}, {} free at {}",
+                    facts.version,
+                    facts.runtime,
+                    free_gb.map_or("unknown".into(), |gb| format!("{gb} GB")),
+                    facts.graph_root
+                );
+                if free_gb.is_some_and(|gb| gb < MIN_FREE_GB) {
+                    Finding::block("host", detail, format!("free disk space on {name}"))
+                } else {
+                    Finding::ok("host", detail)
+                }
+            }
+        })
+        .collect()
+}

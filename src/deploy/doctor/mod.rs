@@ -132,6 +132,7 @@ pub async fn diagnose(dir: &Path) -> Report {
                 ));
             }
             findings.extend(host::disk(&config));
+            findings.extend(host::podman_hosts(&config).await);
             findings.push(relay::check(&config.relay).await);
             findings.extend(github::checks(&config).await);
         }
