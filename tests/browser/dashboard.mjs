@@ -101,6 +101,16 @@ try {
   }
   check(!steps.includes("failed"), "no step failed");
   await dashboard.screenshot({ path: `${artifacts}/job-finished.png`, fullPage: true });
+
+  await dashboard.goto(`${baseUrl}/backends`);
+  await dashboard.locator("#backends a[href$='/history']").first().click();
+  await dashboard.waitForURL("**/backends/*/history");
+  const passRate = await dashboard.locator("#pass-rate").innerText();
+  check(passRate.includes("100%") && passRate.includes("1 of 1 jobs passed"), `the history page shows the pass rate: ${passRate}`);
+  const recent = await dashboard.locator("#recent-jobs").innerText();
+  check(recent.includes(jobId) && recent.includes("success"), "and lists the job among recent jobs");
+  check((await dashboard.locator("#failing-specs").innerText()).includes("no spec failed"), "with no failing spec");
+  await dashboard.screenshot({ path: `${artifacts}/history.png`, fullPage: true });
   console.log("browser checks passed");
 } catch (error) {
   // Leave what each page showed for whoever reads the failure.
