@@ -286,6 +286,12 @@ impl LogStore {
                 source,
             })?;
         let (branch, squashed) = match &self.publisher {
+            // The Ember-CSI team's repository is their public record, shared
+            // with other CIs: we only add to it (no pruning, no force-push),
+            // as the old CI did.
+            Some(publisher) if matches!(publisher.layout(), BranchLayout::PerBackend(_)) => {
+                (Vec::new(), false)
+            }
             Some(publisher) => prune_branch(publisher, policy, now).await?,
             None => (Vec::new(), false),
         };

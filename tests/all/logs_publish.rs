@@ -422,10 +422,21 @@ impl Branch {
     }
 
     fn publisher(&self, gate_secrets: &[&str]) -> Publisher {
+        self.publisher_with(
+            ember_ci::logs::BranchLayout::Shared(BRANCH.into()),
+            gate_secrets,
+        )
+    }
+
+    fn publisher_with(
+        &self,
+        layout: ember_ci::logs::BranchLayout,
+        gate_secrets: &[&str],
+    ) -> Publisher {
         Publisher::new(
             PublishTarget {
                 repo_url: self.bare.display().to_string(),
-                layout: ember_ci::logs::BranchLayout::Shared(BRANCH.into()),
+                layout,
                 public_url: Some(LOGS_URL.into()),
             },
             &self.dir.path().join("clone"),
@@ -695,4 +706,31 @@ async fn rotation_removes_old_jobs_here_and_on_the_branch_and_bounds_history() {
     store.prune(policy, at(2030, June, 1)).await.expect("prune");
     assert!(branch_folders(&branch.bare).is_empty());
     assert_eq!(std::fs::read_dir(&store.jobs_dir).expect("dir").count(), 0);
+}
+
+#[tokio::test]
+async fn rotation_never_prunes_the_ember_csi_teams_repository() {
+    use time::Month::June;
+    let branch = Branch::new();
+    let layout = ember_ci::logs::BranchLayout::PerBackend(vec![
+        BackendName::new("demo").expect("backend name")
+    ]);
+    let store = branch.store(&[], branch.publisher_with(layout, &[]));
+    let policy = RetentionPolicy {
+        max_age: Duration::from_secs(24 * 60 * 60),
+        max_branch_commits: 1,
+    };
+    for (id, pr) in [
+        ("20300110120000-0d0001", 501),
+        ("20300115120000-0d0002", 502),
+    ] {
+        let finished = run_job(&store, id, pr, &["output"]).await;
+        assert!(matches!(finished.publication, Publication::Published(_)));
+    }
+    let before = git(&branch.bare, &["rev-parse", "demo"]);
+
+    let report = store.prune(policy, at(2030, June, 1)).await.expect("prune");
+    assert_eq!(report.local.len(), 2, "local copies still rotate");
+    assert!(report.branch.is_empty() && !report.squashed, "{report:?}");
+    assert_eq!(git(&branch.bare, &["rev-parse", "demo"]), before);
 }
