@@ -3,6 +3,7 @@
 //! these types is safe to hand to git, Podman or a shell argument list.
 
 use std::fmt;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -249,8 +250,21 @@ pub struct JobId(String);
 
 impl JobId {
     /// A fresh id: UTC time to the second plus random hex, so ids sort by start.
+    /// Each id of this process gets a later second than the one before (a
+    /// burst borrows the next seconds): the old CI's log folders are named
+    /// `<sha>-<start epoch>`, so two jobs of one head and backend must never
+    /// share a second.
     pub fn generate() -> Self {
-        let now = time::OffsetDateTime::now_utc();
+        static LAST_SECOND: AtomicI64 = AtomicI64::new(i64::MIN);
+        let clock = time::OffsetDateTime::now_utc().unix_timestamp();
+        let previous = LAST_SECOND
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {
+                Some(clock.max(last.saturating_add(1)))
+            })
+            .unwrap_or_else(|last| last);
+        let second = clock.max(previous.saturating_add(1));
+        let now = time::OffsetDateTime::from_unix_timestamp(second)
+            .unwrap_or_else(|_| time::OffsetDateTime::now_utc());
         let random = uuid::Uuid::new_v4().simple().to_string();
         Self(format!(
             "{:04}{:02}{:02}{:02}{:02}{:02}-{}",
@@ -561,6 +575,17 @@ impl CommitStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_made_in_one_burst_never_share_a_second() {
+        let stamps: Vec<String> = (0..5)
+            .map(|_| JobId::generate().as_str()[..14].to_string())
+            .collect();
+        let mut sorted = stamps.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted, stamps, "strictly increasing seconds");
+    }
 
     #[test]
     fn sha_must_be_forty_hex_digits() {
