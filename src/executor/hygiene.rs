@@ -5,20 +5,45 @@
 //! before and after each job and remove what the job added, newest layer
 //! first (unmount, deactivate, log out, detach).
 //!
-//! State is read from /sys and /proc; only removal runs tools (umount,
-//! vgchange, dmsetup, iscsiadm, losetup). What cannot be removed is
-//! returned so the executor can mark the host unhealthy rather than let
-//! the next PR fail on it. Must not touch anything present before the job.
+//! State is read and removed through a [`HostView`]: this process for the
+//! local host, an exec in the job's privileged sandbox for a remote one
+//! (it shares that host's kernel, so its /sys is the host's). One shell
+//! script reads /sys and /proc and one tool call removes each item, the
+//! same on either view. What cannot be removed is returned so the
+//! executor can mark the host unhealthy rather than let the next PR fail
+//! on it. Must not touch anything present before the job.
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::path::Path;
 
 use tokio::process::Command;
+
+use super::podman::PodmanClient;
+use super::sandbox_argv::InnerCommand;
 
 /// Mount points of Podman's own (per-container) mounts: not a job's doing.
 const IGNORED_MOUNT_PREFIXES: [&str; 3] =
     ["/var/lib/containers/", "/run/containers/", "/run/netns/"];
+
+/// Prints the kernel state, one tab-separated record a line (see [`parse`]).
+const SNAPSHOT_SCRIPT: &str = r#"
+for d in /sys/block/loop*; do
+  [ -r "$d/loop/backing_file" ] && printf 'loop\t/dev/%s\t%s\n' "${d##*/}" "$(cat "$d/loop/backing_file")"
+done
+for d in /sys/block/dm-*; do
+  [ -r "$d/dm/name" ] && printf 'dm\t%s\t%s\n' "$(cat "$d/dm/name")" "$(cat "$d/dm/uuid" 2>/dev/null)"
+done
+for d in /sys/class/iscsi_session/session*; do
+  [ -r "$d/targetname" ] && printf 'iscsi\t%s\t%s\n' "${d##*/session}" "$(cat "$d/targetname")"
+done
+for d in /sys/kernel/config/target/iscsi/iqn.*; do
+  [ -e "$d" ] && printf 'lio\t%s\n' "${d##*/}"
+done
+if command -v vgs >/dev/null 2>&1; then
+  vgs --noheadings -o vg_name 2>/dev/null | while read -r vg; do printf 'vg\t%s\n' "$vg"; done
+fi
+sed 's/^/mnt\t/' /proc/self/mountinfo
+"#;
 
 /// One kernel object a job can leave behind, in removal order (mounts
 /// first, loop devices last: each may hold the next one busy).
@@ -28,8 +53,10 @@ pub enum HostItem {
     Mount { target: String, source: String },
     /// A volume group (needs `vgs`; listed when LVM is installed).
     VolumeGroup(String),
-    /// A device-mapper device by name (LVM volumes, multipath maps).
+    /// A device-mapper device by name (LVM volumes and the like).
     DeviceMapper(String),
+    /// A multipath map (dm uuid `mpath-...`), below LVM, above its paths.
+    Multipath(String),
     /// An iSCSI session: its sysfs number and target name.
     IscsiSession { id: String, target: String },
     /// An LIO iSCSI target (configfs); reported, never removed here.
@@ -44,9 +71,57 @@ impl fmt::Display for HostItem {
             HostItem::Mount { target, source } => write!(f, "mount {source} on {target}"),
             HostItem::VolumeGroup(name) => write!(f, "LVM volume group {name}"),
             HostItem::DeviceMapper(name) => write!(f, "device-mapper device {name}"),
+            HostItem::Multipath(name) => write!(f, "multipath map {name}"),
             HostItem::IscsiSession { id, target } => write!(f, "iSCSI session {id} to {target}"),
             HostItem::LioTarget(name) => write!(f, "LIO target {name}"),
             HostItem::Loop { device, backing } => write!(f, "loop device {device} ({backing})"),
+        }
+    }
+}
+
+/// Where a host's kernel state is read and changed from.
+pub enum HostView<'a> {
+    /// This process: the local host.
+    Local,
+    /// An exec in a privileged container on the host (the job's sandbox).
+    Container {
+        podman: &'a PodmanClient,
+        container: &'a str,
+    },
+}
+
+impl HostView<'_> {
+    /// Runs `argv`; its output (stdout and stderr) on success, else why not.
+    async fn run(&self, argv: &[&str]) -> Result<String, String> {
+        let program = argv.first().copied().unwrap_or_default();
+        let (ok, output) = match self {
+            HostView::Local => {
+                let output = Command::new(program)
+                    .args(&argv[1..])
+                    .output()
+                    .await
+                    .map_err(|e| format!("cannot run {program}: {e}"))?;
+                let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+                text.push_str(&String::from_utf8_lossy(&output.stderr));
+                (output.status.success(), text)
+            }
+            HostView::Container { podman, container } => {
+                let command = InnerCommand {
+                    argv: argv.iter().map(ToString::to_string).collect(),
+                    env: Vec::new(),
+                    workdir: None,
+                };
+                let (code, text) = podman
+                    .exec_captured(container, &command)
+                    .await
+                    .map_err(|e| format!("cannot run {program} in {container}: {e}"))?;
+                (code == 0, text)
+            }
+        };
+        if ok {
+            Ok(output)
+        } else {
+            Err(format!("{} failed: {}", argv.join(" "), output.trim()))
         }
     }
 }
@@ -56,18 +131,10 @@ impl fmt::Display for HostItem {
 pub struct HostState(BTreeSet<HostItem>);
 
 impl HostState {
-    /// Reads the state of this host.
-    pub async fn read() -> Self {
-        let mut items = BTreeSet::new();
-        items.extend(loop_devices(Path::new("/sys/block")));
-        items.extend(device_mapper(Path::new("/sys/block")));
-        items.extend(iscsi_sessions(Path::new("/sys/class/iscsi_session")));
-        items.extend(lio_targets(Path::new("/sys/kernel/config/target/iscsi")));
-        if let Ok(mountinfo) = tokio::fs::read_to_string("/proc/self/mountinfo").await {
-            items.extend(block_mounts(&mountinfo));
-        }
-        items.extend(volume_groups().await);
-        Self(items)
+    /// Reads the state as `view` sees it.
+    pub async fn read(view: &HostView<'_>) -> Result<Self, String> {
+        let output = view.run(&["sh", "-c", SNAPSHOT_SCRIPT]).await?;
+        Ok(Self(parse(&output)))
     }
 
     /// What `self` has that `before` had not, in removal order.
@@ -104,14 +171,21 @@ impl HygieneReport {
 /// Removes `items` (from [`HostState::added_since`]), in order. Removing
 /// one can take others with it (a deactivated volume group its volumes'
 /// dm devices), so each is looked up again first.
-pub async fn remove(items: Vec<HostItem>) -> HygieneReport {
+pub async fn remove(view: &HostView<'_>, items: Vec<HostItem>) -> HygieneReport {
     let mut report = HygieneReport::default();
     for item in items {
-        if !HostState::read().await.0.contains(&item) {
-            report.removed.push(item);
-            continue;
+        match HostState::read(view).await {
+            Ok(now) if !now.0.contains(&item) => {
+                report.removed.push(item);
+                continue;
+            }
+            Ok(_) => {}
+            Err(why) => {
+                report.left.push((item, why));
+                continue;
+            }
         }
-        match remove_one(&item).await {
+        match remove_one(view, &item).await {
             Ok(()) => report.removed.push(item),
             Err(why) => report.left.push((item, why)),
         }
@@ -119,76 +193,63 @@ pub async fn remove(items: Vec<HostItem>) -> HygieneReport {
     report
 }
 
-async fn remove_one(item: &HostItem) -> Result<(), String> {
-    match item {
-        HostItem::Mount { target, .. } => run("umount", &["--lazy", target]).await,
-        HostItem::VolumeGroup(name) => run("vgchange", &["--activate", "n", name]).await,
-        HostItem::DeviceMapper(name) => run("dmsetup", &["remove", "--force", name]).await,
-        HostItem::IscsiSession { id, .. } => {
-            run("iscsiadm", &["--mode", "session", "-r", id, "--logout"]).await
+async fn remove_one(view: &HostView<'_>, item: &HostItem) -> Result<(), String> {
+    let argv: &[&str] = match item {
+        HostItem::Mount { target, .. } => &["umount", "--lazy", target],
+        HostItem::VolumeGroup(name) => &["vgchange", "--activate", "n", name],
+        HostItem::DeviceMapper(name) => &["dmsetup", "remove", "--force", name],
+        HostItem::Multipath(name) => {
+            // multipathd may be absent where the job ran it by hand.
+            if view.run(&["multipath", "-f", name]).await.is_ok() {
+                return Ok(());
+            }
+            &["dmsetup", "remove", "--force", name]
         }
-        HostItem::LioTarget(_) => Err("LIO targets are not removed automatically".to_string()),
-        HostItem::Loop { device, .. } => run("losetup", &["--detach", device]).await,
+        HostItem::IscsiSession { id, .. } => {
+            &["iscsiadm", "--mode", "session", "-r", id, "--logout"]
+        }
+        HostItem::LioTarget(_) => {
+            return Err("LIO targets are not removed automatically".to_string())
+        }
+        HostItem::Loop { device, .. } => &["losetup", "--detach", device],
+    };
+    view.run(argv).await.map(|_| ())
+}
+
+/// Reads [`SNAPSHOT_SCRIPT`]'s records; unknown or short lines are skipped.
+fn parse(output: &str) -> BTreeSet<HostItem> {
+    let mut items = BTreeSet::new();
+    let mut mountinfo = String::new();
+    for line in output.lines() {
+        let fields: Vec<&str> = line.split('\t').collect();
+        let item = match fields.as_slice() {
+            ["loop", device, backing] => HostItem::Loop {
+                device: device.to_string(),
+                backing: backing.to_string(),
+            },
+            ["dm", name, uuid] if uuid.starts_with("mpath-") => {
+                HostItem::Multipath(name.to_string())
+            }
+            ["dm", name, ..] => HostItem::DeviceMapper(name.to_string()),
+            ["iscsi", id, target] => HostItem::IscsiSession {
+                id: id.to_string(),
+                target: target.to_string(),
+            },
+            ["lio", name] => HostItem::LioTarget(name.to_string()),
+            ["vg", name] if !name.trim().is_empty() => {
+                HostItem::VolumeGroup(name.trim().to_string())
+            }
+            ["mnt", rest @ ..] => {
+                mountinfo.push_str(&rest.join("\t"));
+                mountinfo.push('\n');
+                continue;
+            }
+            _ => continue,
+        };
+        items.insert(item);
     }
-}
-
-async fn run(program: &str, args: &[&str]) -> Result<(), String> {
-    let output = Command::new(program)
-        .args(args)
-        .output()
-        .await
-        .map_err(|e| format!("cannot run {program}: {e}"))?;
-    if output.status.success() {
-        return Ok(());
-    }
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    Err(format!(
-        "{program} {} failed: {}",
-        args.join(" "),
-        stderr.trim()
-    ))
-}
-
-/// Attached loop devices: /sys/block/loopN/loop/backing_file exists.
-fn loop_devices(sys_block: &Path) -> Vec<HostItem> {
-    entries(sys_block, "loop")
-        .into_iter()
-        .filter_map(|name| {
-            let backing = read_trimmed(&sys_block.join(&name).join("loop/backing_file"))?;
-            Some(HostItem::Loop {
-                device: format!("/dev/{name}"),
-                backing,
-            })
-        })
-        .collect()
-}
-
-fn device_mapper(sys_block: &Path) -> Vec<HostItem> {
-    entries(sys_block, "dm-")
-        .into_iter()
-        .filter_map(|name| read_trimmed(&sys_block.join(name).join("dm/name")))
-        .map(HostItem::DeviceMapper)
-        .collect()
-}
-
-fn iscsi_sessions(class_dir: &Path) -> Vec<HostItem> {
-    entries(class_dir, "session")
-        .into_iter()
-        .filter_map(|name| {
-            let target = read_trimmed(&class_dir.join(&name).join("targetname"))?;
-            Some(HostItem::IscsiSession {
-                id: name.trim_start_matches("session").to_string(),
-                target,
-            })
-        })
-        .collect()
-}
-
-fn lio_targets(configfs_dir: &Path) -> Vec<HostItem> {
-    entries(configfs_dir, "iqn.")
-        .into_iter()
-        .map(HostItem::LioTarget)
-        .collect()
+    items.extend(block_mounts(&mountinfo));
+    items
 }
 
 /// Mounts of block devices (source under /dev/), Podman's own excepted.
@@ -216,40 +277,6 @@ fn unescape_mount_path(path: &str) -> String {
         .replace("\\011", "\t")
         .replace("\\012", "\n")
         .replace("\\134", "\\")
-}
-
-/// Volume groups, when LVM is installed on this host (else none are seen;
-/// their loop or dm devices still are).
-async fn volume_groups() -> Vec<HostItem> {
-    let Ok(output) = Command::new("vgs")
-        .args(["--noheadings", "-o", "vg_name"])
-        .output()
-        .await
-    else {
-        return Vec::new();
-    };
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(str::trim)
-        .filter(|name| !name.is_empty())
-        .map(|name| HostItem::VolumeGroup(name.to_string()))
-        .collect()
-}
-
-fn entries(dir: &Path, prefix: &str) -> Vec<String> {
-    let Ok(read) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    read.flatten()
-        .filter_map(|entry| entry.file_name().into_string().ok())
-        .filter(|name| name.starts_with(prefix))
-        .collect()
-}
-
-fn read_trimmed(path: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let text = text.trim();
-    (!text.is_empty()).then(|| text.to_string())
 }
 
 #[cfg(test)]
@@ -303,17 +330,53 @@ mod tests {
     }
 
     #[test]
-    fn sysfs_loop_devices_need_a_backing_file() {
-        let sys = tempfile::tempdir().expect("temp dir");
-        std::fs::create_dir_all(sys.path().join("loop0/loop")).expect("dirs");
-        std::fs::write(sys.path().join("loop0/loop/backing_file"), "/tmp/a.img\n").expect("w");
-        std::fs::create_dir_all(sys.path().join("loop1")).expect("dirs");
+    fn snapshot_records_parse_with_multipath_maps_apart() {
+        let output = "loop\t/dev/loop3\t/scratch/lvm.img\n\
+                      loop\t/dev/loop4\n\
+                      dm\tember--vg-vol\tLVM-abc\n\
+                      dm\tmpatha\tmpath-3600140512\n\
+                      iscsi\t2\tiqn.2003-01.org:t\n\
+                      vg\t  ember-vg\n\
+                      mnt\t91 22 7:0 / /mnt/x rw - ext4 /dev/loop3 rw\n";
+        let items: Vec<_> = parse(output).into_iter().collect();
         assert_eq!(
-            loop_devices(sys.path()),
-            [HostItem::Loop {
-                device: "/dev/loop0".into(),
-                backing: "/tmp/a.img".into()
-            }]
+            items,
+            [
+                HostItem::Mount {
+                    target: "/mnt/x".into(),
+                    source: "/dev/loop3".into()
+                },
+                HostItem::VolumeGroup("ember-vg".into()),
+                HostItem::DeviceMapper("ember--vg-vol".into()),
+                HostItem::Multipath("mpatha".into()),
+                HostItem::IscsiSession {
+                    id: "2".into(),
+                    target: "iqn.2003-01.org:t".into()
+                },
+                HostItem::Loop {
+                    device: "/dev/loop3".into(),
+                    backing: "/scratch/lvm.img".into()
+                },
+            ]
         );
+    }
+
+    #[tokio::test]
+    async fn the_local_view_lists_every_attached_loop_device() {
+        let state = HostState::read(&HostView::Local).await.expect("snapshot");
+        let attached = std::fs::read_dir("/sys/block")
+            .expect("/sys/block")
+            .flatten()
+            .filter(|entry| entry.path().join("loop/backing_file").exists())
+            .map(|entry| format!("/dev/{}", entry.file_name().to_string_lossy()));
+        for device in attached {
+            assert!(
+                state
+                    .0
+                    .iter()
+                    .any(|item| matches!(item, HostItem::Loop { device: d, .. } if *d == device)),
+                "{device} missing from {state:?}"
+            );
+        }
     }
 }

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::hosts::JobHost;
-use super::hygiene::{self, HostState, HygieneReport};
+use super::hygiene::{self, HostState, HostView, HygieneReport};
 use super::sandbox_argv::{self, InnerCommand, JobNames, PluginLaunch, PluginProbe};
 use super::sandbox_host;
 use super::{
@@ -111,6 +111,8 @@ pub(super) struct JobRun<'a> {
     backend_json: Option<String>,
     system_files: Option<String>,
     pub(super) plugin_image: String,
+    /// The host's kernel state before the job's scripts ran, or why not.
+    host_before: Result<HostState, String>,
 }
 
 impl<'a> JobRun<'a> {
@@ -135,6 +137,7 @@ impl<'a> JobRun<'a> {
             plugin_log_shown: false,
             backend_json: None,
             system_files: None,
+            host_before: Err("the sandbox never started".into()),
         }
     }
 
@@ -148,13 +151,10 @@ impl<'a> JobRun<'a> {
                 reason: format!("backend {} is not configured", self.job.request.backend),
             };
         };
-        // Kernel state is read where the sandbox runs; on another host
-        // that is not ours to read (see cleanup).
-        let host_before = if self.host.is_remote() {
-            HostState::default()
-        } else {
-            HostState::read().await
-        };
+        // On another host the kernel is seen from the sandbox, once it runs.
+        if !self.host.is_remote() {
+            self.host_before = HostState::read(&HostView::Local).await;
+        }
         let job_timeout = config.job_timeout;
         let interrupted = {
             let steps = self.main_steps(backend);
@@ -179,7 +179,7 @@ impl<'a> JobRun<'a> {
             }
         };
         let outcome = self.post_run(backend, outcome).await;
-        self.cleanup(&host_before).await;
+        self.cleanup().await;
         outcome
     }
 
@@ -191,6 +191,9 @@ impl<'a> JobRun<'a> {
         self.begin(Step::Sandbox);
         let body = self.start_sandbox(backend).await;
         self.finish(body)?;
+        if self.host.is_remote() {
+            self.host_before = HostState::read(&self.host_view()).await;
+        }
 
         if let Some(script) = &backend.pre_run {
             self.begin(Step::PreRun);
@@ -767,7 +770,7 @@ impl<'a> JobRun<'a> {
     /// Removes what the job created. Problems are reported in the step and
     /// the service log; they do not change the outcome (a start-up sweep
     /// catches what is left).
-    async fn cleanup(&mut self, host_before: &HostState) {
+    async fn cleanup(&mut self) {
         self.begin(Step::Cleanup);
         let mut problems = Vec::new();
         if self.sandbox_running {
@@ -791,18 +794,12 @@ impl<'a> JobRun<'a> {
                 }
             }
         }
+        // A remote host's kernel is seen through the sandbox: before it goes.
+        if self.host.is_remote() && self.sandbox_running {
+            self.host_hygiene().await;
+        }
         if let Err(problem) = self.remove_labelled().await {
             problems.push(problem);
-        }
-        if self.host.is_remote() {
-            // The job's files there lived in the sandbox and went with it.
-            self.say(
-                Step::Cleanup,
-                &format!(
-                    "host hygiene: kernel state on host {} is not checked from here\n",
-                    self.host.name
-                ),
-            );
         }
         match tokio::fs::remove_dir_all(&self.work_dir).await {
             Ok(()) => self.say(
@@ -813,7 +810,7 @@ impl<'a> JobRun<'a> {
             Err(e) => problems.push(format!("cannot remove {}: {e}", self.work_dir.display())),
         }
         if !self.host.is_remote() {
-            self.host_hygiene(host_before).await;
+            self.host_hygiene().await;
         }
         for problem in &problems {
             tracing::warn!(job = %self.job.id, "cleanup: {problem}");
@@ -827,11 +824,35 @@ impl<'a> JobRun<'a> {
         let _ = self.finish(body);
     }
 
-    /// Removes the kernel state (loop, dm, LVM, iSCSI, mounts) the job added
-    /// and lists it in the log; what stays makes the host unhealthy. With
-    /// other jobs running, additions may be theirs, so they are only listed.
-    async fn host_hygiene(&self, before: &HostState) {
-        let added = HostState::read().await.added_since(before);
+    /// Where this job's host kernel is read and changed from.
+    fn host_view(&self) -> HostView<'_> {
+        if self.host.is_remote() {
+            HostView::Container {
+                podman: &self.host.podman,
+                container: &self.names.sandbox_container,
+            }
+        } else {
+            HostView::Local
+        }
+    }
+
+    /// Removes the kernel state (loop, dm, multipath, LVM, iSCSI, mounts)
+    /// the job added and lists it in the log; what stays makes the job's
+    /// host unhealthy, naming the backend. With other jobs running,
+    /// additions may be theirs, so they are only listed.
+    async fn host_hygiene(&self) {
+        let view = self.host_view();
+        let added = match (&self.host_before, &HostState::read(&view).await) {
+            (Ok(before), Ok(after)) => after.added_since(before),
+            (Err(why), _) | (_, Err(why)) => {
+                tracing::warn!(job = %self.job.id, "host hygiene not checked: {why}");
+                self.say(
+                    Step::Cleanup,
+                    &format!("== host hygiene ==\nnot checked: {why}\n"),
+                );
+                return;
+            }
+        };
         let others_running = self
             .executor
             .running
@@ -849,21 +870,23 @@ impl<'a> JobRun<'a> {
                     .collect(),
             }
         } else {
-            let report = hygiene::remove(added).await;
+            let report = hygiene::remove(&view, added).await;
+            let backend = &self.job.request.backend;
             let problems = report
                 .left
                 .iter()
-                .map(|(item, why)| format!("{item}: {why}"))
+                .map(|(item, why)| {
+                    format!(
+                        "{item}: {why} (left by backend {backend}, job {})",
+                        self.job.id
+                    )
+                })
                 .collect();
-            *self
-                .executor
-                .host_problems
-                .lock()
-                .expect("host-problems lock") = problems;
+            self.executor.set_host_problems(&self.host.name, problems);
             report
         };
         for (item, why) in &report.left {
-            tracing::warn!(job = %self.job.id, "host hygiene: {item} left: {why}");
+            tracing::warn!(job = %self.job.id, host = %self.host.name, "host hygiene: {item} left: {why}");
         }
         self.say(Step::Cleanup, &report.render());
     }

@@ -49,7 +49,7 @@ mod ssh_link;
 mod store;
 mod store_budget;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -111,6 +111,9 @@ pub struct HostStatus {
     pub is_reachable: bool,
     /// Why not, when unreachable.
     pub problem: Option<String>,
+    /// Kernel state a job left there that hygiene could not remove, each
+    /// naming the job's backend; non-empty: the host is unhealthy.
+    pub left_behind: Vec<String>,
 }
 
 /// Failures outside a job: start-up, the sandbox image, the sweep.
@@ -155,8 +158,9 @@ pub struct Executor {
     instance_id: String,
     /// Ids of the jobs running now, which a sweep must not touch.
     running: Mutex<HashSet<String>>,
-    /// What the last job's host hygiene could not remove (empty: healthy).
-    host_problems: Mutex<Vec<String>>,
+    /// Per host, what the last job's host hygiene there could not remove
+    /// (none: healthy).
+    host_problems: Mutex<BTreeMap<HostName, Vec<String>>>,
     /// Disk budget of each slot's store: IMAGE_STORE_MAX_GB split evenly
     /// between the NUM_WORKERS slots.
     store_budget_bytes: u64,
@@ -213,10 +217,21 @@ impl Executor {
     /// Kernel state a job left that host hygiene could not remove; while
     /// non-empty the host is unhealthy (the next job may trip over it).
     pub fn host_problems(&self) -> Vec<String> {
-        self.host_problems
-            .lock()
-            .expect("host-problems lock")
-            .clone()
+        let problems = self.host_problems.lock().expect("host-problems lock");
+        problems
+            .iter()
+            .flat_map(|(host, list)| list.iter().map(move |p| format!("host {host}: {p}")))
+            .collect()
+    }
+
+    /// Records what a job's hygiene left on `host` (empty: clean again).
+    pub(crate) fn set_host_problems(&self, host: &HostName, problems: Vec<String>) {
+        let mut all = self.host_problems.lock().expect("host-problems lock");
+        if problems.is_empty() {
+            all.remove(host);
+        } else {
+            all.insert(host.clone(), problems);
+        }
     }
 
     /// Sets each slot store's budget in bytes, overriding the share of
@@ -228,12 +243,14 @@ impl Executor {
 
     /// Every host with whether it answers now.
     pub fn host_statuses(&self) -> Vec<HostStatus> {
+        let problems = self.host_problems.lock().expect("host-problems lock");
         self.hosts
             .iter()
             .map(|host| HostStatus {
                 name: host.name.clone(),
                 is_reachable: host.is_reachable(),
                 problem: (!host.is_reachable()).then(|| host.problem()),
+                left_behind: problems.get(&host.name).cloned().unwrap_or_default(),
             })
             .collect()
     }

@@ -47,6 +47,7 @@ pub trait JobRunner: Send + Sync + 'static {
             name: HostName::local(),
             is_reachable: true,
             problem: None,
+            left_behind: Vec::new(),
         }]
     }
 }

@@ -34,6 +34,9 @@ pub struct HostHealth {
     pub is_reachable: bool,
     /// Why not (ssh's own words, masked), when unreachable.
     pub problem: Option<String>,
+    /// What jobs left there that hygiene could not remove (masked), each
+    /// naming the backend; non-empty: the host is unhealthy.
+    pub left_behind: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -112,6 +115,9 @@ pub fn health(web: &Web) -> Health {
                 problem: status
                     .and_then(|s| s.problem.as_deref())
                     .map(|problem| web.mask(problem)),
+                left_behind: status
+                    .map(|s| s.left_behind.iter().map(|p| web.mask(p)).collect())
+                    .unwrap_or_default(),
             }
         })
         .collect();
