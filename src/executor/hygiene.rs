@@ -187,6 +187,14 @@ pub async fn remove(view: &HostView<'_>, items: Vec<HostItem>) -> HygieneReport 
         }
         match remove_one(view, &item).await {
             Ok(()) => report.removed.push(item),
+            // Gone meanwhile (a device detached by its own user) is gone.
+            Err(_)
+                if HostState::read(view)
+                    .await
+                    .is_ok_and(|now| !now.0.contains(&item)) =>
+            {
+                report.removed.push(item)
+            }
             Err(why) => report.left.push((item, why)),
         }
     }

@@ -278,3 +278,56 @@ async fn a_host_lost_mid_job_ends_it_error_and_the_job_runs_again_here() {
     shutdown.cancel();
     service.stopped().await.expect("the service stops");
 }
+
+/// Loop devices whose backing file is named `name`, as this kernel lists
+/// them (every "host" here shares it).
+fn loop_devices_backed_by(name: &str) -> Vec<String> {
+    std::fs::read_dir("/sys/block")
+        .expect("/sys/block")
+        .flatten()
+        .filter_map(|entry| {
+            let backing = std::fs::read_to_string(entry.path().join("loop/backing_file")).ok()?;
+            backing
+                .contains(name)
+                .then(|| entry.file_name().to_string_lossy().into_owned())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hygiene_on_a_remote_host_removes_the_loop_device_its_job_left() {
+    let _podman = ember_ci_test_kit::podman_lock().await;
+    let env = DemoEnv::new();
+    let lab = SecondHost::start("lab", &env.config_dir);
+    // The image's name carries the job's host, so no other test's device
+    // is taken for it.
+    let image = "ember-lab-hygiene.img";
+    let keys = format!(
+        "{}PRE_RUN_1='truncate -s 8M \"$SCRATCH_DIR/{image}\" && losetup --show -f \"$SCRATCH_DIR/{image}\"'\n",
+        lab_keys(&lab, "lab", false)
+    );
+    let executor = start_executor(env.config_with(GENEROUS, &keys)).await;
+    let mut job = env.job(129);
+    job.host = HostName::new("lab").expect("host name");
+
+    let run = run_job(&executor, job).await;
+    let (pre_run, cleanup) = (run.output_of(Step::PreRun), run.output_of(Step::Cleanup));
+    assert_eq!(run.outcome, JobOutcome::Success, "{pre_run}\n{cleanup}");
+    assert!(pre_run.contains("/dev/loop"), "{pre_run}");
+    let hygiene = cleanup
+        .split("== host hygiene ==")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no hygiene section: {cleanup}"));
+    assert!(
+        hygiene
+            .lines()
+            .any(|line| line.starts_with("removed loop device /dev/loop") && line.contains(image)),
+        "{cleanup}"
+    );
+    assert_eq!(loop_devices_backed_by(image), Vec::<String>::new());
+    assert!(
+        executor.host_problems().is_empty(),
+        "{:?}",
+        executor.host_problems()
+    );
+}
