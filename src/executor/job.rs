@@ -853,13 +853,14 @@ impl<'a> JobRun<'a> {
                 return;
             }
         };
+        // Only jobs on this host share its kernel.
         let others_running = self
             .executor
             .running
             .lock()
             .expect("running-jobs lock")
-            .len()
-            > 1;
+            .iter()
+            .any(|(id, host)| id != self.job.id.as_str() && *host == self.host.name);
         let report = if others_running && !added.is_empty() {
             let why = "other jobs were running, so it may be theirs; not removed";
             HygieneReport {

@@ -49,7 +49,7 @@ mod ssh_link;
 mod store;
 mod store_budget;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -156,8 +156,9 @@ pub struct Executor {
     config_dir: PathBuf,
     /// Value of [`INSTANCE_LABEL`] on everything this instance creates.
     instance_id: String,
-    /// Ids of the jobs running now, which a sweep must not touch.
-    running: Mutex<HashSet<String>>,
+    /// Ids of the jobs running now (which a sweep must not touch), with
+    /// their hosts.
+    running: Mutex<HashMap<String, HostName>>,
     /// Per host, what the last job's host hygiene there could not remove
     /// (none: healthy).
     host_problems: Mutex<BTreeMap<HostName, Vec<String>>>,
@@ -295,7 +296,7 @@ impl Executor {
         observer: &dyn StepObserver,
         cancel: CancelSignal,
     ) -> JobOutcome {
-        let _running = RunningJob::register(&self.running, job.id.as_str());
+        let _running = RunningJob::register(&self.running, job.id.as_str(), &job.host);
         let Some(host) = self.job_host(&job.host) else {
             return JobOutcome::Error {
                 step: Step::Fetch,
@@ -337,7 +338,7 @@ impl Executor {
         for host in self.hosts.iter().filter(|h| h.is_reachable()) {
             removed += self.sweep_host(host).await?;
         }
-        removed += remove_entries(&self.jobs_dir(), |name| !running.contains(name)).await?;
+        removed += remove_entries(&self.jobs_dir(), |name| !running.contains_key(name)).await?;
         let _no_sandbox_build = self.sandbox_image_lock.lock().await;
         removed += remove_entries(&self.scratch_dir(), |_| true).await?;
         Ok(removed)
@@ -350,7 +351,7 @@ impl Executor {
         let is_leftover = |item: &podman::Labelled| {
             item.labels
                 .get(JOB_LABEL)
-                .is_some_and(|job| !running.contains(job))
+                .is_some_and(|job| !running.contains_key(job))
         };
         self.remove_labelled(
             &host.podman,
@@ -476,16 +477,16 @@ impl std::fmt::Display for LabelledKind {
 /// Marks a job as running for as long as its `run` future lives (a
 /// dropped future deregisters too).
 struct RunningJob<'a> {
-    running: &'a Mutex<HashSet<String>>,
+    running: &'a Mutex<HashMap<String, HostName>>,
     id: String,
 }
 
 impl<'a> RunningJob<'a> {
-    fn register(running: &'a Mutex<HashSet<String>>, id: &str) -> Self {
+    fn register(running: &'a Mutex<HashMap<String, HostName>>, id: &str, host: &HostName) -> Self {
         running
             .lock()
             .expect("running-jobs lock")
-            .insert(id.to_string());
+            .insert(id.to_string(), host.clone());
         Self {
             running,
             id: id.to_string(),
