@@ -110,6 +110,15 @@ impl JobRunner for ScriptedRunner {
     fn host_problems(&self) -> Vec<String> {
         self.left_on_host.lock().expect("lock").clone()
     }
+
+    fn host_statuses(&self) -> Vec<ember_ci::executor::HostStatus> {
+        vec![ember_ci::executor::HostStatus {
+            name: ember_ci::config::HostName::local(),
+            is_reachable: true,
+            problem: None,
+            left_behind: self.host_problems(),
+        }]
+    }
 }
 
 /// The web UI on 127.0.0.1:0 in front of a real scheduler.
@@ -431,7 +440,7 @@ async fn health_and_metrics_count_jobs_queue_and_deliveries() {
     assert_eq!(
         health["hosts"],
         serde_json::json!([{"name": "local", "slots": 1, "running_jobs": [passing.to_string()],
-                            "is_reachable": true, "problem": null}])
+                            "is_reachable": true, "problem": null, "left_behind": []}])
     );
 
     ui.finish_running_job();
@@ -445,6 +454,7 @@ async fn health_and_metrics_count_jobs_queue_and_deliveries() {
         health["host_problems"],
         serde_json::json!(["loop device /dev/loop7 (/srv/***.img): losetup failed: busy"])
     );
+    assert_eq!(health["hosts"][0]["left_behind"], health["host_problems"]);
     let (_, dashboard) = ui.get("/").await;
     assert!(dashboard.contains("UNHEALTHY: a job left"), "{dashboard}");
 
