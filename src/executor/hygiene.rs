@@ -15,6 +15,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::time::Duration;
 
 use tokio::process::Command;
 
@@ -24,6 +25,9 @@ use super::sandbox_argv::InnerCommand;
 /// Mount points of Podman's own (per-container) mounts: not a job's doing.
 const IGNORED_MOUNT_PREFIXES: [&str; 3] =
     ["/var/lib/containers/", "/run/containers/", "/run/netns/"];
+
+/// Longest one snapshot or removal may take.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Prints the kernel state, one tab-separated record a line (see [`parse`]).
 const SNAPSHOT_SCRIPT: &str = r#"
@@ -91,13 +95,27 @@ pub enum HostView<'a> {
 }
 
 impl HostView<'_> {
-    /// Runs `argv`; its output (stdout and stderr) on success, else why not.
+    /// Runs `argv`, bounded by [`COMMAND_TIMEOUT`] (a hung tool or host
+    /// must not hold the job's cleanup); its output on success, else why not.
     async fn run(&self, argv: &[&str]) -> Result<String, String> {
+        tokio::time::timeout(COMMAND_TIMEOUT, self.run_unbounded(argv))
+            .await
+            .unwrap_or_else(|_elapsed| {
+                Err(format!(
+                    "{} timed out after {} s",
+                    argv.join(" "),
+                    COMMAND_TIMEOUT.as_secs()
+                ))
+            })
+    }
+
+    async fn run_unbounded(&self, argv: &[&str]) -> Result<String, String> {
         let program = argv.first().copied().unwrap_or_default();
         let (ok, output) = match self {
             HostView::Local => {
                 let output = Command::new(program)
                     .args(&argv[1..])
+                    .kill_on_drop(true)
                     .output()
                     .await
                     .map_err(|e| format!("cannot run {program}: {e}"))?;
