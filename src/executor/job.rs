@@ -190,10 +190,11 @@ impl<'a> JobRun<'a> {
 
         self.begin(Step::Sandbox);
         let body = self.start_sandbox(backend).await;
-        self.finish(body)?;
-        if self.host.is_remote() {
+        // Read even when the step failed: cleanup compares with it.
+        if self.host.is_remote() && self.sandbox_running {
             self.host_before = HostState::read(&self.host_view()).await;
         }
+        self.finish(body)?;
 
         if let Some(script) = &backend.pre_run {
             self.begin(Step::PreRun);
