@@ -135,26 +135,10 @@ impl JobRun<'_> {
         if !self.host.is_remote() {
             return Ok(());
         }
-        let mut builder = tar::Builder::new(Vec::new());
         let mut header = tar::Header::new_gnu();
         header.set_size(contents.len() as u64);
         header.set_mode(0o600);
-        header.set_cksum();
-        builder
-            .append_data(&mut header, name, contents)
-            .map_err(|e| StepStop::error(format!("packing {name}: {e}")))?;
-        let tar = builder
-            .into_inner()
-            .map_err(|e| StepStop::error(format!("packing {name}: {e}")))?;
-        Ok(self
-            .host
-            .podman
-            .copy_into(
-                &self.names.sandbox_container,
-                sandbox_argv::SANDBOX_JOB_DIR,
-                tar,
-            )
-            .await?)
+        self.copy_entry_into_job_dir(header, name, contents).await
     }
 
     /// Copies `/job/<name>` (file or directory) of a remote sandbox into the
@@ -189,18 +173,29 @@ impl JobRun<'_> {
         if !self.host.is_remote() {
             return Ok(());
         }
-        let mut builder = tar::Builder::new(Vec::new());
         let mut header = tar::Header::new_gnu();
         header.set_entry_type(tar::EntryType::Directory);
         header.set_size(0);
         header.set_mode(0o777);
+        self.copy_entry_into_job_dir(header, name, std::io::empty())
+            .await
+    }
+
+    /// Copies one tar entry (`header` for `name`, then `data`) into the
+    /// remote sandbox's `/job`.
+    async fn copy_entry_into_job_dir(
+        &self,
+        mut header: tar::Header,
+        name: &str,
+        data: impl std::io::Read,
+    ) -> Result<(), StepStop> {
+        let packing = |e: std::io::Error| StepStop::error(format!("packing {name}: {e}"));
+        let mut builder = tar::Builder::new(Vec::new());
         header.set_cksum();
         builder
-            .append_data(&mut header, name, std::io::empty())
-            .map_err(|e| StepStop::error(format!("packing {name}: {e}")))?;
-        let tar = builder
-            .into_inner()
-            .map_err(|e| StepStop::error(format!("packing {name}: {e}")))?;
+            .append_data(&mut header, name, data)
+            .map_err(packing)?;
+        let tar = builder.into_inner().map_err(packing)?;
         Ok(self
             .host
             .podman
