@@ -20,19 +20,6 @@ use ember_ci::model::{JobOutcome, Step};
 use ember_ci_test_kit::executor_env::{run_job, start_executor, DemoEnv, GENEROUS};
 use ember_ci_test_kit::second_host::SecondHost;
 
-const STEPS: [Step; 10] = [
-    Step::Fetch,
-    Step::Sandbox,
-    Step::PreRun,
-    Step::Build,
-    Step::DriverConfig,
-    Step::StartPlugin,
-    Step::WaitPlugin,
-    Step::Sanity,
-    Step::PostRun,
-    Step::Cleanup,
-];
-
 fn rounds() -> anyhow::Result<usize> {
     let args: Vec<String> = std::env::args().collect();
     match args.iter().position(|a| a == "--rounds") {
@@ -95,7 +82,7 @@ async fn main() -> anyhow::Result<()> {
                 if on_lab { "lab" } else { "local" },
                 run.outcome
             );
-            let steps = STEPS
+            let steps = Step::ALL
                 .iter()
                 .map(|step| {
                     run.observer
@@ -125,7 +112,7 @@ async fn main() -> anyhow::Result<()> {
         median(timings[side][1..].iter().map(pick).collect())
     };
     row("warm job", warm(0, &|t| t.total), warm(1, &|t| t.total));
-    for (i, step) in STEPS.iter().enumerate() {
+    for (i, step) in Step::ALL.iter().enumerate() {
         row(
             &format!("  {}", step.name()),
             warm(0, &|t| t.steps[i]),

@@ -75,17 +75,7 @@ impl PodmanService {
             .stdout(Stdio::null())
             .stderr(log_file)
             .kill_on_drop(true);
-        // kill_on_drop does not run when ember-ci itself is SIGKILLed: ask
-        // the kernel to end the service with us.
-        // SAFETY: prctl is async-signal-safe and touches only this process.
-        unsafe {
-            command.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        end_with_us(&mut command);
         let mut child = command.spawn().map_err(spawn_error)?;
 
         let client = PodmanClient::unix(socket);
@@ -116,5 +106,19 @@ impl PodmanService {
 
     pub fn socket(&self) -> &Path {
         &self.socket
+    }
+}
+
+/// Asks the kernel to SIGTERM the child when ember-ci ends: kill_on_drop does
+/// not run when ember-ci itself is SIGKILLed.
+pub(super) fn end_with_us(command: &mut Command) {
+    // SAFETY: prctl is async-signal-safe and touches only this process.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
 }

@@ -88,15 +88,7 @@ impl SshLink {
             .stdout(Stdio::null())
             .stderr(stderr)
             .kill_on_drop(true);
-        // SAFETY: prctl is async-signal-safe and touches only this process.
-        unsafe {
-            command.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        super::podman_service::end_with_us(&mut command);
         let mut child = command.spawn().map_err(spawn_error)?;
         let client = PodmanClient::unix(&spec.local_socket);
         let deadline = tokio::time::Instant::now() + ready_timeout;

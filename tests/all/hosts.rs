@@ -14,6 +14,7 @@ use ember_ci::github::Reporter;
 use ember_ci::model::{BackendName, JobOutcome, JobRequest, PrNumber, Step};
 use ember_ci::scheduler::Enqueued;
 use ember_ci::service::Parts;
+use ember_ci_test_kit::ci_env::containers_with_label;
 use ember_ci_test_kit::executor_env::{run_job, start_executor, DemoEnv, GENEROUS};
 use ember_ci_test_kit::fake_github::FakeGitHub;
 use ember_ci_test_kit::second_host::SecondHost;
@@ -39,24 +40,6 @@ fn lab_keys(lab: &SecondHost, demo_hosts: &str, second_backend: bool) -> String 
         ));
     }
     keys
-}
-
-fn local_containers_labelled(label: &str) -> Vec<String> {
-    let output = std::process::Command::new("podman")
-        .args([
-            "ps",
-            "-a",
-            "--filter",
-            &format!("label={label}"),
-            "--format",
-            "{{.Names}}",
-        ])
-        .output()
-        .expect("podman ps");
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
 }
 
 /// The sandbox step's log of job `id`.
@@ -110,9 +93,9 @@ async fn a_pinned_backend_runs_on_its_host_while_a_local_one_runs_here() {
                 // Both "hosts" are this machine: no process on either may
                 // carry the backend's password in its command line.
                 password_in_argv.extend(command_lines_with("demo-array-password"));
-                let here = local_containers_labelled(&local_label);
+                let here = containers_with_label(&local_label);
                 let there = lab.containers_labelled(&lab_label);
-                misplaced.extend(local_containers_labelled(&lab_label));
+                misplaced.extend(containers_with_label(&lab_label));
                 misplaced.extend(lab.containers_labelled(&local_label));
                 both_at_once |= !here.is_empty() && !there.is_empty();
                 std::thread::sleep(POLL);
